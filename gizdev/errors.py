@@ -1,0 +1,104 @@
+"""The gizdev exception tree.
+
+One root, :class:`GizdevError`; branches are named for what the caller should do about them. Exceptions carry
+their data as attributes and build ``str()`` from it; bytes always appear as hex, datapoints and JSON fields by
+their path. Third-party exceptions are wrapped where they cross into gizdev (``raise ... from exc``).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AckTimeout",
+    "ChecksumError",
+    "CloudError",
+    "CodecError",
+    "ConfigError",
+    "FrameError",
+    "GizdevError",
+    "LinkError",
+    "PayloadError",
+    "SchemaError",
+    "TransportError",
+]
+
+
+class GizdevError(Exception):
+    """Root of every error gizdev raises on purpose."""
+
+
+class ConfigError(GizdevError):
+    """A setting, option or file given by the user cannot be used."""
+
+
+class SchemaError(GizdevError):
+    """A product datapoint schema is invalid; ``pointer`` is the JSON pointer of the offending field."""
+
+    def __init__(self, pointer: str, reason: str, *, source: str | None = None) -> None:
+        self.pointer = pointer
+        self.reason = reason
+        self.source = source
+        super().__init__(pointer, reason)
+
+    def __str__(self) -> str:
+        where = f"{self.source}: " if self.source else ""
+        return f"{where}{self.pointer or '/'}: {self.reason}"
+
+
+class CodecError(GizdevError):
+    """Bytes or values could not be encoded or decoded."""
+
+    def __init__(self, reason: str, *, data: bytes = b"", path: str = "") -> None:
+        self.reason = reason
+        self.data = bytes(data)
+        self.path = path
+        super().__init__(reason)
+
+    def __str__(self) -> str:
+        text = f"{self.path}: {self.reason}" if self.path else self.reason
+        if self.data:
+            text += f" [{self.data.hex()}]"
+        return text
+
+
+class FrameError(CodecError):
+    """A serial frame is malformed (bad length, bad stuffing, truncated, garbage between frames).
+
+    ``offset`` counts bytes of the stream fed to a deframer (or of the buffer given to a parser) at which the
+    offending bytes start.
+    """
+
+    def __init__(self, reason: str, *, data: bytes = b"", offset: int = 0) -> None:
+        self.offset = offset
+        super().__init__(reason, data=data)
+
+    def __str__(self) -> str:
+        return f"{super().__str__()} at offset {self.offset}"
+
+
+class ChecksumError(FrameError):
+    """A frame arrived whole but its checksum does not match."""
+
+    def __init__(self, *, expected: int, actual: int, data: bytes = b"", offset: int = 0) -> None:
+        self.expected = expected
+        self.actual = actual
+        super().__init__(f"checksum 0x{actual:02x}, expected 0x{expected:02x}", data=data, offset=offset)
+
+
+class PayloadError(CodecError):
+    """A payload or a value does not fit the layout: ``path`` names the field (e.g. ``attrs/LED_R``)."""
+
+
+class LinkError(GizdevError):
+    """The serial link failed to deliver or receive a frame."""
+
+
+class AckTimeout(LinkError, TimeoutError):
+    """No acknowledgement arrived after every resend."""
+
+
+class TransportError(GizdevError):
+    """A port, socket or pseudo-terminal could not be opened, read or written."""
+
+
+class CloudError(GizdevError):
+    """An error of the local cloud, mapped to a Gizwits error code at the HTTP boundary."""

@@ -1,0 +1,45 @@
+"""Shared fixtures: the vendor SDK vectors (our copy in tests/data) and product schema paths."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+DATA_DIR = Path(__file__).parent / "data"
+VECTOR_DIR = DATA_DIR / "vectors"
+REPO_ROOT = Path(__file__).parent.parent
+SHARED_EXAMPLES = REPO_ROOT.parent / "shared" / "protocols" / "examples"
+
+VECTOR_SETS = {
+    "gokit": ("gokit-reference-vectors.json", REPO_ROOT / "protocols" / "gokit.json"),
+    "light": ("light-sdk-fixed-reference-vectors.json", VECTOR_DIR / "light-sdk-fixed.product.json"),
+    "fan": ("fan-sdk-varlen-reference-vectors.json", VECTOR_DIR / "fan-sdk-varlen.product.json"),
+}
+
+
+def load_vectors(name: str) -> list[dict[str, Any]]:
+    """All vectors of one product set, in file order."""
+    file_name, _ = VECTOR_SETS[name]
+    return list(json.loads((VECTOR_DIR / file_name).read_text())["vectors"])
+
+
+def vector_meta(name: str) -> dict[str, Any]:
+    file_name, _ = VECTOR_SETS[name]
+    return dict(json.loads((VECTOR_DIR / file_name).read_text())["meta"])
+
+
+def product_path(name: str) -> Path:
+    return VECTOR_SETS[name][1]
+
+
+def vectors_of_kind(*kinds: str) -> list[Any]:
+    """pytest params (set name, vector) of the given kinds across every vector set, ids = set/vector id."""
+    return [
+        pytest.param(name, vector, id=f"{name}/{vector['id']}")
+        for name in VECTOR_SETS
+        for vector in load_vectors(name)
+        if vector["kind"] in kinds
+    ]
