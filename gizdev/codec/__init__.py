@@ -1,0 +1,1 @@
+"""Pure codecs: P0 datapoints, serial frames, the command table and the MQTT/LAN envelope (no I/O, no asyncio)."""
