@@ -118,8 +118,8 @@ def _decode_source(
             addition = int(spec.addition)
             entries.append(f"{dp.name!r}: {var} + {addition}" if addition else f"{dp.name!r}: {var}")
         else:
-            namespace[f"_C{dp.id}"] = codec.from_raw
-            entries.append(f"{dp.name!r}: _C{dp.id}({var})")
+            namespace[f"_D{dp.id}"] = codec.from_raw
+            entries.append(f"{dp.name!r}: _D{dp.id}({var})")
     lines.append("    a = {" + ", ".join(entries) + "}")
     if suspicious:
         lines.append(f"    if {' or '.join(suspicious)}:")
