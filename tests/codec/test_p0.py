@@ -116,7 +116,7 @@ def test_decimal_results_are_exact() -> None:
     # 0.1 + 0.2 is float noise around a step: accepted; 23.45 really sits between two steps: refused.
     assert ph.codecs["TEMP"].to_raw(0.1 + 0.2) == 3
     assert ph.codecs["TEMP"].to_raw(Decimal("23.4")) == 234
-    with pytest.raises(PayloadError, match="multiple of the step 0.1"):
+    with pytest.raises(PayloadError, match=r"multiple of the step 0\.1"):
         ph.codecs["TEMP"].to_raw(23.45)
 
 
