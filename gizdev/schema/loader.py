@@ -35,7 +35,20 @@ MAX_NAME_LEN = 128
 MAX_ENUM_MEMBERS = 1 << 16
 MAX_SCHEMA_BYTES = 4 * 1024 * 1024
 _PRODUCT_KEY = re.compile(r"[0-9a-fA-F]{32}")
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+#: Ratios and additions are kept to what a float carries exactly, so that schema_to_json round-trips them.
+MAX_SIGNIFICANT_DIGITS = 15
+MIN_RATIO = Decimal("1e-9")
+MAX_MAGNITUDE = Decimal(2**40)
+
+
+def _show(value: object) -> str:
+    """A short, always printable rendering of a value for an error message."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return "a huge integer"
+    if isinstance(value, Decimal) and value.is_finite() and abs(value.adjusted()) > 40:
+        return "a number of extreme magnitude"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def load_schema(path: str | Path) -> ProductSchema:
@@ -50,7 +63,7 @@ def load_schema(path: str | Path) -> ProductSchema:
     try:
         # Decimal keeps ratios such as 0.1 exact, so that scaled values come out as 23.4, not 23.400000000000002.
         document = json.loads(raw, parse_float=Decimal)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, bad UTF-8, over-long integers, deep nesting
         raise SchemaError("", f"not valid JSON: {exc}", source=str(path)) from exc
     return parse_schema(document, source=str(path))
 
@@ -77,7 +90,7 @@ class _Parser:
             protocol_type = ProtocolType(protocol)
         except ValueError:
             raise SchemaError(
-                "/protocolType", f"unknown protocol type {protocol!r} (expected 'standard' or 'var_len')"
+                "/protocolType", f"unknown protocol type {_show(protocol)} (expected 'standard' or 'var_len')"
             ) from None
         packet_version = self._optional_str(doc, "packetVersion", "0x00000004")
 
@@ -127,7 +140,7 @@ class _Parser:
         attr = self._object(attr, pointer)
         dp_id = self._int(attr, "id", pointer, minimum=0, maximum=MAX_DATAPOINTS - 1)
         name = attr.get("name")
-        if not isinstance(name, str) or not name or len(name) > MAX_NAME_LEN or _CONTROL_CHARS.search(name):
+        if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME_LEN or not name.isprintable():
             raise SchemaError(
                 pointer + "/name",
                 f"must be a non-empty string of at most {MAX_NAME_LEN} printable characters",
@@ -205,8 +218,8 @@ class _Parser:
         if minimum > maximum:
             raise SchemaError(pointer + "/min", f"min {minimum} is greater than max {maximum}")
         ratio = self._decimal(doc, "ratio", pointer, Decimal(1))
-        if ratio <= 0:
-            raise SchemaError(pointer + "/ratio", f"ratio must be positive, not {ratio}")
+        if ratio < MIN_RATIO:
+            raise SchemaError(pointer + "/ratio", f"ratio must be positive (at least {MIN_RATIO}), not {_show(ratio)}")
         addition = self._decimal(doc, "addition", pointer, Decimal(0))
         return UintSpec(min=minimum, max=maximum, ratio=ratio, addition=addition)
 
@@ -221,12 +234,16 @@ class _Parser:
     @staticmethod
     def _int(doc: Mapping[str, Any], key: str, pointer: str, *, minimum: int, maximum: int) -> int:
         value = doc.get(key)
-        if isinstance(value, Decimal) and value == value.to_integral_value():
-            value = int(value)
+        if isinstance(value, float | Decimal) and not isinstance(value, bool):
+            # Checked before int(): int(Decimal("1e999999999")) would take minutes and gigabytes.
+            exact = Decimal(repr(value)) if isinstance(value, float) else value
+            if not exact.is_finite() or exact.adjusted() > 18 or exact != exact.to_integral_value():
+                raise SchemaError(f"{pointer}/{key}", f"must be an integer, not {_show(value)}")
+            value = int(exact)
         if not isinstance(value, int) or isinstance(value, bool):
             raise SchemaError(f"{pointer}/{key}", "must be an integer" if value is not None else "is missing")
         if not minimum <= value <= maximum:
-            raise SchemaError(f"{pointer}/{key}", f"{value} is outside {minimum}..{maximum}")
+            raise SchemaError(f"{pointer}/{key}", f"{_show(value)} is outside {minimum}..{maximum}")
         return value
 
     @staticmethod
@@ -235,9 +252,15 @@ class _Parser:
         if isinstance(value, bool) or not isinstance(value, int | float | Decimal):
             raise SchemaError(f"{pointer}/{key}", "must be a number")
         # repr() gives the shortest text that round-trips, so a float 0.1 becomes exactly Decimal("0.1").
+        if isinstance(value, int) and value.bit_length() > 64:
+            raise SchemaError(f"{pointer}/{key}", f"{_show(value)} is not a usable number")
         number = value if isinstance(value, Decimal) else Decimal(repr(value) if isinstance(value, float) else value)
-        if not number.is_finite() or abs(number) > Decimal(2**40):
-            raise SchemaError(f"{pointer}/{key}", f"{value} is not a usable number")
+        if not number.is_finite() or abs(number) > MAX_MAGNITUDE:
+            raise SchemaError(f"{pointer}/{key}", f"{_show(value)} is not a usable number")
+        if number and len(number.normalize().as_tuple().digits) > MAX_SIGNIFICANT_DIGITS:
+            raise SchemaError(
+                f"{pointer}/{key}", f"{_show(value)} has more than {MAX_SIGNIFICANT_DIGITS} significant digits"
+            )
         return number
 
     @staticmethod
@@ -256,7 +279,7 @@ class _Parser:
             return kind(str(value))
         except ValueError:
             allowed = ", ".join(member.value for member in kind)
-            raise SchemaError(f"{pointer}/{key}", f"unknown {key} {value!r} (expected one of {allowed})") from None
+            raise SchemaError(f"{pointer}/{key}", f"unknown {key} {_show(value)} (expected one of {allowed})") from None
 
     @staticmethod
     def _expect_position(position: Position, unit: str, length: int, pointer: str, why: str) -> None:
