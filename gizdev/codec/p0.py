@@ -304,6 +304,8 @@ class Product:
 
     def _decode_write(self, p0: bytes) -> P0Message:
         assert self.fixed is not None
+        if not self._writable:
+            raise PayloadError(f"a write to {self.name!r}, which has no writable datapoints", data=p0)
         self._expect_len(p0, 1 + self.fixed.flags_len + self.fixed.layout.writable_len, "write")
         attr_flags, raws = self.fixed.parse_write(p0[1:])
         anomalies: list[Anomaly] = []

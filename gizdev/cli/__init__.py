@@ -1,0 +1,1 @@
+"""Command-line interface: thin subcommands that parse options, build config and call the library."""

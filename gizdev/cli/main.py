@@ -1,0 +1,57 @@
+"""``gizdev`` entry point: global options, logging set-up and the subcommand table."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from gizdev import __version__
+from gizdev.cli import codec_cmds, schema_cmd
+from gizdev.errors import GizdevError
+
+_LOGGER = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Open tooling for Gizwits-style IoT products.
+
+Every command that needs a product takes its datapoint schema (the Gizwits JSON export) with --product FILE;
+protocols/gokit.json in the repository is the GoKit reference product.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gizdev", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"gizdev {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="log more (-v: progress, -vv: every frame)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    codec_cmds.register(commands)
+    schema_cmd.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run one gizdev command; returns the process exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    try:
+        status: int = args.run(args)
+    except GizdevError as exc:
+        print(f"gizdev {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `gizdev decode ... | head`); nothing left to say.
+        sys.stderr.close()
+        return 1
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())
