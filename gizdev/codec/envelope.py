@@ -30,6 +30,7 @@ from construct import (
     VarInt,
 )
 
+from gizdev.codec.garbage import GarbageRun
 from gizdev.errors import CodecError, FrameError, PayloadError
 
 __all__ = [
@@ -207,8 +208,6 @@ class EnvelopeDeframer:
     __slots__ = (
         "_base",
         "_garbage",
-        "_garbage_len",
-        "_garbage_start",
         "_rest",
         "bytes_discarded",
         "errors",
@@ -225,14 +224,12 @@ class EnvelopeDeframer:
         self.bytes_discarded = 0
         self._rest = b""
         self._base = 0
-        self._garbage = bytearray()
-        self._garbage_len = 0
-        self._garbage_start = 0
+        self._garbage = GarbageRun()
 
     @property
     def pending_bytes(self) -> int:
         """Bytes held between feeds; at most one envelope of `max_length` plus its header."""
-        return len(self._rest) + len(self._garbage)
+        return len(self._rest) + len(self._garbage.sample)
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Envelope | CodecError]:
         """Consume a chunk of the stream; return the envelopes and errors it completed, in stream order."""
@@ -312,33 +309,15 @@ class EnvelopeDeframer:
         out.append(FrameError(reason, data=data, offset=self._base + index))
 
     def _add_garbage(self, buf: bytes, start: int, end: int) -> None:
-        if end <= start:
-            return
-        if not self._garbage_len:
-            self._garbage_start = self._base + start
-        room = _GARBAGE_SAMPLE_LEN - len(self._garbage)
-        if room > 0:
-            self._garbage += buf[start : min(end, start + room)]
-        self._garbage_len += end - start
+        self._garbage.add(buf, start, end, self._base)
 
     def _end_garbage(self, out: list[Envelope | CodecError]) -> None:
-        count = self._garbage_len
-        if not count:
-            return
-        self.errors += 1
-        self.bytes_discarded += count
-        out.append(
-            FrameError(
-                f"{count} byte{'s' if count != 1 else ''} of garbage skipped",
-                data=bytes(self._garbage),
-                offset=self._garbage_start,
-            )
-        )
-        self._garbage.clear()
-        self._garbage_len = 0
-
-
-_GARBAGE_SAMPLE_LEN = 64  # bytes of a garbage run kept in the error's `data`
+        count = self._garbage.length
+        error = self._garbage.close()
+        if error is not None:
+            self.errors += 1
+            self.bytes_discarded += count
+            out.append(error)
 
 
 def _partial_header_len(buf: bytes, pos: int) -> int:

@@ -52,6 +52,7 @@ from gizdev.codec.frame import (
     MIN_LEN_FIELD,
     Frame,
 )
+from gizdev.codec.garbage import GARBAGE_SAMPLE_LEN, GarbageRun
 from gizdev.errors import ChecksumError, FrameError
 
 __all__ = ["GARBAGE_SAMPLE_LEN", "MAX_ALLOWED_FRAME_LEN", "Deframer"]
@@ -59,7 +60,6 @@ __all__ = ["GARBAGE_SAMPLE_LEN", "MAX_ALLOWED_FRAME_LEN", "Deframer"]
 # A `len` whose high byte is 0xFF would put a run of three 0xFF right after the header, which rule 1 reads as a
 # header starting one byte later; such lengths (>= 0xFF00) can never be received, so the cap stays below them.
 MAX_ALLOWED_FRAME_LEN = 0xFEFF + 4  # logical bytes incl. header
-GARBAGE_SAMPLE_LEN = 64  # bytes of a garbage run kept in the error's `data` (the reason gives the full count)
 
 _FF = 0xFF
 _STUFF = 0x55
@@ -76,8 +76,6 @@ class Deframer:
     __slots__ = (
         "_base",
         "_garbage",
-        "_garbage_len",
-        "_garbage_start",
         "_logical",
         "_max_len_field",
         "_rest",
@@ -100,14 +98,12 @@ class Deframer:
         self._base = 0  # stream offset of _rest[0]
         self._logical: bytearray | None = None  # logical bytes after the header of the frame in progress
         self._scan = 0  # index in _rest where the walker resumes
-        self._garbage = bytearray()
-        self._garbage_len = 0
-        self._garbage_start = 0
+        self._garbage = GarbageRun()
 
     @property
     def pending_bytes(self) -> int:
         """Bytes held between feeds (a partial frame or header); bounded by about twice the frame cap."""
-        return len(self._rest) + len(self._garbage)
+        return len(self._rest) + len(self._garbage.sample)
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[Frame | FrameError]:
         """Consume a chunk of wire bytes; return the frames and errors it completed, in stream order."""
@@ -163,7 +159,7 @@ class Deframer:
         append = out.append
         frame = Frame
         frames = 0
-        garbage = self._garbage_len > 0
+        garbage = self._garbage.length > 0
         while True:
             j = find(b"\xff\xff", pos)
             if j < 0:
@@ -317,38 +313,27 @@ class Deframer:
         out.append(FrameError(reason, data=data, offset=offset))
 
     def _add_garbage(self, buf: bytes, start: int, end: int) -> None:
-        if not self._garbage_len:
-            self._garbage_start = self._base + start
-        room = GARBAGE_SAMPLE_LEN - len(self._garbage)
-        if room > 0:
-            self._garbage += buf[start : min(end, start + room)]
-        self._garbage_len += end - start
+        self._garbage.add(buf, start, end, self._base)
 
     def _end_garbage(self, out: list[Frame | FrameError]) -> None:
-        count = self._garbage_len
-        self.errors += 1
-        self.bytes_discarded += count
-        out.append(
-            FrameError(
-                f"{count} byte{'s' if count != 1 else ''} of garbage skipped",
-                data=bytes(self._garbage),
-                offset=self._garbage_start,
-            )
-        )
-        self._garbage.clear()
-        self._garbage_len = 0
+        count = self._garbage.length
+        error = self._garbage.close()
+        if error is not None:
+            self.errors += 1
+            self.bytes_discarded += count
+            out.append(error)
 
     def _flush_hunting(self, rest: bytes, out: list[Frame | FrameError]) -> None:
         # While hunting, _rest is empty, a lone FF, or the tail of an FF run ending in a header.
         if len(rest) >= 2:
             self._add_garbage(rest, 0, len(rest) - 2)
-            if self._garbage_len:
+            if self._garbage.length:
                 self._end_garbage(out)
             self._error(out, "truncated frame (header only)", rest[-2:], self._base + len(rest) - 2)
             return
         if rest:
             self._add_garbage(rest, 0, len(rest))
-        if self._garbage_len:
+        if self._garbage.length:
             self._end_garbage(out)
 
 
