@@ -15,6 +15,8 @@ __all__ = [
     "ConfigError",
     "FrameError",
     "GizdevError",
+    "HandshakeError",
+    "LinkClosed",
     "LinkError",
     "PayloadError",
     "SchemaError",
@@ -94,6 +96,27 @@ class LinkError(GizdevError):
 
 class AckTimeout(LinkError, TimeoutError):
     """No acknowledgement arrived after every resend."""
+
+    def __init__(self, cmd: int, sn: int, attempts: int, timeout_s: float) -> None:
+        self.cmd = cmd
+        self.sn = sn
+        self.attempts = attempts
+        self.timeout_s = timeout_s
+        super().__init__(cmd, sn, attempts)
+
+    def __str__(self) -> str:
+        return (
+            f"no acknowledgement of cmd 0x{self.cmd:02x} sn {self.sn} after {self.attempts} transmission(s), "
+            f"{self.timeout_s * 1000:.0f} ms apart"
+        )
+
+
+class LinkClosed(LinkError):
+    """The link closed (cable pulled, port closed) while a request was pending or being sent."""
+
+
+class HandshakeError(LinkError):
+    """The peer answered the handshake with something we cannot work with (e.g. another product's key)."""
 
 
 class TransportError(GizdevError):

@@ -1,0 +1,314 @@
+"""The serial link: one asyncio protocol per wire, in either role (module or MCU).
+
+Design note
+-----------
+Below: any ``asyncio.Transport`` (serial port, pty, socket, in-memory pair). Above: a session that owns the link
+and gives it a *handler* for the peer's requests. Frames are cut by the pure :class:`~gizdev.codec.Deframer`.
+
+Requests we start (:meth:`SerialLink.request`)::
+
+    take the per-direction lock (one outstanding request per direction, serial protocol §3 "pending slots")
+    sn = next sequence number (wraps 255 -> 0)
+    send; wait ACK_TIMEOUT_S for cmd+1 with the same sn; resend the identical bytes up to `resends` times
+    -> the ACK frame (its payload is the reply: device info, read reply, time...) or AckTimeout
+
+An ACK must echo the request's sn (GAgent and GoKit firmware require it, §3); ``lenient_ack_sn`` also accepts a
+cmd-only match, with a warning, for firmware that gets sn wrong (the vendor SDK itself ignores sn, §8.3).
+
+Requests the peer starts: the handler returns the ACK payload (``bytes``; the ACK is cmd+1, same sn, flags copied
+as the SDK does), or ``None`` / an error code when it cannot serve the command (we answer with an illegal-message
+notice: code 0x02 for None).
+The ACK goes out before any follow-up work, within the 200 ms the peer waits. A request whose (cmd, sn, payload)
+equals one of the last few is a resend whose ACK got lost: we send the same ACK again and do not hand it to the
+handler twice.
+
+Bad input never kills the link: checksum errors are counted and answered with an illegal-message notice (0x12 from
+the MCU role as the SDK does; 0x11 from the module role as GAgent does, §2.5); garbage is counted; unknown commands
+get code 0x02. Only a broken transport ends the link: every pending request then fails with LinkClosed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from gizdev.codec.commands import Command, IllegalMessageCode, is_reply
+from gizdev.codec.frame import Frame, encode_frame
+from gizdev.codec.framer import Deframer
+from gizdev.errors import AckTimeout, ChecksumError, FrameError, LinkClosed, LinkError
+
+__all__ = ["ACK_TIMEOUT_S", "DEFAULT_RESENDS", "LinkStats", "Role", "SerialLink"]
+
+_LOGGER = logging.getLogger(__name__)
+
+ACK_TIMEOUT_S = 0.2  # serial protocol §3: SEND_MAX_TIME / MCU_ACK_TIME_MS
+DEFAULT_RESENDS = 2  # serial protocol §3: SDK V03030000 and GAgent both transmit 3 times in all
+DUPLICATE_MEMORY = 8  # recent peer requests remembered for resend detection
+_NOTICES = frozenset({Command.ILLEGAL_MESSAGE, Command.ILLEGAL_MESSAGE_REPLY})
+
+#: Returns the ACK payload, or None / an IllegalMessageCode to answer with an illegal-message notice instead.
+Handler = Callable[[Frame], bytes | IllegalMessageCode | None]
+
+
+class Role(enum.Enum):
+    MODULE = "module"
+    MCU = "mcu"
+
+
+@dataclass(slots=True)
+class LinkStats:
+    """Counters of one link (read them; they only grow)."""
+
+    frames_in: int = 0
+    frames_out: int = 0
+    bad_frames: int = 0
+    checksum_errors: int = 0
+    resends: int = 0
+    duplicates: int = 0
+    ack_timeouts: int = 0
+    stray_acks: int = 0
+    notices_in: int = 0
+
+
+@dataclass(slots=True)
+class _Pending:
+    cmd: int
+    sn: int
+    ack: int
+    future: asyncio.Future[Frame]
+
+
+class SerialLink(asyncio.Protocol):
+    """Sequence numbers, ACK matching, resends, duplicate suppression and illegal-message notices."""
+
+    def __init__(
+        self,
+        role: Role,
+        handler: Handler,
+        *,
+        ack_timeout: float = ACK_TIMEOUT_S,
+        resends: int = DEFAULT_RESENDS,
+        name: str = "",
+        on_frame: Callable[[Frame], None] | None = None,
+        on_lost: Callable[[Exception | None], None] | None = None,
+        lenient_ack_sn: bool = False,
+    ) -> None:
+        self.role = role
+        self.handler = handler
+        self.ack_timeout = ack_timeout
+        self.resends = resends
+        self.name = name or role.value
+        self.lenient_ack_sn = lenient_ack_sn
+        self.stats = LinkStats()
+        self._on_frame = on_frame  # sees every good frame from the peer (heartbeat liveness, sniffing)
+        self._on_lost = on_lost
+        self._transport: asyncio.Transport | None = None
+        self._deframer = Deframer()
+        self._sn = 0
+        self._send_lock = asyncio.Lock()
+        self._pending: _Pending | None = None
+        self._recent: collections.OrderedDict[tuple[int, int, bytes], bytes] = collections.OrderedDict()
+        self._closed: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+        #: Hook for fault injection (the virtual MCU): transforms or drops outgoing wire bytes.
+        self.outgoing_filter: Callable[[bytes, bool], bytes | None] | None = None
+
+    # ---- asyncio.Protocol --------------------------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self._transport = transport
+        _LOGGER.debug("%s: link up", self.name)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        reason = exc or LinkClosed(f"{self.name}: link closed")
+        if self._pending is not None and not self._pending.future.done():
+            self._pending.future.set_exception(LinkClosed(f"{self.name}: link closed: {reason}"))
+        self._transport = None
+        if not self._closed.done():
+            self._closed.set_result(exc)
+        _LOGGER.info("%s: link down (%s)", self.name, reason)
+        if self._on_lost is not None:
+            self._on_lost(exc)
+
+    def data_received(self, data: bytes) -> None:
+        for item in self._deframer.feed(data):
+            if isinstance(item, Frame):
+                self._frame_received(item)
+            else:
+                self._bad_frame(item)
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    # ---- state -----------------------------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self._transport is not None and not self._transport.is_closing()
+
+    async def wait_closed(self) -> Exception | None:
+        """Until the transport is gone; returns the reason (None for a local close)."""
+        return await asyncio.shield(self._closed)
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+
+    def flush_idle(self) -> None:
+        """The line went idle: let the deframer complete a frame it was holding (a trailing unstuffed FF)."""
+        for item in self._deframer.flush():
+            if isinstance(item, Frame):
+                self._frame_received(item)
+            else:
+                self._bad_frame(item)
+
+    # ---- sending ---------------------------------------------------------------------------------------------
+
+    def next_sn(self) -> int:
+        sn = self._sn
+        self._sn = (self._sn + 1) & 0xFF
+        return sn
+
+    def send(self, cmd: int, payload: bytes = b"", *, sn: int | None = None, flags: int = 0) -> int:
+        """Send one frame without waiting for anything; returns its sn."""
+        if sn is None:
+            sn = self.next_sn()
+        self._write(encode_frame(cmd, sn, payload, flags), is_ack=False)
+        return sn
+
+    async def request(
+        self,
+        cmd: int,
+        payload: bytes = b"",
+        *,
+        flags: int = 0,
+        resends: int | None = None,
+        timeout: float | None = None,
+    ) -> Frame:
+        """Send a request and return its ACK frame, resending on silence; raises AckTimeout or LinkClosed."""
+        resends = self.resends if resends is None else resends
+        timeout = self.ack_timeout if timeout is None else timeout
+        ack = cmd + 1
+        async with self._send_lock:
+            if not self.is_open:
+                raise LinkClosed(f"{self.name}: link is not open")
+            sn = self.next_sn()
+            wire = encode_frame(cmd, sn, payload, flags)
+            future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
+            self._pending = _Pending(cmd, sn, ack, future)
+            try:
+                for attempt in range(resends + 1):
+                    if attempt:
+                        self.stats.resends += 1
+                        _LOGGER.debug("%s: resend %d of cmd 0x%02x sn %d", self.name, attempt, cmd, sn)
+                    self._write(wire, is_ack=False)
+                    try:
+                        async with asyncio.timeout(timeout):
+                            return await asyncio.shield(future)
+                    except TimeoutError:
+                        if not self.is_open:
+                            raise LinkClosed(f"{self.name}: link closed while waiting for an ACK") from None
+                self.stats.ack_timeouts += 1
+                raise AckTimeout(cmd, sn, resends + 1, timeout)
+            finally:
+                self._pending = None
+                if not future.done():
+                    future.cancel()
+
+    def _write(self, wire: bytes, *, is_ack: bool) -> None:
+        if self._transport is None or self._transport.is_closing():
+            raise LinkClosed(f"{self.name}: link is not open")
+        if self.outgoing_filter is not None:
+            filtered = self.outgoing_filter(wire, is_ack)
+            if filtered is None:
+                return
+            wire = filtered
+        self.stats.frames_out += 1
+        _LOGGER.debug("%s: -> %s", self.name, wire.hex())
+        self._transport.write(wire)
+
+    def write_raw(self, wire: bytes) -> None:
+        """Bytes straight to the wire, past the fault filter (fault injection, tests); dropped if closed."""
+        if self._transport is not None and not self._transport.is_closing():
+            self._transport.write(wire)
+
+    def _send_ack(self, request: Frame, payload: bytes) -> bytes:
+        wire = encode_frame(request.cmd + 1, request.sn, payload, request.flags)
+        self._write(wire, is_ack=True)
+        return wire
+
+    def send_notice(self, code: IllegalMessageCode, sn: int) -> None:
+        """An illegal-message notice about the peer's frame ``sn`` (0x12 from an MCU, 0x11 from a module)."""
+        cmd = Command.ILLEGAL_MESSAGE_REPLY if self.role is Role.MCU else Command.ILLEGAL_MESSAGE
+        self._write(encode_frame(cmd, sn, bytes((code,))), is_ack=True)
+
+    # ---- receiving -------------------------------------------------------------------------------------------
+
+    def _bad_frame(self, error: FrameError) -> None:
+        self.stats.bad_frames += 1
+        _LOGGER.debug("%s: bad frame: %s", self.name, error)
+        if isinstance(error, ChecksumError):
+            self.stats.checksum_errors += 1
+            sn = error.data[5] if len(error.data) > 5 else 0
+            cmd = error.data[4] if len(error.data) > 4 else 0
+            # Neither side complains about a damaged ACK: the sender's resend covers it (GAgent does the same).
+            if not is_reply(cmd) and self.is_open:
+                self.send_notice(IllegalMessageCode.CHECKSUM, sn)
+
+    def _frame_received(self, frame: Frame) -> None:
+        self.stats.frames_in += 1
+        _LOGGER.debug("%s: <- cmd 0x%02x sn %d %s", self.name, frame.cmd, frame.sn, frame.payload.hex())
+        if self._on_frame is not None:
+            self._on_frame(frame)
+        if frame.cmd in _NOTICES and not (self.role is Role.MCU and frame.cmd == Command.ILLEGAL_MESSAGE):
+            # An MCU answers 0x11 through its handler (0x12 echoing the code, §2.5); everything else is a notice.
+            self.stats.notices_in += 1
+            _LOGGER.warning("%s: peer reports an illegal message: %s", self.name, frame.payload.hex())
+            return
+        if is_reply(frame.cmd):
+            self._ack_received(frame)
+            return
+        key = (frame.cmd, frame.sn, frame.payload)
+        cached = self._recent.get(key)
+        if cached is not None:
+            self.stats.duplicates += 1
+            _LOGGER.debug("%s: resent request cmd 0x%02x sn %d: ACK again", self.name, frame.cmd, frame.sn)
+            if self.is_open:
+                self._write(cached, is_ack=True)
+            return
+        try:
+            reply = self.handler(frame)
+        except LinkError:
+            raise
+        except Exception:  # a handler bug must not kill the stream; the peer will resend
+            _LOGGER.exception("%s: handler failed on cmd 0x%02x", self.name, frame.cmd)
+            return
+        if not self.is_open:
+            return
+        if reply is None or isinstance(reply, IllegalMessageCode):
+            self.send_notice(reply or IllegalMessageCode.COMMAND, frame.sn)
+            return
+        self._recent[key] = self._send_ack(frame, reply)
+        while len(self._recent) > DUPLICATE_MEMORY:
+            self._recent.popitem(last=False)
+
+    def _ack_received(self, frame: Frame) -> None:
+        pending = self._pending
+        if pending is None or pending.future.done() or frame.cmd != pending.ack:
+            self.stats.stray_acks += 1
+            _LOGGER.debug("%s: stray ACK cmd 0x%02x sn %d", self.name, frame.cmd, frame.sn)
+            return
+        if frame.sn != pending.sn:
+            if not self.lenient_ack_sn:
+                # Most likely the late ACK of an earlier transmission: taking it could confirm the wrong request.
+                self.stats.stray_acks += 1
+                _LOGGER.debug("%s: ACK 0x%02x sn %d, expected sn %d", self.name, frame.cmd, frame.sn, pending.sn)
+                return
+            _LOGGER.warning(
+                "%s: ACK 0x%02x carries sn %d, expected %d; accepted", self.name, frame.cmd, frame.sn, pending.sn
+            )
+        pending.future.set_result(frame)

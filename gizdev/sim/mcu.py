@@ -1,0 +1,279 @@
+"""A virtual MCU board for any product schema: state, the SDK's report rules, and fault injection.
+
+Report rules (serial protocol §3): a change of a writable point or of any bool/enum is reported at once; a change
+of a read-only number alone waits until ``readonly_min_interval_s`` (6 s) after the previous report; the whole
+status is reported every ``periodic_interval_s`` (10 min). After a write the MCU acknowledges first and reports
+next, and only if something changed. Fixed-length products report the whole status, variable-length ones the
+changed points (the periodic report sets every flag bit, as the SDK does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from gizdev.codec.commands import DeviceInfo, WifiStatus
+from gizdev.codec.frame import encode_frame
+from gizdev.codec.p0 import Product
+from gizdev.codec.values import Value
+from gizdev.errors import AckTimeout, LinkClosed, PayloadError
+from gizdev.link.mcu import McuSession
+from gizdev.link.protocol import ACK_TIMEOUT_S, DEFAULT_RESENDS
+from gizdev.schema.model import DataType
+
+__all__ = ["FaultPlan", "VirtualMcu", "default_device_info"]
+
+_LOGGER = logging.getLogger(__name__)
+
+READONLY_MIN_INTERVAL_S = 6.0  # serial protocol §3: REPORT_TIME_MAX
+PERIODIC_INTERVAL_S = 600.0  # serial protocol §3: full report every 10 minutes
+
+
+@dataclass(frozen=True, slots=True)
+class FaultPlan:
+    """Misbehaviour to inject into what the virtual MCU sends (rates are probabilities per frame or byte)."""
+
+    drop_acks: float = 0.0  # probability that an ACK we owe is not sent
+    corrupt_bytes: float = 0.0  # probability per byte of being flipped
+    delay_s: float = 0.0  # extra delay before each frame we send
+    silent: bool = False  # send nothing at all
+    garbage: float = 0.0  # probability of random bytes before a frame
+    seed: int | None = None
+
+
+def default_device_info(product: Product, *, product_secret: str = "0" * 32) -> DeviceInfo:
+    """What the SDK reports for a product: protocol 00000004, P0 00000002, GoKit hw/sw versions."""
+    return DeviceInfo(
+        protocol_version="00000004",
+        p0_version="00000002",
+        hardware_version="03010100",
+        software_version="03030000",
+        product_key=product.product_key or "0" * 32,
+        binding_timeout_s=0,
+        device_attributes=bytes(7) + b"\x02",  # the SDK always sets byte 7 bit 1 (§2.1)
+        product_secret=product_secret,
+    )
+
+
+def initial_state(product: Product) -> dict[str, Value]:
+    """Every datapoint at its lowest value (raw minimum)."""
+    state: dict[str, Value] = {}
+    for name, codec in product.codecs.items():
+        if codec.datapoint.data_type is DataType.BINARY:
+            state[name] = bytes(codec.datapoint.byte_len)
+        else:
+            state[name] = codec.from_raw(codec.raw_min)
+    return state
+
+
+@dataclass
+class _ReportState:
+    changed: set[str] = field(default_factory=set)
+    last_report: float = float("-inf")
+    due: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class VirtualMcu:
+    """The device behind an :class:`McuSession`: keeps state and reports it like the SDK does."""
+
+    def __init__(
+        self,
+        product: Product,
+        *,
+        device_info: DeviceInfo | None = None,
+        values: Mapping[str, object] | None = None,
+        readonly_min_interval_s: float = READONLY_MIN_INTERVAL_S,
+        periodic_interval_s: float = PERIODIC_INTERVAL_S,
+        faults: FaultPlan | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        ack_timeout: float = ACK_TIMEOUT_S,
+        resends: int = DEFAULT_RESENDS,
+        name: str = "sim",
+    ) -> None:
+        self.product = product
+        self._device_info = device_info or default_device_info(product)
+        self.state = initial_state(product)
+        if values:
+            self.state.update(self._validated(values))
+        self.readonly_min_interval_s = readonly_min_interval_s
+        self.periodic_interval_s = periodic_interval_s
+        self.clock = clock
+        self.name = name
+        self.session = McuSession(product, self, ack_timeout=ack_timeout, resends=resends, name=name)
+        self.wifi_status: WifiStatus | None = None
+        self.passthrough_received: list[bytes] = []
+        self.writes_applied = 0
+        self.restarts = 0
+        self.reports_sent = 0
+        self._report = _ReportState()
+        self._faults = faults or FaultPlan()
+        self._rng = random.Random(self._faults.seed)
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # ---- wiring -----------------------------------------------------------------------------------------------
+
+    def protocol_factory(self) -> Any:
+        """A fresh link for a new connection, with the fault plan applied to what it sends."""
+        link = self.session.protocol_factory()
+        link.outgoing_filter = self._outgoing
+        return link
+
+    def start(self) -> None:
+        """Start the reporter (reports on change, rate rules, periodic report)."""
+        if not self._tasks:
+            task = asyncio.get_running_loop().create_task(self._reporter(), name=f"{self.name}-reporter")
+            self._tasks.add(task)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        if self.session.link is not None:
+            self.session.link.close()
+
+    @property
+    def faults(self) -> FaultPlan:
+        return self._faults
+
+    @faults.setter
+    def faults(self, plan: FaultPlan) -> None:
+        self._faults = plan
+        if plan.seed is not None:
+            self._rng = random.Random(plan.seed)
+
+    def inject(self, **changes: Any) -> None:
+        """Change some fault settings (e.g. ``inject(drop_acks=0.5)``)."""
+        self.faults = replace(self._faults, **changes)
+
+    # ---- McuDevice ----------------------------------------------------------------------------------------
+
+    def device_info(self) -> DeviceInfo:
+        return self._device_info
+
+    def status(self) -> Mapping[str, Value]:
+        return dict(self.state)
+
+    def apply_write(self, attrs: Mapping[str, Value]) -> None:
+        self.writes_applied += 1
+        self._change(attrs)
+
+    def on_passthrough(self, data: bytes) -> None:
+        self.passthrough_received.append(data)
+
+    def on_wifi_status(self, status: WifiStatus) -> None:
+        self.wifi_status = status
+
+    def on_restart(self) -> None:
+        self.restarts += 1
+        _LOGGER.info("%s: restart requested by the module", self.name)
+
+    # ---- control -------------------------------------------------------------------------------------------
+
+    def set_values(self, attrs: Mapping[str, object]) -> None:
+        """Change datapoints as the board's own sensors or buttons would; reports follow the SDK's rules."""
+        self._change(self._validated(attrs))
+
+    def _validated(self, attrs: Mapping[str, object]) -> dict[str, Value]:
+        # Encoding validates names, types and ranges with the codec's own rules; decoding gives canonical values.
+        for name in attrs:
+            if name not in self.product.codecs:
+                raise PayloadError(f"unknown datapoint (product {self.product.name!r})", path=f"attrs/{name}")
+        canonical = self.product.decode(self.product.encode("report", {**self.state, **attrs})).attrs
+        return {name: canonical[name] for name in attrs}
+
+    def _change(self, attrs: Mapping[str, Value]) -> None:
+        changed = {name for name, value in attrs.items() if self.state.get(name) != value}
+        self.state.update(attrs)
+        if changed:
+            self._report.changed |= changed
+            self._report.due.set()
+
+    def _urgent(self, changed: set[str]) -> bool:
+        for name in changed:
+            dp = self.product.codecs[name].datapoint
+            if dp.writable or dp.is_bits:
+                return True
+        return False
+
+    async def _reporter(self) -> None:
+        report = self._report
+        last_periodic = self.clock()
+        while True:
+            now = self.clock()
+            wait = last_periodic + self.periodic_interval_s - now
+            if report.changed:
+                urgent = self._urgent(report.changed)
+                wait = min(wait, 0.0 if urgent else report.last_report + self.readonly_min_interval_s - now)
+            if wait > 0:
+                report.due.clear()
+                # asyncio.timeout, not wait_for: wait_for of 3.11 can swallow a cancellation (close would hang).
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(wait):
+                        await report.due.wait()
+                now = self.clock()
+            periodic = now >= last_periodic + self.periodic_interval_s
+            ready = report.changed and (
+                self._urgent(report.changed) or now >= report.last_report + self.readonly_min_interval_s
+            )
+            if not (periodic or ready):
+                continue
+            if periodic:
+                last_periodic = now
+            await self._send_report(periodic)
+
+    async def _send_report(self, periodic: bool) -> None:
+        report = self._report
+        changed, report.changed = report.changed, set()
+        if self.product.is_varlen and not periodic:
+            attrs: Mapping[str, Value] = {name: self.state[name] for name in changed}
+            flags = None
+        else:
+            attrs = dict(self.state)
+            flags = (1 << (8 * self.product.varlen.flags_len)) - 1 if self.product.varlen and periodic else None
+        try:
+            await self.session.report(attrs, flags=flags)
+            self.reports_sent += 1
+        except (AckTimeout, LinkClosed) as exc:
+            # The SDK drops the report after its resends; keep the points pending so that the next one has them.
+            _LOGGER.info("%s: report not acknowledged: %s", self.name, exc)
+            report.changed |= changed
+            if isinstance(exc, LinkClosed):
+                await asyncio.sleep(0.05)
+        report.last_report = self.clock()
+
+    # ---- faults ---------------------------------------------------------------------------------------------
+
+    def reset_mid_frame(self) -> None:
+        """Send the first half of a report and start over, as a board that resets while transmitting."""
+        link = self.session.link
+        if link is None or not link.is_open:
+            return
+        whole = encode_frame(0x05, link.next_sn(), self.product.encode("report", self.state))
+        link.write_raw(whole[: len(whole) // 2])
+        self.restarts += 1
+
+    def _outgoing(self, wire: bytes, is_ack: bool) -> bytes | None:
+        plan = self._faults
+        if plan.silent or (is_ack and plan.drop_acks and self._rng.random() < plan.drop_acks):
+            return None
+        if plan.corrupt_bytes:
+            data = bytearray(wire)
+            for index in range(len(data)):
+                if self._rng.random() < plan.corrupt_bytes:
+                    data[index] ^= 1 << self._rng.randrange(8)
+            wire = bytes(data)
+        if plan.garbage and self._rng.random() < plan.garbage:
+            wire = bytes(self._rng.randrange(256) for _ in range(self._rng.randrange(1, 8))) + wire
+        link = self.session.link
+        if plan.delay_s and link is not None:
+            asyncio.get_running_loop().call_later(plan.delay_s, link.write_raw, wire)
+            return None
+        return wire
