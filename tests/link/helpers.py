@@ -43,6 +43,7 @@ class FrameFaults:
     corrupted_frames: int = 0
     sent: int = 0
     script: list[str] = field(default_factory=list)  # "drop"/"pass"/"late" per frame, consumed first
+    script_acks: bool = True  # whether the script applies to ACKs (else to requests)
     late_s: float = 0.0
     rng: random.Random = field(init=False)
 
@@ -52,8 +53,8 @@ class FrameFaults:
     def attach(self, link: SerialLink) -> None:
         def outgoing(wire: bytes, is_ack: bool) -> bytes | None:
             self.sent += 1
-            # Scripts are about ACKs (the frames whose loss a resend must cover); other frames just pass.
-            action = self.script.pop(0) if self.script and is_ack else "pass"
+            # A script is about one kind of frame (ACKs or requests); the others just pass.
+            action = self.script.pop(0) if self.script and is_ack == self.script_acks else "pass"
             if action == "drop" or (action == "pass" and self.drop and self.rng.random() < self.drop):
                 self.dropped += 1
                 return None
@@ -92,7 +93,10 @@ class Pair:
     async def close(self) -> None:
         await self.module.close()
         await self.mcu.close()
-        await asyncio.sleep(0)
+        # Let both socket transports see the close (EOF on the peer) and release their sockets.
+        for link in (self.module.link, self.mcu.session.link):
+            if link is not None:
+                await asyncio.wait_for(link.wait_closed(), 2)
 
 
 async def socket_pair(
