@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -49,3 +51,32 @@ def vectors_of_kind(*kinds: str) -> list[Any]:
         for vector in load_vectors(name)
         if vector["kind"] in kinds
     ]
+
+
+class _FormatCheck(logging.Handler):
+    """Formats every record, so that a log call whose arguments do not fit its format string fails the test."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.failures: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            record.getMessage()
+        except Exception as exc:  # any formatting failure is the finding
+            self.failures.append(f"{record.pathname}:{record.lineno}: {record.msg!r} % {record.args!r}: {exc}")
+
+
+@pytest.fixture(autouse=True)
+def _log_calls_must_format() -> Iterator[None]:
+    handler = _FormatCheck()
+    root = logging.getLogger()
+    previous = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous)
+    assert not handler.failures, "bad log formatting:\n" + "\n".join(handler.failures)
