@@ -123,21 +123,24 @@ class ModuleSession:
         self.events: asyncio.Queue[ModuleEvent] = asyncio.Queue()
         self.link: SerialLink | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
+        self._was_online = False
 
     # ---- connection ----------------------------------------------------------------------------------------
 
     def protocol_factory(self) -> SerialLink:
         """A fresh link for a new connection (pass to the transport opener)."""
-        self.link = SerialLink(
+        link = SerialLink(
             Role.MODULE,
             self._handle,
             ack_timeout=self.ack_timeout,
             resends=self.resends,
             name=self.name,
             on_frame=self._frame_seen,
-            on_lost=self._link_lost,
         )
-        return self.link
+        # Only the current link may take the MCU offline: an old one can finish closing after its replacement is up.
+        link.set_lost_callback(lambda exc: self._link_lost(link, exc))
+        self.link = link
+        return link
 
     def _require_link(self) -> SerialLink:
         if self.link is None or not self.link.is_open:
@@ -147,19 +150,21 @@ class ModuleSession:
     async def handshake(self, attempts: int = HANDSHAKE_ATTEMPTS) -> DeviceInfo:
         """Ask for device info until the MCU answers; check its product key against the schema."""
         link = self._require_link()
-        last: AckTimeout | None = None
+        last: AckTimeout | PayloadError | None = None
         for _ in range(attempts):
             try:
                 reply = await link.request(Command.DEVICE_INFO_REQUEST)
-                break
-            except AckTimeout as exc:
+                info = decode_payload(Command.DEVICE_INFO_REPLY, reply.payload)
+            except (AckTimeout, PayloadError) as exc:
+                # A reply damaged in a way the 8-bit checksum misses is one more failed attempt, not the end.
                 last = exc
+                continue
+            if isinstance(info, DeviceInfo):
+                break
+            last = PayloadError("device info reply without payload", data=reply.payload)
         else:
             assert last is not None
             raise last
-        info = decode_payload(Command.DEVICE_INFO_REPLY, reply.payload)
-        if not isinstance(info, DeviceInfo):
-            raise HandshakeError(f"{self.name}: device info reply without payload")
         expected = self.product.product_key
         if expected is not None and info.product_key.lower() != expected.lower():
             raise HandshakeError(
@@ -213,10 +218,18 @@ class ModuleSession:
                 self.missed = 0
                 self._set_online(True)
 
-    def _set_online(self, online: bool) -> None:
+    def _set_online(self, online: bool, *, expected: bool = False) -> None:
         if online != self.mcu_online:
             self.mcu_online = online
-            _LOGGER.warning("%s: MCU %s", self.name, "back online" if online else "offline")
+            # First contact and our own close are routine; losing or regaining a board mid-run is not.
+            routine = expected or (online and not self._was_online)
+            _LOGGER.log(
+                logging.INFO if routine else logging.WARNING,
+                "%s: MCU %s",
+                self.name,
+                ("back online" if self._was_online else "online") if online else "offline",
+            )
+            self._was_online = self._was_online or online
             self.events.put_nowait(ModuleEvent("mcu_online" if online else "mcu_offline"))
 
     def _frame_seen(self, frame: Frame) -> None:
@@ -225,8 +238,9 @@ class ModuleSession:
         if self.device_info is not None:
             self._set_online(True)
 
-    def _link_lost(self, exc: Exception | None) -> None:
-        self._set_online(False)
+    def _link_lost(self, link: SerialLink, exc: Exception | None) -> None:
+        if link is self.link:
+            self._set_online(False, expected=exc is None)
 
     # ---- requests to the MCU -----------------------------------------------------------------------------
 

@@ -48,6 +48,9 @@ _LOGGER = logging.getLogger(__name__)
 ACK_TIMEOUT_S = 0.2  # serial protocol §3: SEND_MAX_TIME / MCU_ACK_TIME_MS
 DEFAULT_RESENDS = 2  # serial protocol §3: SDK V03030000 and GAgent both transmit 3 times in all
 DUPLICATE_MEMORY = 8  # recent peer requests remembered for resend detection
+# A peer resends at most DEFAULT_RESENDS times 200 ms apart (§3): its last resend comes ~400 ms after the first
+# transmission. One more timeout of slack; beyond that an identical request is a new one (e.g. a restarted module).
+DUPLICATE_WINDOW_S = ACK_TIMEOUT_S * (DEFAULT_RESENDS + 2)
 _NOTICES = frozenset({Command.ILLEGAL_MESSAGE, Command.ILLEGAL_MESSAGE_REPLY})
 
 #: Returns the ACK payload, or None / an IllegalMessageCode to answer with an illegal-message notice instead.
@@ -103,6 +106,8 @@ class SerialLink(asyncio.Protocol):
         self.resends = resends
         self.name = name or role.value
         self.lenient_ack_sn = lenient_ack_sn
+        #: How long a request counts as a possible resend: the peer's whole resend cycle, with slack for a slow line.
+        self.duplicate_window = DUPLICATE_WINDOW_S
         self.stats = LinkStats()
         self._on_frame = on_frame  # sees every good frame from the peer (heartbeat liveness, sniffing)
         self._on_lost = on_lost
@@ -111,7 +116,9 @@ class SerialLink(asyncio.Protocol):
         self._sn = 0
         self._send_lock = asyncio.Lock()
         self._pending: _Pending | None = None
-        self._recent: collections.OrderedDict[tuple[int, int, bytes], bytes] = collections.OrderedDict()
+        # (cmd, sn, payload) -> (ACK bytes, loop time of the ACK); a match within the peer's resend window is a
+        # resend, a later one a new request (a restarted peer counts sn from 0 again).
+        self._recent: collections.OrderedDict[tuple[int, int, bytes], tuple[bytes, float]] = collections.OrderedDict()
         self._closed: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
         #: Hook for fault injection (the virtual MCU): transforms or drops outgoing wire bytes.
         self.outgoing_filter: Callable[[bytes, bool], bytes | None] | None = None
@@ -143,6 +150,10 @@ class SerialLink(asyncio.Protocol):
 
     def eof_received(self) -> bool | None:
         return None
+
+    def set_lost_callback(self, callback: Callable[[Exception | None], None] | None) -> None:
+        """Called once when the transport goes away, with the reason (None for a local close)."""
+        self._on_lost = callback
 
     # ---- state -----------------------------------------------------------------------------------------------
 
@@ -273,7 +284,13 @@ class SerialLink(asyncio.Protocol):
             self._ack_received(frame)
             return
         key = (frame.cmd, frame.sn, frame.payload)
-        cached = self._recent.get(key)
+        now = asyncio.get_running_loop().time()
+        if frame.cmd == Command.DEVICE_INFO_REQUEST:
+            # Every module session starts with this request: what came before belongs to an earlier session.
+            for old in [k for k in self._recent if k != key]:
+                del self._recent[old]
+        cached_ack = self._recent.get(key)
+        cached = cached_ack[0] if cached_ack and now - cached_ack[1] <= self.duplicate_window else None
         if cached is not None:
             self.stats.duplicates += 1
             _LOGGER.debug("%s: resent request cmd 0x%02x sn %d: ACK again", self.name, frame.cmd, frame.sn)
@@ -292,7 +309,8 @@ class SerialLink(asyncio.Protocol):
         if reply is None or isinstance(reply, IllegalMessageCode):
             self.send_notice(reply or IllegalMessageCode.COMMAND, frame.sn)
             return
-        self._recent[key] = self._send_ack(frame, reply)
+        self._recent.pop(key, None)
+        self._recent[key] = (self._send_ack(frame, reply), now)
         while len(self._recent) > DUPLICATE_MEMORY:
             self._recent.popitem(last=False)
 

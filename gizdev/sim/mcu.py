@@ -75,6 +75,7 @@ def initial_state(product: Product) -> dict[str, Value]:
 @dataclass
 class _ReportState:
     changed: set[str] = field(default_factory=set)
+    backlog: set[str] = field(default_factory=set)  # points of a dropped report: ride along with the next one
     last_report: float = float("-inf")
     due: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -231,7 +232,8 @@ class VirtualMcu:
 
     async def _send_report(self, periodic: bool) -> None:
         report = self._report
-        changed, report.changed = report.changed, set()
+        changed, report.changed = report.changed | report.backlog, set()
+        report.backlog = set()
         if self.product.is_varlen and not periodic:
             attrs: Mapping[str, Value] = {name: self.state[name] for name in changed}
             flags = None
@@ -242,11 +244,10 @@ class VirtualMcu:
             await self.session.report(attrs, flags=flags)
             self.reports_sent += 1
         except (AckTimeout, LinkClosed) as exc:
-            # The SDK drops the report after its resends; keep the points pending so that the next one has them.
-            _LOGGER.info("%s: report not acknowledged: %s", self.name, exc)
-            report.changed |= changed
-            if isinstance(exc, LinkClosed):
-                await asyncio.sleep(0.05)
+            # The SDK drops the report after its resends. The points go into the next report (a new change or the
+            # periodic one) but do not trigger one themselves, or a board with no module would retry forever.
+            _LOGGER.debug("%s: report dropped: %s", self.name, exc)
+            report.backlog |= changed
         report.last_report = self.clock()
 
     # ---- faults ---------------------------------------------------------------------------------------------

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import collections
+import os
 import random
 import socket
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from gizdev.codec.commands import IllegalMessageCode
+from gizdev.codec.frame import Frame
 from gizdev.codec.p0 import Product, load_product
 from gizdev.link import ModuleSession, SerialLink
 from gizdev.sim.mcu import VirtualMcu
+from gizdev.transport import LinkKnobs, MemoryTransport, PtyPair, memory_pair, open_port, open_pty_pair
 from tests.conftest import product_path
 
 T = TypeVar("T")
@@ -122,3 +127,154 @@ async def socket_pair(
         module_link_hook(pair.module_link)
     mcu.start()
     return pair
+
+
+# ---- module <-> virtual MCU over the real transports (pty, socket://, in-memory pair) ----------------------
+
+
+@dataclass
+class TransportPair(Pair):
+    """A Pair over one of gizdev's transports; ``module_url`` reopens the module's side (pty path or socket URL).
+
+    ``close()`` also releases what the wiring owns (pty fds, the listening server), so that a test leaves no fd.
+    """
+
+    kind: str = ""
+    module_url: str = ""
+    throttle_baud: int | None = None
+    pty: PtyPair | None = None
+    server: asyncio.Server | None = None
+    extra_ptys: list[PtyPair] = field(default_factory=list)
+    module_transport: asyncio.Transport | None = None  # the latest one
+    memory: tuple[MemoryTransport, MemoryTransport] | None = None  # (module's end, MCU's end)
+
+    async def connect_module(self) -> SerialLink:
+        """Open the module's side (again) with a NEW link from the session, as after re-plugging a cable."""
+        self.module_transport, link = await open_port(
+            self.module_url, self.module.protocol_factory, throttle_baud=self.throttle_baud
+        )
+        return link
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            if self.server is not None:
+                self.server.close()
+                await self.server.wait_closed()
+            for pty in (self.pty, *self.extra_ptys):
+                if pty is not None:
+                    pty.close()
+
+
+def _sessions(name: str, module_kwargs: dict[str, Any] | None, mcu_kwargs: dict[str, Any] | None) -> Pair:
+    product = load_product(product_path(name))
+    return Pair(product, ModuleSession(product, **(module_kwargs or {})), VirtualMcu(product, **(mcu_kwargs or {})))
+
+
+async def pty_pair(
+    name: str = "gokit",
+    *,
+    throttle_baud: int | None = None,
+    module_kwargs: dict[str, Any] | None = None,
+    mcu_kwargs: dict[str, Any] | None = None,
+) -> TransportPair:
+    """Virtual MCU on a pty master, the module on the slave path through pyserial (``open_port``).
+
+    The pty pair keeps its own slave fd open, so the master (the MCU) stays up while the module's side is closed
+    and reopened, as a board stays powered while its cable is pulled.
+    """
+    base = _sessions(name, module_kwargs, mcu_kwargs)
+    pty = open_pty_pair()
+    pair = TransportPair(
+        base.product, base.module, base.mcu, kind="pty", module_url=pty.slave_path, throttle_baud=throttle_baud, pty=pty
+    )
+    try:
+        await pty.connect_master(pair.mcu.protocol_factory, throttle_baud=throttle_baud)
+        await pair.connect_module()
+    except BaseException:
+        await pair.close()
+        raise
+    pair.mcu.start()
+    return pair
+
+
+async def tcp_pair(
+    name: str = "gokit",
+    *,
+    throttle_baud: int | None = None,
+    module_kwargs: dict[str, Any] | None = None,
+    mcu_kwargs: dict[str, Any] | None = None,
+) -> TransportPair:
+    """Virtual MCU served on a loopback TCP port, the module through ``open_port("socket://127.0.0.1:PORT")``."""
+    base = _sessions(name, module_kwargs, mcu_kwargs)
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(base.mcu.protocol_factory, "127.0.0.1", 0)
+    url = f"socket://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    pair = TransportPair(
+        base.product, base.module, base.mcu, kind="socket", module_url=url, throttle_baud=throttle_baud, server=server
+    )
+    try:
+        await pair.connect_module()
+        # The server side's link exists once the server accepted; wait for it (a loop turn or two).
+        async with asyncio.timeout(2):
+            while pair.mcu.session.link is None:
+                await asyncio.sleep(0.001)
+    except BaseException:
+        await pair.close()
+        raise
+    pair.mcu.start()
+    return pair
+
+
+async def mem_pair(
+    name: str = "gokit",
+    *,
+    to_mcu: LinkKnobs | None = None,
+    to_module: LinkKnobs | None = None,
+    module_kwargs: dict[str, Any] | None = None,
+    mcu_kwargs: dict[str, Any] | None = None,
+) -> TransportPair:
+    """Module <-> virtual MCU over gizdev's in-memory transport pair, with the given knobs per direction."""
+    base = _sessions(name, module_kwargs, mcu_kwargs)
+    ends = memory_pair(
+        base.module.protocol_factory(),
+        base.mcu.protocol_factory(),
+        knobs_a_to_b=to_mcu,
+        knobs_b_to_a=to_module,
+        names=("module", "mcu"),
+    )
+    pair = TransportPair(base.product, base.module, base.mcu, kind="memory", module_transport=ends[0], memory=ends)
+    pair.mcu.start()
+    return pair
+
+
+def record_requests(link: SerialLink) -> collections.Counter[int]:
+    """Count the peer's requests that reach ``link``'s handler (resends the link suppressed are not counted)."""
+    counts: collections.Counter[int] = collections.Counter()
+    handler = link.handler
+
+    def counting(frame: Frame) -> bytes | IllegalMessageCode | None:
+        counts[frame.cmd] += 1
+        return handler(frame)
+
+    link.handler = counting
+    return counts
+
+
+def record_chunks(link: SerialLink) -> list[int]:
+    """The sizes of the chunks the transport hands to ``link`` (a spy on its asyncio.Protocol side)."""
+    sizes: list[int] = []
+    receive = link.data_received
+
+    def spying(data: bytes) -> None:
+        sizes.append(len(data))
+        receive(data)
+
+    link.data_received = spying  # type: ignore[method-assign]
+    return sizes
+
+
+def open_fds() -> list[str]:
+    """This process's open file descriptors (Linux)."""
+    return sorted(os.listdir("/proc/self/fd"), key=int)

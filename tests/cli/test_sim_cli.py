@@ -1,0 +1,407 @@
+"""``gizdev sim``: its announcement line, stdin commands, the JSON control API, signals; and the interpreter itself."""
+
+from __future__ import annotations
+
+import json
+import queue
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from gizdev.cli.main import main
+from gizdev.codec.p0 import load_product
+from gizdev.errors import ConfigError
+from gizdev.sim.control import (
+    MAX_LINE_BYTES,
+    LineSplitter,
+    SimController,
+    fault_plan,
+    parse_text_command,
+)
+from gizdev.sim.mcu import FaultPlan, VirtualMcu
+from tests.conftest import REPO_ROOT, product_path
+from tests.link.helpers import run
+
+GOKIT = str(product_path("gokit"))
+GIZDEV = [sys.executable, "-m", "gizdev.cli.main"]
+
+
+class Sim:
+    """A ``gizdev sim`` subprocess: its announcement, its stdout lines, its stdin commands, its stderr."""
+
+    def __init__(self, args: list[str], err_path: Path, *, stdin: int = subprocess.PIPE, product: str = GOKIT) -> None:
+        self.err_path = err_path
+        self._err: IO[str] = err_path.open("w")
+        self.proc = subprocess.Popen(
+            [*GIZDEV, "-v", "sim", "--product", product, *args],
+            stdin=stdin,
+            stdout=subprocess.PIPE,
+            stderr=self._err,
+            text=True,
+            cwd=REPO_ROOT,
+        )
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self.stopped = False
+        self._reader = threading.Thread(target=self._pump, daemon=True)
+        self._reader.start()
+        first = self.next_line(15)
+        self.info: dict[str, Any] = json.loads(first)
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def next_line(self, timeout: float = 5) -> str:
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            raise AssertionError(f"no stdout line from the sim within {timeout} s; stderr:\n{self.stderr}") from None
+        assert line is not None, f"the sim ended; stderr:\n{self.stderr}"
+        return line
+
+    def command(self, text: str) -> dict[str, Any]:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+        answer: dict[str, Any] = json.loads(self.next_line())
+        return answer
+
+    @property
+    def port(self) -> str:
+        return str(self.info.get("pty") or self.info["listen"])
+
+    @property
+    def control(self) -> tuple[str, int]:
+        host, _, port = self.info["control"].rpartition(":")
+        return host, int(port)
+
+    @property
+    def stderr(self) -> str:
+        if not self._err.closed:
+            self._err.flush()
+        return self.err_path.read_text()
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 3) -> tuple[int, float]:
+        """Signal the sim; its exit status and how long it took to exit."""
+        start = time.monotonic()
+        self.stopped = True
+        if self.proc.poll() is None:
+            self.proc.send_signal(signum)
+        try:
+            status = self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+            self._reader.join(5)
+            for stream in (self.proc.stdin, self.proc.stdout):
+                if stream is not None:
+                    stream.close()
+            self._err.close()
+        return status, time.monotonic() - start
+
+
+@pytest.fixture
+def start_sim(tmp_path: Path) -> Iterator[Any]:
+    """Starts sims; each one still running at the end must stop on SIGTERM, with status 0 and no traceback."""
+    sims: list[Sim] = []
+
+    def start(*args: str, stdin: int = subprocess.PIPE, product: str = GOKIT) -> Sim:
+        sim = Sim(list(args), tmp_path / f"sim{len(sims)}.err", stdin=stdin, product=product)
+        sims.append(sim)
+        return sim
+
+    yield start
+    for sim in sims:
+        if not sim.stopped:
+            status, _ = sim.stop()
+            assert status == 0, sim.stderr
+            assert "Traceback" not in sim.stderr, sim.stderr
+
+
+def probe(port: str, *args: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*GIZDEV, "probe", "--port", port, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO_ROOT,
+        check=False,
+    )
+
+
+def probe_status(port: str, product: str = GOKIT) -> dict[str, Any]:
+    result = probe(port, "--product", product, "--json")
+    assert result.returncode == 0, result.stderr
+    status: dict[str, Any] = json.loads(result.stdout)["status"]
+    return status
+
+
+class Control:
+    """A client of the JSON control API."""
+
+    def __init__(self, address: tuple[str, int]) -> None:
+        self.sock = socket.create_connection(address, timeout=5)
+        self.file = self.sock.makefile("rb")
+
+    def send_raw(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def answer(self) -> dict[str, Any]:
+        line = self.file.readline()
+        assert line.endswith(b"\n"), f"connection closed: {line!r}"
+        answer: dict[str, Any] = json.loads(line)
+        return answer
+
+    def request(self, obj: dict[str, Any]) -> dict[str, Any]:
+        self.send_raw(json.dumps(obj).encode() + b"\n")
+        return self.answer()
+
+    def close(self) -> None:
+        self.file.close()
+        self.sock.close()
+
+
+# ---- the sim as a subprocess -------------------------------------------------------------------------------------
+
+
+def test_stdin_commands_drive_the_sim(start_sim: Any) -> None:
+    sim = start_sim("--set", "LED_Color=Pink", "--set", "Temperature=25")
+    assert set(sim.info) == {"pty", "control"} and sim.info["pty"].startswith("/dev/pts/")
+
+    answer = sim.command("get")
+    assert answer["ok"] and answer["attrs"]["LED_Color"] == "Pink" and answer["attrs"]["Temperature"] == 25
+
+    # Values: JSON when they parse, else text; an enum index comes back as its label.
+    assert sim.command("set LED_R 200") == {"ok": True, "attrs": {"LED_R": 200}}
+    assert sim.command("set LED_Color 1") == {"ok": True, "attrs": {"LED_Color": "Yellow"}}
+    assert sim.command("set Infrared true")["attrs"] == {"Infrared": True}
+
+    bad = sim.command("set LED_R 999")
+    assert bad["ok"] is False and "LED_R" in bad["error"]
+    assert sim.command("set Nope 1")["ok"] is False
+    unknown = sim.command("frobnicate now")
+    assert unknown["ok"] is False and "frobnicate" in unknown["error"]
+    oversized = sim.command("set LED_R " + "1" * (MAX_LINE_BYTES + 10))
+    assert oversized["ok"] is False and "longer than" in oversized["error"]
+    assert sim.command('{"cmd": "get"}')["attrs"]["LED_R"] == 200  # a JSON line is a control request
+
+    assert sim.command("fault drop_acks 0.25")["faults"]["drop_acks"] == 0.25
+    assert sim.command("fault bogus 1")["ok"] is False
+    assert sim.command("fault corrupt_bytes 2")["ok"] is False
+    assert sim.command("fault clear")["faults"] == {
+        "drop_acks": 0.0,
+        "corrupt_bytes": 0.0,
+        "delay_s": 0.0,
+        "silent": False,
+        "garbage": 0.0,
+        "seed": None,
+    }
+    assert "set NAME VALUE" in sim.command("help")["commands"]
+
+    # A module opening the pty sees the new values.
+    status = probe_status(sim.port)
+    assert status["LED_R"] == 200 and status["LED_Color"] == "Yellow" and status["Temperature"] == 25
+    stats = sim.command("stats")
+    assert stats["ok"] and stats["connected"] is True and stats["restarts"] == 0
+    assert stats["link"]["frames_in"] >= 2  # device info request, read request
+    assert sim.command("reset") == {"ok": True, "restarts": 1}
+
+    assert sim.command("quit") == {"ok": True, "quit": True}
+    status_code, took = sim.stop()
+    assert status_code == 0 and took < 3
+    assert "Traceback" not in sim.stderr
+
+
+def test_a_module_reopening_the_pty_sees_fresh_values(start_sim: Any) -> None:
+    sim = start_sim()
+    assert probe_status(sim.port)["Humidity"] == 0
+    assert sim.command("set Humidity 55")["ok"]
+    assert probe_status(sim.port)["Humidity"] == 55
+
+
+def test_control_api_over_tcp(start_sim: Any) -> None:
+    sim = start_sim("--listen", "socket://127.0.0.1:0", stdin=subprocess.DEVNULL)
+    assert set(sim.info) == {"listen", "control"}
+    host, port = sim.control
+    assert host == "127.0.0.1" and port > 0
+    client = Control((host, port))
+    try:
+        assert client.request({"cmd": "set", "attrs": {"LED_B": 77, "LED_OnOff": True}, "id": 7}) == {
+            "ok": True,
+            "attrs": {"LED_B": 77, "LED_OnOff": True},
+            "id": 7,
+        }
+        assert client.request({"cmd": "get"})["attrs"]["LED_B"] == 77
+        wrong = client.request({"cmd": "set", "attrs": {"LED_B": "many"}})
+        assert wrong["ok"] is False and "LED_B" in wrong["error"]
+        assert client.request({"cmd": "launch"})["ok"] is False
+        assert "extra" in client.request({"cmd": "get", "extra": 1})["error"]
+
+        # Malformed JSON and an oversized line are answered, and the connection goes on.
+        client.send_raw(b'{"cmd": "get"\n')
+        malformed = client.answer()
+        assert malformed["ok"] is False and "malformed JSON" in malformed["error"]
+        client.send_raw(b"[" * (MAX_LINE_BYTES + 5000) + b"\n" + b'{"cmd": "stats"}\n')
+        oversized = client.answer()
+        assert oversized["ok"] is False and "longer than" in oversized["error"]
+        assert client.answer()["ok"] is True  # exactly one error for the long line, then the next request
+        deep = client.request({"cmd": "set", "attrs": {"LED_B": [[[[1]]]]}})
+        assert deep["ok"] is False
+
+        # Faults take effect: a silent sim does not answer a module, a cleared one does.
+        silent = client.request({"cmd": "fault", "plan": {"silent": True, "seed": 3}})
+        assert silent["faults"]["silent"] is True and silent["faults"]["seed"] == 3
+        result = probe(sim.port, "--product", GOKIT, "--attempts", "1")
+        assert result.returncode == 1 and "no answer" in result.stderr
+        assert client.request({"cmd": "fault", "clear": True})["faults"]["silent"] is False
+
+        status = probe_status(sim.port)  # stdin is /dev/null: its end did not stop the sim
+        assert status["LED_B"] == 77 and status["LED_OnOff"] is True
+        stats = client.request({"cmd": "stats"})
+        assert stats["ok"] and stats["link"]["frames_in"] >= 2
+
+        # A second client is served at the same time.
+        other = Control((host, port))
+        try:
+            assert other.request({"cmd": "get"})["attrs"]["LED_B"] == 77
+        finally:
+            other.close()
+    finally:
+        client.close()
+
+
+def test_sigint_stops_the_sim_and_control_none(start_sim: Any) -> None:
+    sim = start_sim("--control", "none", "--listen", "socket://127.0.0.1:0")
+    assert sim.info["control"] is None
+    status, took = sim.stop(signal.SIGINT)
+    assert status == 0 and took < 2
+    assert "Traceback" not in sim.stderr and "SIGINT" in sim.stderr
+
+
+def test_sigterm_stops_the_sim_while_a_module_is_connected(start_sim: Any) -> None:
+    sim = start_sim("--listen", "socket://127.0.0.1:0")
+    host, port = sim.info["listen"].removeprefix("socket://").rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=5) as module:
+        module.sendall(bytes.fromhex("ffff0005010000000006"))  # device info request, sn 0
+        module.settimeout(5)
+        assert module.recv(4)[:2] == b"\xff\xff"
+        status, took = sim.stop()
+    assert status == 0 and took < 2
+    assert "Traceback" not in sim.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--listen", "socket://0.0.0.0:0"],
+        ["--control", "0.0.0.0:0"],
+    ],
+)
+def test_non_loopback_addresses_need_allow_remote(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sim", "--product", GOKIT, *args]) == 1
+    err = capsys.readouterr().err
+    assert "0.0.0.0" in err and "--allow-remote" in err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "LED_R=300"], "LED_R"),
+        (["--set", "LED_R"], "NAME=VALUE"),
+        (["--listen", "tcp://127.0.0.1:1"], "socket://HOST:PORT"),
+        (["--control", "nowhere"], "HOST:PORT"),
+    ],
+)
+def test_bad_options_exit_1(args: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["sim", "--product", GOKIT, *args]) == 1
+    assert message in capsys.readouterr().err
+
+
+def test_bad_probability_is_refused_by_the_parser(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["sim", "--product", GOKIT, "--drop-acks", "1.5"])
+    assert "0..1" in capsys.readouterr().err
+
+
+# ---- the interpreter, in process -----------------------------------------------------------------------------
+
+
+def test_line_splitter_caps_lines_and_skips_the_rest() -> None:
+    lines = LineSplitter(limit=8)
+    assert lines.feed(b"get\nst") == [b"get"]
+    assert lines.feed(b"ats\r\n") == [b"stats"]
+    assert lines.feed(b"x" * 9) == [None]  # reported as soon as it is too long...
+    assert lines.feed(b"yyyy") == []  # ...and the rest of it is skipped
+    assert lines.feed(b"zz\nhelp\n") == [b"help"]
+    assert lines.feed(b"x" * 20 + b"\nquit") == [None]
+    assert lines.flush() == [b"quit"]
+
+
+def test_text_form_parses_into_requests() -> None:
+    product = load_product(GOKIT)
+    assert parse_text_command("set LED_Color Pink", product) == {"cmd": "set", "attrs": {"LED_Color": "Pink"}}
+    assert parse_text_command('set LED_Color "Pink"', product) == {"cmd": "set", "attrs": {"LED_Color": "Pink"}}
+    assert parse_text_command("set Temperature 25", product)["attrs"] == {"Temperature": 25}
+    assert parse_text_command("fault silent true", product) == {"cmd": "fault", "plan": {"silent": True}}
+    assert parse_text_command("fault seed null", product) == {"cmd": "fault", "plan": {"seed": None}}
+    assert parse_text_command("fault clear", product) == {"cmd": "fault", "clear": True}
+    assert parse_text_command("  STATS ", product) == {"cmd": "stats"}
+    for bad in ("set", "set LED_R", "fault silent", "get now", "dance", '{"cmd": '):
+        with pytest.raises(ConfigError):
+            parse_text_command(bad, product)
+
+
+def test_fault_plan_validates_every_key() -> None:
+    plan = fault_plan({"drop_acks": 0.5, "delay_s": 1, "silent": True, "seed": 9})
+    assert plan == FaultPlan(drop_acks=0.5, delay_s=1.0, silent=True, seed=9)
+    assert fault_plan({"garbage": 0.1}, plan) == FaultPlan(drop_acks=0.5, delay_s=1.0, silent=True, seed=9, garbage=0.1)
+    for bad in (
+        {"drop_acks": 1.5},
+        {"corrupt_bytes": -0.1},
+        {"garbage": True},
+        {"delay_s": -1},
+        {"delay_s": float("nan")},
+        {"silent": 1},
+        {"seed": 1.5},
+        {"loud": True},
+    ):
+        with pytest.raises(ConfigError):
+            fault_plan(bad)
+
+
+def test_controller_without_a_module() -> None:
+    async def scenario() -> None:
+        mcu = VirtualMcu(load_product(GOKIT))
+        quits: list[bool] = []
+        controller = SimController(mcu, on_quit=lambda: quits.append(True))
+        assert controller.handle({"cmd": "set", "attrs": {"LED_R": 5}})["attrs"] == {"LED_R": 5}
+        assert mcu.state["LED_R"] == 5
+        assert controller.handle({"cmd": "set", "attrs": {}})["ok"] is False
+        assert controller.handle({"cmd": "set", "attrs": [1]})["ok"] is False
+        assert controller.handle(["get"]) == {"ok": False, "error": "a request is a JSON object"}
+        reset = controller.handle({"cmd": "reset"})
+        assert reset["ok"] is False and "no module" in reset["error"]
+        stats = controller.handle({"cmd": "stats"})
+        assert stats["connected"] is False and stats["link"] is None and stats["reports_sent"] == 0
+        assert controller.handle({"cmd": "fault", "plan": {"silent": True}, "clear": True})["ok"] is False
+        assert controller.handle({"cmd": "fault", "plan": {"silent": True}})["ok"]
+        assert mcu.faults.silent is True
+        assert controller.handle_json(b"\xff\xfe{")["ok"] is False
+        assert controller.handle_json(b"[" * 100_000)["ok"] is False  # deeper than the JSON parser goes
+        assert controller.handle_text(b"set LED_R 6")["attrs"] == {"LED_R": 6}
+        assert controller.handle({"cmd": "quit", "id": "q"}) == {"ok": True, "quit": True, "id": "q"}
+        assert quits == [True]
+        await mcu.close()
+
+    run(scenario())
