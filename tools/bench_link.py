@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import platform
 import statistics
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,6 +76,61 @@ def count_bytes(link: SerialLink, counter: list[int]) -> None:
 def report_values(product: Product, index: int) -> dict[str, Any]:
     """A changing status, so that every report carries different bytes (as a live board's would)."""
     return {"LED_R": index % 255, "LED_G": (index * 7) % 255, "Temperature": index % 50, "Humidity": index % 100}
+
+
+async def module_side(product_path: str, slave_path: str, baud: int | None) -> None:
+    """The module end in its own process (--split): handshake, then acknowledge reports until killed."""
+    module = ModuleSession(load_product(product_path), name="bench-module")
+    await open_port(slave_path, module.protocol_factory, baudrate=baud or 115200, throttle_baud=baud)
+    await module.handshake()
+    while True:  # drain, so that the queue does not grow for the whole run
+        await module.reports_queue.get()
+
+
+async def split_run(product: Product, product_path: str, baud: int | None, seconds: float) -> Run:
+    """As one_run, with the module in a second process: on a gateway the MCU is a separate chip, so the
+    bridge's event loop does not share its time with the board's."""
+    mcu = VirtualMcu(product, name="bench-mcu")
+    with open_pty_pair() as pair:
+        _, mcu_link = await pair.connect_master(mcu.protocol_factory, throttle_baud=baud)
+        child = await asyncio.create_subprocess_exec(
+            sys.executable,
+            __file__,
+            "--module-side",
+            pair.slave_path,
+            "--product",
+            product_path,
+            *(["--bauds", str(baud)] if baud else []),
+        )
+        try:
+            while mcu.session.link is None or mcu_link.stats.frames_in == 0:  # the child's handshake
+                await asyncio.sleep(0.01)
+            await asyncio.sleep(0.2)
+            pair.close_slave()
+            for index in range(WARMUP_REPORTS):
+                await mcu.session.report({**mcu.state, **report_values(product, index)})
+            mcu_bytes, module_bytes = [0], [0]
+            count_bytes(mcu_link, mcu_bytes)
+            received = mcu_link.data_received
+
+            def counting(data: bytes) -> None:
+                module_bytes[0] += len(data)
+                received(data)
+
+            mcu_link.data_received = counting  # type: ignore[method-assign]
+            budget = max(20, int(seconds * baud / BITS_PER_BYTE / 30)) if baud else UNTHROTTLED_REPORTS
+            started = time.perf_counter()
+            for index in range(budget):
+                await mcu.session.report({**mcu.state, **report_values(product, index)})
+            elapsed = time.perf_counter() - started
+            if mcu_link.stats.resends or mcu_link.stats.bad_frames:
+                raise SystemExit(f"the wire was not clean: {mcu_link.stats}; the figures would be wrong")
+            return Run(budget, elapsed, mcu_bytes[0], module_bytes[0])
+        finally:
+            child.terminate()
+            await child.wait()
+            await mcu.close()
+            await asyncio.wait_for(mcu_link.wait_closed(), 5)
 
 
 async def one_run(product: Product, baud: int | None, seconds: float) -> Run:
@@ -133,11 +190,14 @@ def machine() -> str:
     )
 
 
-def measure(product: Product, baud: int | None, seconds: float, runs: int) -> list[Run]:
+def measure(
+    product: Product, product_path: str, baud: int | None, seconds: float, runs: int, *, split: bool
+) -> list[Run]:
     results = []
     label = f"{baud} baud" if baud else "unthrottled"
     for number in range(runs):
-        result = asyncio.run(one_run(product, baud, seconds))
+        run = split_run(product, product_path, baud, seconds) if split else one_run(product, baud, seconds)
+        result = asyncio.run(run)
         results.append(result)
         print(f"  {label} run {number + 1}/{runs}: {result.frames_per_s:,.1f} frames/s", flush=True)
     return results
@@ -149,7 +209,20 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="runs per rate; the median is reported")
     parser.add_argument("--seconds", type=float, default=3.0, help="approximate length of one run")
     parser.add_argument("--product", default=str(Path(__file__).parent.parent / "protocols" / "gokit.json"))
+    parser.add_argument(
+        "--split",
+        action="store_true",
+        help="run the module in a second process (default: one event loop for both ends, which measured faster "
+        "on a 2-vCPU VM, where waking another process costs more than sharing a loop)",
+    )
+    parser.add_argument("--module-side", metavar="PTY", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.module_side:
+        logging.basicConfig(level=logging.ERROR)
+        baud = args.bauds[0] if len(args.bauds) == 1 else None
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(module_side(args.product, args.module_side, baud))
+        return
     # The library logs the MCU going offline at every teardown; keep the figures readable.
     logging.basicConfig(level=logging.ERROR)
     product = load_product(args.product)
@@ -162,11 +235,13 @@ def main() -> None:
     )
     rows = []
     for baud in args.bauds:
-        results = measure(product, baud, args.seconds, args.runs)
+        results = measure(product, args.product, baud, args.seconds, args.runs, split=args.split)
         measured = statistics.median(run.frames_per_s for run in results)
         cycle_bytes = statistics.median(run.bytes_per_cycle for run in results)
         rows.append((baud, measured, cycle_bytes))
-    free = statistics.median(run.frames_per_s for run in measure(product, None, 0.0, args.runs))
+    free = statistics.median(
+        run.frames_per_s for run in measure(product, args.product, None, 0.0, args.runs, split=args.split)
+    )
 
     print(
         f"\n{'':12}{'measured':>12}{'bytes/cycle':>13}{'wire max':>12}{'ratio':>8}"

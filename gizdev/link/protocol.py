@@ -239,7 +239,8 @@ class SerialLink(asyncio.Protocol):
                 return
             wire = filtered
         self.stats.frames_out += 1
-        _LOGGER.debug("%s: -> %s", self.name, wire.hex())
+        if _LOGGER.isEnabledFor(logging.DEBUG):  # hex() costs as much as a frame's whole codec work
+            _LOGGER.debug("%s: -> %s", self.name, wire.hex())
         self._transport.write(wire)
 
     def write_raw(self, wire: bytes) -> None:
@@ -272,7 +273,8 @@ class SerialLink(asyncio.Protocol):
 
     def _frame_received(self, frame: Frame) -> None:
         self.stats.frames_in += 1
-        _LOGGER.debug("%s: <- cmd 0x%02x sn %d %s", self.name, frame.cmd, frame.sn, frame.payload.hex())
+        if _LOGGER.isEnabledFor(logging.DEBUG):
+            _LOGGER.debug("%s: <- cmd 0x%02x sn %d %s", self.name, frame.cmd, frame.sn, frame.payload.hex())
         if self._on_frame is not None:
             self._on_frame(frame)
         if frame.cmd in _NOTICES and not (self.role is Role.MCU and frame.cmd == Command.ILLEGAL_MESSAGE):
