@@ -31,18 +31,40 @@ ensure_python() {
 
 ensure_venv() {
     # ensure_venv EXTRAS  e.g. ensure_venv dev
-    local extras=$1 root stamp want
+    local extras=$1 root
     root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
     VENV="$root/.venv"
-    stamp="$VENV/.gizdev-installed"
-    want="$extras $(sha256sum "$root/pyproject.toml" | cut -d' ' -f1)"
+    _venv_ready "$extras" "$root" && return 0
+    # Two commands started at once (a sim and a probe) must not install over each other.
+    exec 9>"$root/.venv.lock"
+    flock 9
+    if ! _venv_ready "$extras" "$root"; then _venv_install "$extras" "$root"; fi
+    flock -u 9
+    exec 9>&-
+}
+
+_venv_want() {
+    echo "$1 $(sha256sum "$2/pyproject.toml" | cut -d' ' -f1)"
+}
+
+_venv_ready() {
     # "dev" installs every extra, so it satisfies any request.
-    if [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] &&
-        grep -qxF -e "$want" -e "dev ${want#* }" "$stamp"; then return 0; fi
+    local want stamp="$VENV/.gizdev-installed"
+    want=$(_venv_want "$1" "$2")
+    [ -x "$VENV/bin/python" ] && [ -f "$stamp" ] && grep -qxF -e "$want" -e "dev ${want#* }" "$stamp"
+}
+
+_venv_install() {
+    local extras=$1 root=$2 log
     ensure_python
     [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
-    echo "gizdev: installing the project into $VENV (extras: $extras)" >&2
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-    "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$root[$extras]"
-    echo "$want" >>"$stamp"
+    echo "gizdev: installing the project into $VENV (extras: $extras); this takes a minute the first time" >&2
+    log="$VENV/install.log"
+    if ! { "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip &&
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$root[$extras]"; } >"$log" 2>&1; then
+        cat "$log" >&2
+        echo "gizdev: installation failed (log above, also in $log)" >&2
+        exit 1
+    fi
+    _venv_want "$extras" "$root" >>"$VENV/.gizdev-installed"
 }
