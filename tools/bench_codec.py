@@ -12,7 +12,6 @@ and gizdev as a fraction of the baseline (target >= 0.1x each way). Uses only gi
 from __future__ import annotations
 
 import argparse
-import platform
 import random
 import statistics
 import struct
@@ -20,6 +19,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from benchlib import machine
 
 import gizdev
 
@@ -133,18 +134,6 @@ def timed(function: Callable[[], object]) -> float:
     start = time.perf_counter()
     function()
     return time.perf_counter() - start
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{model}; Python {platform.python_version()} on {platform.system()} {platform.machine()}"
 
 
 def main() -> None:

@@ -24,14 +24,14 @@ import argparse
 import asyncio
 import contextlib
 import logging
-import os
-import platform
 import statistics
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from benchlib import machine
 
 from gizdev import load_product
 from gizdev.codec.p0 import Product
@@ -173,21 +173,6 @@ async def one_run(product: Product, baud: int | None, seconds: float) -> Run:
             await mcu.close()
             for link in (module_link, mcu_link):
                 await asyncio.wait_for(link.wait_closed(), 5)
-
-
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return (
-        f"{model} ({os.cpu_count()} CPUs); Python {platform.python_version()} ({platform.python_implementation()}) "
-        f"on {platform.system()} {platform.release()} {platform.machine()}"
-    )
 
 
 def measure(

@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from gizdev.cli import options
 from gizdev.codec.commands import DeviceInfo
 from gizdev.codec.p0 import Product, load_product
 from gizdev.codec.values import Value
@@ -56,29 +57,19 @@ def register(commands: Any) -> None:
     )
     probe.add_argument(
         "--baud",
-        type=_positive_int,
+        type=options.positive_int,
         default=9600,
         help="line speed of a serial port (default 9600, the protocol's); also sets how long a long answer may "
         "take to arrive",
     )
     probe.add_argument(
         "--attempts",
-        type=_positive_int,
+        type=options.positive_int,
         default=HANDSHAKE_ATTEMPTS,
         help=f"device info requests before giving up (default {HANDSHAKE_ATTEMPTS}, as GAgent at boot)",
     )
     probe.add_argument("--json", action="store_true", help="print one JSON object instead of a summary")
     probe.set_defaults(run=run_probe)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expects a number above 0: {text}")
-    return value
 
 
 @dataclass(frozen=True, slots=True)

@@ -7,7 +7,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import os
 import signal
 import socket
@@ -16,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from gizdev.cli import options
 from gizdev.codec.p0 import Product, load_product
 from gizdev.errors import ConfigError, GizdevError, TransportError
 from gizdev.link.protocol import SerialLink
@@ -129,35 +129,45 @@ def register(commands: Any) -> None:
     sim.add_argument(
         "--periodic",
         metavar="SECONDS",
-        type=_positive_seconds,
+        type=options.positive_seconds,
         default=PERIODIC_INTERVAL_S,
         help=f"interval of the full status report (default {PERIODIC_INTERVAL_S:g}, the SDK's 10 minutes)",
     )
     sim.add_argument(
         "--readonly-interval",
         metavar="SECONDS",
-        type=_seconds,
+        type=options.seconds,
         default=READONLY_MIN_INTERVAL_S,
         help="least time between reports caused only by read-only numbers changing "
         f"(default {READONLY_MIN_INTERVAL_S:g}, as the SDK)",
     )
     faults = sim.add_argument_group("fault injection (what the sim sends; change them later with 'fault')")
     faults.add_argument(
-        "--drop-acks", metavar="P", type=_probability, default=0.0, help="probability of not sending an ACK it owes"
+        "--drop-acks",
+        metavar="P",
+        type=options.probability,
+        default=0.0,
+        help="probability of not sending an ACK it owes",
     )
     faults.add_argument(
-        "--corrupt", metavar="P", type=_probability, default=0.0, help="probability of flipping a bit, per byte"
+        "--corrupt", metavar="P", type=options.probability, default=0.0, help="probability of flipping a bit, per byte"
     )
-    faults.add_argument("--delay", metavar="SECONDS", type=_seconds, default=0.0, help="extra delay before each frame")
     faults.add_argument(
-        "--garbage", metavar="P", type=_probability, default=0.0, help="probability of random bytes before a frame"
+        "--delay", metavar="SECONDS", type=options.seconds, default=0.0, help="extra delay before each frame"
+    )
+    faults.add_argument(
+        "--garbage",
+        metavar="P",
+        type=options.probability,
+        default=0.0,
+        help="probability of random bytes before a frame",
     )
     faults.add_argument("--silent", action="store_true", help="send nothing at all (a dead or unpowered board)")
     faults.add_argument("--seed", metavar="N", type=int, help="random seed, for faults that repeat run after run")
     sim.add_argument(
         "--baud",
         metavar="N",
-        type=_positive_int,
+        type=options.positive_int,
         help="pace what the sim sends at N baud (8N1), as a real UART would (default: as fast as possible)",
     )
     sim.add_argument(
@@ -167,50 +177,6 @@ def register(commands: Any) -> None:
         help="address of the JSON control API (default 127.0.0.1:0, a free loopback port); 'none' disables it",
     )
     sim.set_defaults(run=run_sim)
-
-
-# ---- option types ---------------------------------------------------------------------------------------------
-
-
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
-    return value
-
-
-def _probability(text: str) -> float:
-    value = _number(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"a probability is within 0..1, not {text}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    value = _number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a duration cannot be negative: {text}")
-    return value
-
-
-def _positive_seconds(text: str) -> float:
-    value = _number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expects a duration above 0: {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expects a number above 0: {text}")
-    return value
 
 
 def _parse_listen(url: str) -> _Address:
