@@ -125,3 +125,25 @@ class TransportError(GizdevError):
 
 class CloudError(GizdevError):
     """An error of the local cloud, mapped to a Gizwits error code at the HTTP boundary."""
+
+
+class StorageError(CloudError):
+    """The cloud's database refused or failed an operation; subclasses in ``gizdev.cloud.storage`` say which."""
+
+
+class BrokerError(CloudError):
+    """The MQTT broker could not be started, reloaded or reached; ``stderr`` holds the broker's last output."""
+
+    def __init__(self, reason: str, *, stderr: str = "", returncode: int | None = None) -> None:
+        self.reason = reason
+        self.stderr = stderr
+        self.returncode = returncode
+        super().__init__(reason)
+
+    def __str__(self) -> str:
+        text = self.reason
+        if self.returncode is not None:
+            text += f" (exit code {self.returncode})"
+        if self.stderr:
+            text += "; broker output:\n" + self.stderr
+        return text

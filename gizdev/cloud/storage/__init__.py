@@ -1,0 +1,56 @@
+"""The local cloud's storage: SQLite (default) or PostgreSQL through one SQLAlchemy Core code path, async.
+
+``storage = await Storage.open("cloud.db")`` (or ``"postgresql://user@host/db"``) connects, migrates the schema to
+the newest version (:mod:`.migrations`) and returns a :class:`Storage` whose methods are one transaction each and
+raise only :class:`~gizdev.errors.StorageError` subclasses (:mod:`.errors`). ``await storage.close()`` at the end.
+"""
+
+from __future__ import annotations
+
+from gizdev.cloud.storage.engine import database_url, make_engine
+from gizdev.cloud.storage.errors import (
+    AlreadyExists,
+    DeviceDisabled,
+    EncryptionRequired,
+    InvalidInput,
+    MigrationError,
+    NotFound,
+    PasscodeMismatch,
+    SchemaTooNew,
+    StorageError,
+    StorageUnavailable,
+)
+from gizdev.cloud.storage.migrations import MIGRATIONS, Migration, current_version, migrate
+from gizdev.cloud.storage.models import App, Binding, Device, LatestData, Product, Registration, Token, User
+from gizdev.cloud.storage.store import DID_LEN, Storage, hash_token, new_did
+
+__all__ = [
+    "DID_LEN",
+    "MIGRATIONS",
+    "AlreadyExists",
+    "App",
+    "Binding",
+    "Device",
+    "DeviceDisabled",
+    "EncryptionRequired",
+    "InvalidInput",
+    "LatestData",
+    "Migration",
+    "MigrationError",
+    "NotFound",
+    "PasscodeMismatch",
+    "Product",
+    "Registration",
+    "SchemaTooNew",
+    "Storage",
+    "StorageError",
+    "StorageUnavailable",
+    "Token",
+    "User",
+    "current_version",
+    "database_url",
+    "hash_token",
+    "make_engine",
+    "migrate",
+    "new_did",
+]

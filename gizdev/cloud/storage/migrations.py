@@ -1,0 +1,214 @@
+"""Schema migrations: numbered steps, applied in order, each in its own transaction, recorded in ``schema_version``.
+
+How it works:
+
+* ``schema_version`` holds one row per applied step (version, description, applied_at). The database's version is
+  the highest row; an empty or missing table is version 0.
+* :func:`migrate` creates ``schema_version`` if needed, then for each step newer than the database runs the step and
+  inserts its row *in one transaction*, so a failing step leaves no half-made tables and the version unchanged
+  (both databases have transactional DDL; SQLite gets it through the engine's own ``BEGIN``, see ``engine.py``).
+* Every step's transaction first takes the migration lock (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: ``LOCK TABLE
+  schema_version``) and re-reads the version, so two processes starting at once apply each step exactly once.
+* Running it again finds nothing newer and changes nothing. A database whose version is above the newest step this
+  code knows is refused with :class:`SchemaTooNew` before anything is touched.
+
+Rules for adding a step: append ``Migration(n + 1, …)``; never edit a released step (databases in the field have run
+it). A step is a plain function of a synchronous SQLAlchemy ``Connection`` (``run_sync``), so it can use
+``MetaData.create_all``, ``sa.schema.CreateIndex``/``DropIndex``, or ``conn.execute(sa.text("ALTER TABLE …"))`` for
+whatever both dialects accept. Update ``tables.py`` to the new shape in the same change.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gizdev.cloud.storage.engine import WRITE_OPTION
+from gizdev.cloud.storage.errors import MigrationError, SchemaTooNew, StorageUnavailable
+from gizdev.cloud.storage.tables import NAMING_CONVENTION, schema_version
+
+__all__ = ["MIGRATIONS", "Migration", "current_version", "migrate"]
+
+_LOGGER = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One numbered schema step; ``apply`` runs inside the step's transaction."""
+
+    version: int
+    description: str
+    apply: Callable[[sa.Connection], None]
+
+
+# --- step 1: the initial tables, frozen as released (tables.py may move on; this must not) --------------------------
+
+
+def _v1_metadata() -> sa.MetaData:
+    md = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    sa.Table(
+        "apps",
+        md,
+        sa.Column("appid", sa.String(64), primary_key=True),
+        sa.Column("appsecret", sa.String(128), nullable=False),
+        sa.Column("name", sa.String(128), nullable=False),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+    )
+    sa.Table(
+        "products",
+        md,
+        sa.Column("product_key", sa.String(32), primary_key=True),
+        sa.Column("product_secret", sa.String(32), nullable=False),
+        sa.Column("name", sa.String(128), nullable=False),
+        sa.Column("schema_json", sa.Text, nullable=True),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+    )
+    sa.Table(
+        "devices",
+        md,
+        sa.Column("did", sa.String(22), primary_key=True),
+        sa.Column("mac", sa.String(12), nullable=False),
+        sa.Column("product_key", sa.String(32), sa.ForeignKey("products.product_key"), nullable=False),
+        sa.Column("passcode", sa.String(16), nullable=False),
+        sa.Column("is_disabled", sa.Boolean, nullable=False),
+        sa.Column("encrypted", sa.Boolean, nullable=False),
+        sa.Column("registered_at", sa.BigInteger, nullable=False),
+        sa.Column("last_seen", sa.BigInteger, nullable=True),
+        sa.Column("is_online", sa.Boolean, nullable=False),
+        sa.Column("online_changed_at", sa.BigInteger, nullable=True),
+        sa.Column("broker_client_id", sa.String(64), nullable=True),
+        sa.Column("broker_peer", sa.String(128), nullable=True),
+        sa.Index(None, "mac", "product_key"),
+        sa.Index(None, "product_key"),
+    )
+    sa.Table(
+        "users",
+        md,
+        sa.Column("uid", sa.String(32), primary_key=True),
+        sa.Column("appid", sa.String(64), sa.ForeignKey("apps.appid"), nullable=False),
+        sa.Column("username", sa.String(128), nullable=True),
+        sa.Column("phone_id", sa.String(128), nullable=True),
+        sa.Column("password_hash", sa.String(512), nullable=True),
+        sa.Column("is_anonymous", sa.Boolean, nullable=False),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.UniqueConstraint("appid", "username"),
+        sa.UniqueConstraint("appid", "phone_id"),
+    )
+    sa.Table(
+        "tokens",
+        md,
+        sa.Column("token_hash", sa.String(64), primary_key=True),
+        sa.Column("uid", sa.String(32), sa.ForeignKey("users.uid", ondelete="CASCADE"), nullable=False),
+        sa.Column("appid", sa.String(64), sa.ForeignKey("apps.appid"), nullable=False),
+        sa.Column("expire_at", sa.BigInteger, nullable=False),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.Index(None, "uid"),
+        sa.Index(None, "expire_at"),
+    )
+    sa.Table(
+        "bindings",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("uid", sa.String(32), sa.ForeignKey("users.uid", ondelete="CASCADE"), nullable=False),
+        sa.Column("did", sa.String(22), sa.ForeignKey("devices.did"), nullable=False),
+        sa.Column("remark", sa.String(1024), nullable=False),
+        sa.Column("dev_alias", sa.String(128), nullable=False),
+        sa.Column("is_disabled", sa.Boolean, nullable=False),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.UniqueConstraint("uid", "did"),
+        sa.Index(None, "did"),
+    )
+    sa.Table(
+        "latest_data",
+        md,
+        sa.Column("did", sa.String(22), sa.ForeignKey("devices.did"), primary_key=True),
+        sa.Column("attrs_json", sa.Text, nullable=False),
+        sa.Column("updated_at", sa.BigInteger, nullable=False),
+    )
+    return md
+
+
+def _initial_tables(conn: sa.Connection) -> None:
+    _v1_metadata().create_all(conn, checkfirst=False)
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "initial tables: apps, products, devices, users, tokens, bindings, latest_data", _initial_tables),
+)
+
+
+# --- the migrator ------------------------------------------------------------------------------------------------
+
+
+def _check_steps(steps: Sequence[Migration]) -> None:
+    for index, step in enumerate(steps, start=1):
+        if step.version != index:
+            raise ValueError(f"migration steps must be numbered 1, 2, 3, …; step {index} says {step.version}")
+
+
+async def _version(conn: AsyncConnection) -> int:
+    value = (await conn.execute(sa.select(sa.func.max(schema_version.c.version)))).scalar()
+    return int(value) if value is not None else 0
+
+
+async def _lock(conn: AsyncConnection) -> None:
+    # SQLite: BEGIN IMMEDIATE (via WRITE_OPTION) already holds the database's write lock.
+    if conn.dialect.name == "postgresql":
+        await conn.execute(sa.text("LOCK TABLE schema_version IN SHARE ROW EXCLUSIVE MODE"))
+
+
+async def current_version(engine: AsyncEngine) -> int:
+    """The schema version of the database (0 for an empty one)."""
+    try:
+        async with engine.connect() as conn:
+            exists = await conn.run_sync(lambda sync: sa.inspect(sync).has_table(schema_version.name))
+            return await _version(conn) if exists else 0
+    except (SQLAlchemyError, OSError) as exc:
+        raise StorageUnavailable(str(exc)) from exc
+
+
+async def migrate(
+    engine: AsyncEngine, *, steps: Sequence[Migration] = MIGRATIONS, clock: Callable[[], float] = time.time
+) -> int:
+    """Bring the database to the newest step; returns the version. Idempotent; refuses newer databases.
+
+    ``engine`` should come from :func:`gizdev.cloud.storage.engine.make_engine` (on SQLite that is what makes DDL
+    transactional and the migration lock work). ``steps`` is for tests.
+    """
+    _check_steps(steps)
+    newest = len(steps)
+    try:
+        async with engine.connect() as conn:
+            await conn.execution_options(**{WRITE_OPTION: True})
+            async with conn.begin():
+                await conn.execute(sa.schema.CreateTable(schema_version, if_not_exists=True))
+                found = await _version(conn)
+            if found > newest:
+                raise SchemaTooNew(found, newest)
+            for step in steps[found:]:
+                async with conn.begin():
+                    await _lock(conn)
+                    found = await _version(conn)
+                    if found > newest:
+                        raise SchemaTooNew(found, newest)
+                    if found >= step.version:  # another process got here first
+                        continue
+                    try:
+                        await conn.run_sync(step.apply)
+                    except SQLAlchemyError as exc:
+                        raise MigrationError(step.version, str(getattr(exc, "orig", None) or exc)) from exc
+                    await conn.execute(
+                        sa.insert(schema_version).values(
+                            version=step.version, description=step.description, applied_at=int(clock())
+                        )
+                    )
+                _LOGGER.info("database schema migrated to version %d: %s", step.version, step.description)
+            return newest
+    except (SQLAlchemyError, OSError) as exc:
+        raise StorageUnavailable(str(exc)) from exc

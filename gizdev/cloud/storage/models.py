@@ -1,0 +1,96 @@
+"""The values the storage hands back: frozen, slotted dataclasses; timestamps are Unix seconds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from gizdev.schema.model import ProductSchema
+
+__all__ = ["App", "Binding", "Device", "LatestData", "Product", "Registration", "Token", "User"]
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    appid: str
+    appsecret: str
+    name: str
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Product:
+    product_key: str
+    product_secret: str
+    name: str
+    schema: ProductSchema | None  # None: the product has no data points yet (Open API 9029)
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    did: str
+    mac: str  # 12 upper-case hex digits
+    product_key: str
+    passcode: str
+    is_disabled: bool
+    encrypted: bool  # registered through the encrypted device API (cloud protocol §1.3)
+    registered_at: int
+    last_seen: int | None
+    is_online: bool
+    online_changed_at: int | None
+    broker_client_id: str | None
+    broker_peer: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    """The answer to a device registration: the device, and whether this call created it."""
+
+    device: Device
+    created: bool
+
+    @property
+    def did(self) -> str:
+        return self.device.did
+
+
+@dataclass(frozen=True, slots=True)
+class User:
+    uid: str
+    appid: str
+    username: str | None
+    phone_id: str | None
+    password_hash: str | None
+    is_anonymous: bool
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    token_hash: str
+    uid: str
+    appid: str
+    expire_at: int
+    created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Binding:
+    """A user's binding with the bound device (and its product's name), as GET /app/bindings lists them."""
+
+    uid: str
+    did: str
+    remark: str
+    dev_alias: str
+    is_disabled: bool
+    created_at: int
+    device: Device
+    product_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class LatestData:
+    did: str
+    attrs: dict[str, Any]
+    updated_at: int

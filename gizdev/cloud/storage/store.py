@@ -1,0 +1,740 @@
+"""The :class:`Storage` the HTTP handlers, the broker hooks and the CLI call.
+
+Every public method is one transaction: it validates its arguments first (:class:`InvalidInput`, nothing touched),
+then reads and writes inside a single ``BEGIN … COMMIT``; any error rolls the whole call back. SQLAlchemy and driver
+exceptions never leave this module: a clash of unique keys becomes :class:`AlreadyExists`, anything else
+:class:`StorageUnavailable`.
+
+Device registration rule (``register_device``)
+----------------------------------------------
+Sources: cloud protocol §1.1 step 4 — "Optionally **disable** an old DID (HTTP DELETE) when the device re-registered
+with a new passcode"; §1.2 — ``DELETE /dev/devices`` with body ``did=<old did>&passcode=<old passcode>``; GAgent
+wire observations §2 (DELETE "is sent only when an old DID is stored") and §5 (the device's config file keeps
+"DID, passcode, old DID"). The DELETE authenticates the *old* DID with the *old* passcode after the device has
+registered again, so that registration must have produced a different DID and left the old one, with its old
+passcode, in place. Hence, for a plain registration (``POST /dev/devices``) of ``(mac, product_key, passcode)``
+among the devices with that MAC and product that are not disabled:
+
+1. one of them has this passcode → that device's DID is returned, nothing changes (a retry, or a device that
+   lost the 201 reply);
+2. otherwise → a new DID is created; the older DIDs stay enabled, with their passcodes, bindings and data, until the
+   device (or an admin) disables them through ``disable_device`` (the DELETE);
+3. a disabled DID is never handed out again: registering after it was disabled creates a new DID.
+
+Encrypted registration (§1.3, ``POST /dev/<product_key>/device``: "Once a device used this endpoint, its DID is
+fixed, re-registration returns the same DID, and the plain register/provision/DELETE endpoints are refused for it"):
+
+4. an enabled encrypted device with this MAC and product exists → its DID is returned; a new passcode replaces the
+   stored one (the device is the one that knows its passcode, and it is its MQTT password, §1.4);
+5. otherwise an enabled plain device with this passcode is converted to encrypted and its DID returned; otherwise a
+   new encrypted device is created;
+6. a plain registration while an enabled encrypted device exists for the MAC and product is refused with
+   :class:`EncryptionRequired` (9048).
+
+Registrations of one product are serialised (PostgreSQL: ``SELECT … FOR UPDATE`` of the product row; SQLite: the
+write lock), so two concurrent requests for the same device cannot both create a DID.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import secrets
+import string
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql as pg_dialect
+from sqlalchemy.dialects import sqlite as sqlite_dialect
+from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from gizdev.cloud.storage import validate as v
+from gizdev.cloud.storage.engine import WRITE_OPTION, make_engine
+from gizdev.cloud.storage.errors import (
+    AlreadyExists,
+    DeviceDisabled,
+    EncryptionRequired,
+    InvalidInput,
+    NotFound,
+    PasscodeMismatch,
+    StorageError,
+    StorageUnavailable,
+)
+from gizdev.cloud.storage.migrations import migrate
+from gizdev.cloud.storage.models import App, Binding, Device, LatestData, Product, Registration, Token, User
+from gizdev.cloud.storage.tables import apps, bindings, devices, latest_data, products, tokens, users
+from gizdev.errors import SchemaError
+from gizdev.schema.loader import parse_schema, schema_to_json
+from gizdev.schema.model import ProductSchema
+
+__all__ = ["DID_LEN", "MAX_PAGE", "Storage", "hash_token", "new_did"]
+
+DID_LEN = 22  # cloud protocol §1.1: "valid DID is 22 chars"
+_DID_ALPHABET = string.ascii_letters + string.digits  # URL-, topic- and form-safe; 22 chars ≈ 131 random bits
+MAX_NAME_LEN = 128
+MAX_REMARK_LEN = 1024
+MAX_ALIAS_LEN = 128
+MAX_USERNAME_LEN = 128
+MAX_PHONE_ID_LEN = 128
+MAX_PASSWORD_HASH_LEN = 512
+MAX_APPSECRET_LEN = 128
+MAX_CLIENT_ID_LEN = 64
+MAX_PEER_LEN = 128
+MAX_PAGE = 1000  # largest limit a list call accepts
+MAX_SKIP = 10**9
+
+
+def new_did() -> str:
+    """A fresh, unguessable 22-character DID."""
+    return "".join(secrets.choice(_DID_ALPHABET) for _ in range(DID_LEN))
+
+
+def hash_token(token: str) -> str:
+    """The hex SHA-256 under which a token is stored (the token itself never is)."""
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+def _reason(exc: BaseException) -> str:
+    # DBAPIError's str() carries the SQL and its parameters; the driver's own message is what explains the failure.
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        return f"{type(exc.orig).__name__}: {exc.orig}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _device(row: sa.Row[Any]) -> Device:
+    m = row._mapping
+    return Device(
+        did=m["did"],
+        mac=m["mac"],
+        product_key=m["product_key"],
+        passcode=m["passcode"],
+        is_disabled=bool(m["is_disabled"]),
+        encrypted=bool(m["encrypted"]),
+        registered_at=int(m["registered_at"]),
+        last_seen=None if m["last_seen"] is None else int(m["last_seen"]),
+        is_online=bool(m["is_online"]),
+        online_changed_at=None if m["online_changed_at"] is None else int(m["online_changed_at"]),
+        broker_client_id=m["broker_client_id"],
+        broker_peer=m["broker_peer"],
+    )
+
+
+def _user(row: sa.Row[Any]) -> User:
+    m = row._mapping
+    return User(
+        uid=m["uid"],
+        appid=m["appid"],
+        username=m["username"],
+        phone_id=m["phone_id"],
+        password_hash=m["password_hash"],
+        is_anonymous=bool(m["is_anonymous"]),
+        created_at=int(m["created_at"]),
+    )
+
+
+def _product(row: sa.Row[Any]) -> Product:
+    m = row._mapping
+    schema: ProductSchema | None = None
+    if m["schema_json"] is not None:
+        try:
+            schema = parse_schema(json.loads(m["schema_json"], parse_float=Decimal))
+        except (ValueError, SchemaError) as exc:
+            raise StorageError(f"the stored schema of product {m['product_key']} is unreadable: {exc}") from exc
+    return Product(
+        product_key=m["product_key"],
+        product_secret=m["product_secret"],
+        name=m["name"],
+        schema=schema,
+        created_at=int(m["created_at"]),
+    )
+
+
+def _token(row: sa.Row[Any]) -> Token:
+    m = row._mapping
+    return Token(
+        token_hash=m["token_hash"],
+        uid=m["uid"],
+        appid=m["appid"],
+        expire_at=int(m["expire_at"]),
+        created_at=int(m["created_at"]),
+    )
+
+
+# The binding columns are labelled so that they do not collide with the device's own columns in one row.
+_BINDING_SELECT = (
+    sa.select(
+        bindings.c.uid.label("b_uid"),
+        bindings.c.remark.label("b_remark"),
+        bindings.c.dev_alias.label("b_dev_alias"),
+        bindings.c.is_disabled.label("b_is_disabled"),
+        bindings.c.created_at.label("b_created_at"),
+        products.c.name.label("product_name"),
+        *devices.c,
+    )
+    .select_from(bindings)
+    .join(devices, devices.c.did == bindings.c.did)
+    .join(products, products.c.product_key == devices.c.product_key)
+)
+
+
+def _binding(row: sa.Row[Any]) -> Binding:
+    m = row._mapping
+    return Binding(
+        uid=m["b_uid"],
+        did=m["did"],
+        remark=m["b_remark"],
+        dev_alias=m["b_dev_alias"],
+        is_disabled=bool(m["b_is_disabled"]),
+        created_at=int(m["b_created_at"]),
+        device=_device(row),
+        product_name=m["product_name"],
+    )
+
+
+class Storage:
+    """The local cloud's persistent state; open with :meth:`open`, close with :meth:`close`."""
+
+    def __init__(self, engine: AsyncEngine, *, clock: Callable[[], float] = time.time) -> None:
+        """Wrap an engine made by ``make_engine`` whose database is migrated; prefer :meth:`open`."""
+        self._engine = engine
+        self._clock = clock
+        # SQLite has one writer at a time anyway; queueing this process's writers here instead of in SQLite's busy
+        # handler (which polls with sleeps) keeps write latency low. The busy timeout still covers other processes.
+        self._write_lock: asyncio.Lock | None = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+
+    @classmethod
+    async def open(cls, database: str | Path, *, clock: Callable[[], float] = time.time) -> Storage:
+        """Connect to ``database`` (SQLite path/URL or ``postgresql://`` URL) and migrate it to the newest schema."""
+        engine = make_engine(database)
+        try:
+            await migrate(engine, clock=clock)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return cls(engine, clock=clock)
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        await self._engine.dispose()
+
+    async def __aenter__(self) -> Storage:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    @property
+    def engine(self) -> AsyncEngine:
+        """The underlying engine (for tools and tests; handlers use the methods)."""
+        return self._engine
+
+    def _now(self) -> int:
+        return int(self._clock())
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
+        lock = self._write_lock if write and self._write_lock is not None else contextlib.nullcontext()
+        async with lock:
+            try:
+                async with self._engine.connect() as conn:
+                    if write:
+                        await conn.execution_options(**{WRITE_OPTION: True})
+                    async with conn.begin():
+                        yield conn
+            except (SQLAlchemyError, OSError) as exc:  # our own StorageErrors pass through untouched
+                raise StorageUnavailable(_reason(exc)) from exc
+
+    @staticmethod
+    async def _insert(conn: AsyncConnection, stmt: sa.Insert, clash: AlreadyExists) -> None:
+        try:
+            await conn.execute(stmt)
+        except IntegrityError as exc:  # a concurrent insert won the race the pre-check could not see
+            raise clash from exc
+
+    # --- apps ------------------------------------------------------------------------------------------------------
+
+    async def add_app(self, appid: str, appsecret: str, name: str = "") -> App:
+        """Create an application (the ``X-Gizwits-Application-Id`` an app sends)."""
+        appid = v.text("appid", appid, max_len=64, pattern=v.APPID)
+        appsecret = v.text("appsecret", appsecret, max_len=MAX_APPSECRET_LEN, pattern=v.PRINTABLE)
+        name = v.text("name", name, max_len=MAX_NAME_LEN, min_len=0)
+        app = App(appid=appid, appsecret=appsecret, name=name, created_at=self._now())
+        async with self._transaction(write=True) as conn:
+            if (await conn.execute(sa.select(apps.c.appid).where(apps.c.appid == appid))).first() is not None:
+                raise AlreadyExists("app", "appid", appid)
+            stmt = sa.insert(apps).values(appid=appid, appsecret=appsecret, name=name, created_at=app.created_at)
+            await self._insert(conn, stmt, AlreadyExists("app", "appid", appid))
+        return app
+
+    async def get_app(self, appid: str) -> App:
+        """The application ``appid``; :class:`NotFound` if there is none."""
+        appid = v.text("appid", appid, max_len=64, pattern=v.APPID)
+        async with self._transaction(write=False) as conn:
+            row = (await conn.execute(sa.select(apps).where(apps.c.appid == appid))).first()
+        if row is None:
+            raise NotFound("app", appid)
+        m = row._mapping
+        return App(appid=m["appid"], appsecret=m["appsecret"], name=m["name"], created_at=int(m["created_at"]))
+
+    # --- products --------------------------------------------------------------------------------------------------
+
+    async def add_product(
+        self, product_key: str, product_secret: str, name: str, schema: ProductSchema | None = None
+    ) -> Product:
+        """Create a product; ``schema`` (if any) is kept in the console export format."""
+        product_key = v.text("product_key", product_key, max_len=32, pattern=v.PRODUCT_KEY)
+        product_secret = v.text("product_secret", product_secret, max_len=32, pattern=v.SECRET32)
+        name = v.text("name", name, max_len=MAX_NAME_LEN, min_len=0)
+        schema_json: str | None = None
+        if schema is not None:
+            if not isinstance(schema, ProductSchema):
+                raise InvalidInput("schema", f"must be a ProductSchema or None, not {type(schema).__name__}")
+            if schema.product_key is not None and schema.product_key != product_key:
+                raise InvalidInput("schema", f"belongs to product {schema.product_key}, not {product_key}")
+            schema_json = v.json_document("schema", schema_to_json(schema))
+        product = Product(product_key, product_secret, name, schema, self._now())
+        async with self._transaction(write=True) as conn:
+            query = sa.select(products.c.product_key).where(products.c.product_key == product_key)
+            if (await conn.execute(query)).first() is not None:
+                raise AlreadyExists("product", "product_key", product_key)
+            stmt = sa.insert(products).values(
+                product_key=product_key,
+                product_secret=product_secret,
+                name=name,
+                schema_json=schema_json,
+                created_at=product.created_at,
+            )
+            await self._insert(conn, stmt, AlreadyExists("product", "product_key", product_key))
+        return product
+
+    async def get_product(self, product_key: str) -> Product:
+        """The product ``product_key``; :class:`NotFound` if there is none."""
+        product_key = v.text("product_key", product_key, max_len=32, pattern=v.PRODUCT_KEY)
+        async with self._transaction(write=False) as conn:
+            row = (await conn.execute(sa.select(products).where(products.c.product_key == product_key))).first()
+        if row is None:
+            raise NotFound("product", product_key)
+        return _product(row)
+
+    async def list_products(self) -> list[Product]:
+        """Every product, oldest first."""
+        async with self._transaction(write=False) as conn:
+            rows = (
+                await conn.execute(sa.select(products).order_by(products.c.created_at, products.c.product_key))
+            ).all()
+        return [_product(row) for row in rows]
+
+    # --- devices ---------------------------------------------------------------------------------------------------
+
+    async def register_device(
+        self, mac: str, product_key: str, passcode: str, *, encrypted: bool = False
+    ) -> Registration:
+        """Register a device (``POST /dev/devices``, or §1.3 when ``encrypted``); see the module docstring's rule."""
+        mac = v.text("mac", mac, max_len=12, pattern=v.MAC).upper()
+        product_key = v.text("product_key", product_key, max_len=32, pattern=v.PRODUCT_KEY)
+        passcode = v.text("passcode", passcode, max_len=16, pattern=v.PASSCODE)
+        encrypted = v.flag("encrypted", encrypted)
+        now = self._now()
+        async with self._transaction(write=True) as conn:
+            lock_product = (
+                sa.select(products.c.product_key).where(products.c.product_key == product_key).with_for_update()
+            )
+            if (await conn.execute(lock_product)).first() is None:
+                raise NotFound("product", product_key)
+            query = (
+                sa.select(devices)
+                .where(devices.c.mac == mac, devices.c.product_key == product_key, devices.c.is_disabled.is_(False))
+                .order_by(devices.c.registered_at.desc(), devices.c.did)
+            )
+            candidates = [_device(row) for row in (await conn.execute(query)).all()]
+            sealed = next((device for device in candidates if device.encrypted), None)
+            same = next((d for d in candidates if secrets.compare_digest(d.passcode, passcode)), None)
+            if not encrypted:
+                if sealed is not None:
+                    raise EncryptionRequired(sealed.did)  # rule 6
+                if same is not None:
+                    return Registration(same, created=False)  # rule 1
+            else:
+                keep = sealed or same  # rule 4, then rule 5
+                if keep is not None:
+                    if keep.passcode != passcode or not keep.encrypted:
+                        await conn.execute(
+                            sa.update(devices)
+                            .where(devices.c.did == keep.did)
+                            .values(passcode=passcode, encrypted=True)
+                        )
+                        keep = await self._device_in(conn, keep.did)
+                    return Registration(keep, created=False)
+            did = new_did()  # rules 2, 3 and the rest of 5
+            await conn.execute(
+                sa.insert(devices).values(
+                    did=did,
+                    mac=mac,
+                    product_key=product_key,
+                    passcode=passcode,
+                    is_disabled=False,
+                    encrypted=encrypted,
+                    registered_at=now,
+                    last_seen=None,
+                    is_online=False,
+                    online_changed_at=None,
+                    broker_client_id=None,
+                    broker_peer=None,
+                )
+            )
+            return Registration(await self._device_in(conn, did), created=True)
+
+    @staticmethod
+    async def _device_in(conn: AsyncConnection, did: str, *, for_update: bool = False) -> Device:
+        query = sa.select(devices).where(devices.c.did == did)
+        if for_update:
+            query = query.with_for_update()
+        row = (await conn.execute(query)).first()
+        if row is None:
+            raise NotFound("device", did)
+        return _device(row)
+
+    async def get_device(self, did: str) -> Device:
+        """The device ``did`` (disabled ones included); :class:`NotFound` if there is none."""
+        did = v.text("did", did, max_len=DID_LEN, pattern=v.DID)
+        async with self._transaction(write=False) as conn:
+            return await self._device_in(conn, did)
+
+    async def list_devices(
+        self,
+        *,
+        product_key: str | None = None,
+        mac: str | None = None,
+        include_disabled: bool = True,
+        limit: int = 100,
+        skip: int = 0,
+    ) -> list[Device]:
+        """Devices, oldest registration first (same second: DID order), optionally of one product and/or MAC."""
+        query = sa.select(devices)
+        if product_key is not None:
+            product_key = v.text("product_key", product_key, max_len=32, pattern=v.PRODUCT_KEY)
+            query = query.where(devices.c.product_key == product_key)
+        if mac is not None:
+            mac = v.text("mac", mac, max_len=12, pattern=v.MAC).upper()
+            query = query.where(devices.c.mac == mac)
+        if not v.flag("include_disabled", include_disabled):
+            query = query.where(devices.c.is_disabled.is_(False))
+        limit = v.count("limit", limit, low=1, high=MAX_PAGE)
+        skip = v.count("skip", skip, low=0, high=MAX_SKIP)
+        query = query.order_by(devices.c.registered_at, devices.c.did).limit(limit).offset(skip)
+        async with self._transaction(write=False) as conn:
+            return [_device(row) for row in (await conn.execute(query)).all()]
+
+    async def disable_device(self, did: str, *, passcode: str | None = None) -> Device:
+        """Disable (de-register) a device and its bindings; with ``passcode``, only if it matches (§1.2 DELETE).
+
+        Disabling a disabled device changes nothing and succeeds, so a repeated DELETE is harmless.
+        """
+        did = v.text("did", did, max_len=DID_LEN, pattern=v.DID)
+        if passcode is not None:
+            passcode = v.text("passcode", passcode, max_len=16, pattern=v.PASSCODE)
+        async with self._transaction(write=True) as conn:
+            device = await self._device_in(conn, did, for_update=True)
+            if passcode is not None and not secrets.compare_digest(device.passcode, passcode):
+                raise PasscodeMismatch(did)
+            if device.is_disabled:
+                return device
+            await conn.execute(sa.update(devices).where(devices.c.did == did).values(is_disabled=True))
+            await conn.execute(sa.update(bindings).where(bindings.c.did == did).values(is_disabled=True))
+            return await self._device_in(conn, did)
+
+    async def set_online(
+        self, did: str, online: bool, when: int, *, client_id: str | None = None, peer: str | None = None
+    ) -> bool:
+        """Record a broker connect (``online``) or disconnect at ``when``; False if it is older than the last one.
+
+        Broker events may arrive out of order (a reconnect reported before the old session's drop); an event older
+        than the last recorded change is ignored. ``client_id`` and ``peer`` (``host:port``) are kept from the last
+        connect, also while offline, for diagnostics.
+        """
+        did = v.text("did", did, max_len=DID_LEN, pattern=v.DID)
+        online = v.flag("online", online)
+        when = v.timestamp("when", when)
+        if client_id is not None:
+            client_id = v.text("client_id", client_id, max_len=MAX_CLIENT_ID_LEN, pattern=v.PRINTABLE)
+        if peer is not None:
+            peer = v.text("peer", peer, max_len=MAX_PEER_LEN, pattern=v.PRINTABLE)
+        async with self._transaction(write=True) as conn:
+            device = await self._device_in(conn, did, for_update=True)
+            if device.online_changed_at is not None and when < device.online_changed_at:
+                return False
+            values: dict[str, Any] = {
+                "is_online": online,
+                "online_changed_at": when,
+                "last_seen": when if device.last_seen is None else max(device.last_seen, when),
+            }
+            if online:
+                values.update(broker_client_id=client_id, broker_peer=peer)
+            await conn.execute(sa.update(devices).where(devices.c.did == did).values(**values))
+            return True
+
+    async def touch(self, did: str, when: int) -> None:
+        """Note that the device was heard from at ``when`` (``last_seen`` only moves forward)."""
+        did = v.text("did", did, max_len=DID_LEN, pattern=v.DID)
+        when = v.timestamp("when", when)
+        async with self._transaction(write=True) as conn:
+            result = await conn.execute(
+                sa.update(devices)
+                .where(devices.c.did == did, sa.or_(devices.c.last_seen.is_(None), devices.c.last_seen < when))
+                .values(last_seen=when)
+            )
+            if result.rowcount == 0:
+                await self._device_in(conn, did)  # NotFound if it does not exist; else last_seen was newer
+
+    # --- users -----------------------------------------------------------------------------------------------------
+
+    async def create_user(
+        self,
+        appid: str,
+        *,
+        phone_id: str | None = None,
+        username: str | None = None,
+        password_hash: str | None = None,
+    ) -> User:
+        """Create an anonymous user (``phone_id`` only) or a named one (``username`` and ``password_hash``).
+
+        The password arrives hashed (the security module hashes it) and is stored as given.
+        """
+        appid = v.text("appid", appid, max_len=64, pattern=v.APPID)
+        if phone_id is not None and username is None and password_hash is None:
+            phone_id = v.text("phone_id", phone_id, max_len=MAX_PHONE_ID_LEN)
+            field, key = "phone_id", phone_id
+        elif phone_id is None and username is not None and password_hash is not None:
+            username = v.text("username", username, max_len=MAX_USERNAME_LEN)
+            password_hash = v.text("password_hash", password_hash, max_len=MAX_PASSWORD_HASH_LEN)
+            field, key = "username", username
+        else:
+            raise InvalidInput("user", "give either phone_id alone, or username and password_hash")
+        user = User(
+            uid=secrets.token_hex(16),
+            appid=appid,
+            username=username,
+            phone_id=phone_id,
+            password_hash=password_hash,
+            is_anonymous=phone_id is not None,
+            created_at=self._now(),
+        )
+        async with self._transaction(write=True) as conn:
+            if (await conn.execute(sa.select(apps.c.appid).where(apps.c.appid == appid))).first() is None:
+                raise NotFound("app", appid)
+            clash = sa.select(users.c.uid).where(users.c.appid == appid, users.c[field] == key)
+            if (await conn.execute(clash)).first() is not None:
+                raise AlreadyExists("user", field, key)
+            stmt = sa.insert(users).values(
+                uid=user.uid,
+                appid=appid,
+                username=username,
+                phone_id=phone_id,
+                password_hash=password_hash,
+                is_anonymous=user.is_anonymous,
+                created_at=user.created_at,
+            )
+            await self._insert(conn, stmt, AlreadyExists("user", field, key))
+        return user
+
+    async def _get_user(self, *conditions: sa.ColumnElement[bool], key: str) -> User:
+        async with self._transaction(write=False) as conn:
+            row = (await conn.execute(sa.select(users).where(*conditions))).first()
+        if row is None:
+            raise NotFound("user", key)
+        return _user(row)
+
+    async def get_user_by_username(self, appid: str, username: str) -> User:
+        """The user of app ``appid`` named ``username``; :class:`NotFound` if none."""
+        appid = v.text("appid", appid, max_len=64, pattern=v.APPID)
+        username = v.text("username", username, max_len=MAX_USERNAME_LEN)
+        return await self._get_user(users.c.appid == appid, users.c.username == username, key=username)
+
+    async def get_user_by_phone(self, appid: str, phone_id: str) -> User:
+        """The anonymous user of app ``appid`` with ``phone_id``; :class:`NotFound` if none."""
+        appid = v.text("appid", appid, max_len=64, pattern=v.APPID)
+        phone_id = v.text("phone_id", phone_id, max_len=MAX_PHONE_ID_LEN)
+        return await self._get_user(users.c.appid == appid, users.c.phone_id == phone_id, key=phone_id)
+
+    async def get_user_by_uid(self, uid: str) -> User:
+        """The user ``uid``; :class:`NotFound` if none."""
+        uid = v.text("uid", uid, max_len=32, pattern=v.UID)
+        return await self._get_user(users.c.uid == uid, key=uid)
+
+    # --- tokens ----------------------------------------------------------------------------------------------------
+
+    async def store_token(self, token_hash: str, uid: str, appid: str, expire_at: int) -> Token:
+        """Keep a user token by its SHA-256 (see :func:`hash_token`); the user must belong to ``appid``."""
+        token_hash = v.text("token_hash", token_hash, max_len=64, pattern=v.TOKEN_HASH)
+        uid = v.text("uid", uid, max_len=32, pattern=v.UID)
+        appid = v.text("appid", appid, max_len=64, pattern=v.APPID)
+        expire_at = v.timestamp("expire_at", expire_at)
+        token = Token(token_hash, uid, appid, expire_at, self._now())
+        async with self._transaction(write=True) as conn:
+            owner = sa.select(users.c.uid).where(users.c.uid == uid, users.c.appid == appid)
+            if (await conn.execute(owner)).first() is None:
+                raise NotFound("user", uid)
+            query = sa.select(tokens.c.token_hash).where(tokens.c.token_hash == token_hash)
+            if (await conn.execute(query)).first() is not None:
+                raise AlreadyExists("token", "token_hash", token_hash)
+            stmt = sa.insert(tokens).values(
+                token_hash=token_hash, uid=uid, appid=appid, expire_at=expire_at, created_at=token.created_at
+            )
+            await self._insert(conn, stmt, AlreadyExists("token", "token_hash", token_hash))
+        return token
+
+    async def lookup_token(self, token_hash: str, *, now: int | None = None) -> Token | None:
+        """The token stored under ``token_hash`` if it has not expired at ``now`` (default: the clock), else None."""
+        token_hash = v.text("token_hash", token_hash, max_len=64, pattern=v.TOKEN_HASH)
+        now = self._now() if now is None else v.timestamp("now", now)
+        async with self._transaction(write=False) as conn:
+            row = (await conn.execute(sa.select(tokens).where(tokens.c.token_hash == token_hash))).first()
+        if row is None:
+            return None
+        token = _token(row)
+        return token if token.expire_at > now else None
+
+    async def delete_token(self, token_hash: str) -> bool:
+        """Forget a token (logout); False if there was none."""
+        token_hash = v.text("token_hash", token_hash, max_len=64, pattern=v.TOKEN_HASH)
+        async with self._transaction(write=True) as conn:
+            result = await conn.execute(sa.delete(tokens).where(tokens.c.token_hash == token_hash))
+            return bool(result.rowcount)
+
+    async def purge_expired_tokens(self, *, now: int | None = None) -> int:
+        """Delete the tokens expired at ``now`` (default: the clock); returns how many."""
+        now = self._now() if now is None else v.timestamp("now", now)
+        async with self._transaction(write=True) as conn:
+            result = await conn.execute(sa.delete(tokens).where(tokens.c.expire_at <= now))
+            return int(result.rowcount)
+
+    # --- bindings --------------------------------------------------------------------------------------------------
+
+    async def bind(self, uid: str, did: str, remark: str = "", *, dev_alias: str = "") -> Binding:
+        """Bind device ``did`` to user ``uid``; :class:`AlreadyExists` if bound, :class:`DeviceDisabled` if disabled."""
+        uid = v.text("uid", uid, max_len=32, pattern=v.UID)
+        did = v.text("did", did, max_len=DID_LEN, pattern=v.DID)
+        remark = v.text("remark", remark, max_len=MAX_REMARK_LEN, min_len=0)
+        dev_alias = v.text("dev_alias", dev_alias, max_len=MAX_ALIAS_LEN, min_len=0)
+        now = self._now()
+        async with self._transaction(write=True) as conn:
+            if (await conn.execute(sa.select(users.c.uid).where(users.c.uid == uid))).first() is None:
+                raise NotFound("user", uid)
+            device = await self._device_in(conn, did)
+            if device.is_disabled:
+                raise DeviceDisabled(did)
+            bound = sa.select(bindings.c.id).where(bindings.c.uid == uid, bindings.c.did == did)
+            if (await conn.execute(bound)).first() is not None:
+                raise AlreadyExists("binding", "did", did)
+            stmt = sa.insert(bindings).values(
+                uid=uid, did=did, remark=remark, dev_alias=dev_alias, is_disabled=False, created_at=now
+            )
+            await self._insert(conn, stmt, AlreadyExists("binding", "did", did))
+            return await self._binding_in(conn, uid, did)
+
+    @staticmethod
+    async def _binding_in(conn: AsyncConnection, uid: str, did: str) -> Binding:
+        query = _BINDING_SELECT.where(bindings.c.uid == uid, bindings.c.did == did)
+        row = (await conn.execute(query)).first()
+        if row is None:
+            raise NotFound("binding", did)
+        return _binding(row)
+
+    async def update_binding(
+        self, uid: str, did: str, *, remark: str | None = None, dev_alias: str | None = None
+    ) -> Binding:
+        """Change a binding's remark and/or alias (``PUT /app/bindings/{did}``); :class:`NotFound` if not bound."""
+        uid = v.text("uid", uid, max_len=32, pattern=v.UID)
+        did = v.text("did", did, max_len=DID_LEN, pattern=v.DID)
+        values: dict[str, str] = {}
+        if remark is not None:
+            values["remark"] = v.text("remark", remark, max_len=MAX_REMARK_LEN, min_len=0)
+        if dev_alias is not None:
+            values["dev_alias"] = v.text("dev_alias", dev_alias, max_len=MAX_ALIAS_LEN, min_len=0)
+        if not values:
+            raise InvalidInput("binding", "give remark and/or dev_alias")
+        async with self._transaction(write=True) as conn:
+            result = await conn.execute(
+                sa.update(bindings).where(bindings.c.uid == uid, bindings.c.did == did).values(**values)
+            )
+            if result.rowcount == 0:
+                raise NotFound("binding", did)
+            return await self._binding_in(conn, uid, did)
+
+    async def unbind(self, uid: str, did: str) -> None:
+        """Remove the binding of ``did`` to ``uid``; :class:`NotFound` if there is none."""
+        uid = v.text("uid", uid, max_len=32, pattern=v.UID)
+        did = v.text("did", did, max_len=DID_LEN, pattern=v.DID)
+        async with self._transaction(write=True) as conn:
+            result = await conn.execute(sa.delete(bindings).where(bindings.c.uid == uid, bindings.c.did == did))
+            if result.rowcount == 0:
+                raise NotFound("binding", did)
+
+    async def list_bindings(
+        self, uid: str, *, limit: int = 20, skip: int = 0, show_disabled: bool = False
+    ) -> list[Binding]:
+        """A user's bindings, newest first (§3.9 defaults: 20 from 0; disabled devices hidden unless asked)."""
+        uid = v.text("uid", uid, max_len=32, pattern=v.UID)
+        limit = v.count("limit", limit, low=1, high=MAX_PAGE)
+        skip = v.count("skip", skip, low=0, high=MAX_SKIP)
+        show_disabled = v.flag("show_disabled", show_disabled)
+        query = _BINDING_SELECT.where(bindings.c.uid == uid)
+        if not show_disabled:
+            query = query.where(bindings.c.is_disabled.is_(False))
+        query = query.order_by(bindings.c.created_at.desc(), bindings.c.id.desc()).limit(limit).offset(skip)
+        async with self._transaction(write=False) as conn:
+            return [_binding(row) for row in (await conn.execute(query)).all()]
+
+    async def is_bound(self, uid: str, did: str) -> bool:
+        """Whether ``uid`` has an enabled binding to ``did``."""
+        uid = v.text("uid", uid, max_len=32, pattern=v.UID)
+        did = v.text("did", did, max_len=DID_LEN, pattern=v.DID)
+        query = sa.select(bindings.c.id).where(
+            bindings.c.uid == uid, bindings.c.did == did, bindings.c.is_disabled.is_(False)
+        )
+        async with self._transaction(write=False) as conn:
+            return (await conn.execute(query)).first() is not None
+
+    # --- latest data -----------------------------------------------------------------------------------------------
+
+    async def put_latest(self, did: str, attrs: Mapping[str, Any], updated_at: int) -> None:
+        """Keep ``attrs`` (data point name → JSON value) as the device's latest data; an older report never wins."""
+        did = v.text("did", did, max_len=DID_LEN, pattern=v.DID)
+        encoded = v.attrs_json("attrs", attrs)
+        updated_at = v.timestamp("updated_at", updated_at)
+        async with self._transaction(write=True) as conn:
+            await self._device_in(conn, did)
+            values = {"did": did, "attrs_json": encoded, "updated_at": updated_at}
+            if conn.dialect.name == "postgresql":
+                pg = pg_dialect.insert(latest_data).values(**values)
+                stmt: sa.Executable = pg.on_conflict_do_update(
+                    index_elements=[latest_data.c.did],
+                    set_={"attrs_json": pg.excluded.attrs_json, "updated_at": pg.excluded.updated_at},
+                    where=latest_data.c.updated_at <= pg.excluded.updated_at,
+                )
+            else:
+                lite = sqlite_dialect.insert(latest_data).values(**values)
+                stmt = lite.on_conflict_do_update(
+                    index_elements=[latest_data.c.did],
+                    set_={"attrs_json": lite.excluded.attrs_json, "updated_at": lite.excluded.updated_at},
+                    where=latest_data.c.updated_at <= lite.excluded.updated_at,
+                )
+            await conn.execute(stmt)
+
+    async def get_latest(self, did: str) -> LatestData | None:
+        """The device's latest data, None if it never reported; :class:`NotFound` if the device does not exist."""
+        did = v.text("did", did, max_len=DID_LEN, pattern=v.DID)
+        async with self._transaction(write=False) as conn:
+            await self._device_in(conn, did)
+            row = (await conn.execute(sa.select(latest_data).where(latest_data.c.did == did))).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return LatestData(did=m["did"], attrs=json.loads(m["attrs_json"]), updated_at=int(m["updated_at"]))
