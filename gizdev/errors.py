@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "AckTimeout",
+    "BrokerError",
     "ChecksumError",
     "CloudError",
     "CodecError",
@@ -20,6 +21,7 @@ __all__ = [
     "LinkError",
     "PayloadError",
     "SchemaError",
+    "StorageError",
     "TransportError",
 ]
 
