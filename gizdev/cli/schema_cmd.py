@@ -30,8 +30,7 @@ def register(commands: Any) -> None:
 
 
 def _number(value: Decimal) -> str:
-    text = format(value.normalize(), "f")
-    return text
+    return format(value.normalize(), "f")
 
 
 def _where(product: Product, dp: Datapoint) -> str:

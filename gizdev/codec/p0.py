@@ -85,6 +85,7 @@ class Product:
         self.codecs = {dp.name: PointCodec(dp) for dp in schema.datapoints}
         self._by_id = {dp.id: self.codecs[dp.name] for dp in schema.datapoints}
         self._writable = schema.writable
+        self._known_flags = sum(1 << dp.id for dp in schema.datapoints)  # variable-length flag bits in use
         if schema.is_varlen:
             self.varlen: VarlenLayouts | None = VarlenLayouts(schema)
             self.fixed: FixedLayouts | None = None
@@ -208,10 +209,9 @@ class Product:
         assert self.varlen is not None
         if flags is None:
             return present
-        known = sum(1 << dp.id for dp in self.schema.datapoints)
         if not 0 <= flags < 1 << (8 * self.varlen.flags_len):
             raise PayloadError(f"flags 0x{flags:x} do not fit {self.varlen.flags_len} bytes", path="flags")
-        if flags & known != present:
+        if flags & self._known_flags != present:
             raise PayloadError(f"flags 0x{flags:x} disagree with the datapoints given (0x{present:x})", path="flags")
         return flags
 
@@ -230,7 +230,11 @@ class Product:
         return codec
 
     def _raws(self, values: Mapping[str, object]) -> RawValues:
-        return {self._codec(name).datapoint.id: self._codec(name).to_raw(value) for name, value in values.items()}
+        raws: RawValues = {}
+        for name, value in values.items():
+            codec = self._codec(name)
+            raws[codec.datapoint.id] = codec.to_raw(value)
+        return raws
 
     def _write_raws(self, values: Mapping[str, object]) -> RawValues:
         if not values:

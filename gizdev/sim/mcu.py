@@ -22,7 +22,7 @@ from gizdev.codec.commands import DeviceInfo, WifiStatus
 from gizdev.codec.frame import encode_frame
 from gizdev.codec.p0 import Product
 from gizdev.codec.values import Value
-from gizdev.errors import AckTimeout, LinkClosed, PayloadError
+from gizdev.errors import AckTimeout, LinkClosed
 from gizdev.link.mcu import McuSession
 from gizdev.link.protocol import ACK_TIMEOUT_S, DEFAULT_RESENDS
 from gizdev.schema.model import DataType
@@ -184,9 +184,6 @@ class VirtualMcu:
 
     def _validated(self, attrs: Mapping[str, object]) -> dict[str, Value]:
         # Encoding validates names, types and ranges with the codec's own rules; decoding gives canonical values.
-        for name in attrs:
-            if name not in self.product.codecs:
-                raise PayloadError(f"unknown datapoint (product {self.product.name!r})", path=f"attrs/{name}")
         canonical = self.product.decode(self.product.encode("report", {**self.state, **attrs})).attrs
         return {name: canonical[name] for name in attrs}
 
