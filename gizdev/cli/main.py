@@ -5,11 +5,17 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from gizdev import __version__
 from gizdev.cli import codec_cmds, probe_cmd, schema_cmd, sim_cmd
-from gizdev.errors import GizdevError
+from gizdev.errors import ConfigError, GizdevError
+
+try:
+    from gizdev.cli import cloud_cmd
+except ImportError as exc:  # the "cloud" extra is optional: the codec and board commands work without it
+    cloud_cmd = None  # type: ignore[assignment]
+    _CLOUD_MISSING = exc.name
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -19,6 +25,13 @@ Open tooling for Gizwits-style IoT products.
 Every command that needs a product takes its datapoint schema (the Gizwits JSON export) with --product FILE;
 protocols/gokit.json in the repository is the GoKit reference product.
 """
+
+
+def _unavailable(reason: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        raise ConfigError(f"gizdev {args.command} {reason}")
+
+    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     schema_cmd.register(commands)
     sim_cmd.register(commands)
     probe_cmd.register(commands)
+    if cloud_cmd is not None:
+        cloud_cmd.register(commands)
+    else:
+        commands.add_parser(
+            "cloud", help=f"(needs the cloud extra: pip install 'gizdev[cloud]'; {_CLOUD_MISSING} missing)"
+        )
     return parser
 
 

@@ -480,6 +480,15 @@ class Storage:
             await conn.execute(sa.update(devices).where(devices.c.did == did).values(**values))
             return True
 
+    async def mark_all_offline(self, when: int) -> int:
+        """Every online device goes offline at ``when`` (the broker restarted, or the cloud did); returns how many."""
+        when = v.timestamp("when", when)
+        async with self._transaction(write=True) as conn:
+            result = await conn.execute(
+                sa.update(devices).where(devices.c.is_online.is_(True)).values(is_online=False, online_changed_at=when)
+            )
+            return int(result.rowcount)
+
     async def touch(self, did: str, when: int) -> None:
         """Note that the device was heard from at ``when`` (``last_seen`` only moves forward)."""
         did = v.text("did", did, max_len=DID_LEN, pattern=v.DID)

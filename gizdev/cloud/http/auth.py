@@ -1,0 +1,49 @@
+"""Who is calling: the application (``X-Gizwits-Application-Id``) and the user (``X-Gizwits-User-token``)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gizdev.cloud.errors import ApiError, Code
+from gizdev.cloud.http.context import context_of
+from gizdev.cloud.security import token_digest
+from gizdev.cloud.storage import App, InvalidInput, NotFound, User
+
+__all__ = ["APP_HEADER", "TOKEN_HEADER", "optional_user", "require_app", "require_user"]
+
+APP_HEADER = "X-Gizwits-Application-Id"
+TOKEN_HEADER = "X-Gizwits-User-token"
+_MAX_HEADER = 128
+
+
+async def require_app(request: web.Request) -> App:
+    """The calling application; 9003 if the header is missing or names no application."""
+    appid = request.headers.get(APP_HEADER, "")
+    if not appid or len(appid) > _MAX_HEADER:
+        raise ApiError(Code.APPID_INVALID, f"{APP_HEADER} is missing" if not appid else None)
+    try:
+        return await context_of(request).storage.get_app(appid)
+    except (NotFound, InvalidInput):
+        raise ApiError(Code.APPID_INVALID) from None
+
+
+async def optional_user(request: web.Request, app: App) -> User | None:
+    """The user of the token header if one is sent (9004 if it is not valid for ``app``), else None."""
+    if TOKEN_HEADER not in request.headers:
+        return None
+    return await require_user(request, app)
+
+
+async def require_user(request: web.Request, app: App) -> User:
+    """The user whose token is sent; 9004 if it is missing, unknown, expired or issued for another app."""
+    token = request.headers.get(TOKEN_HEADER, "")
+    if not token or len(token) > _MAX_HEADER:
+        raise ApiError(Code.TOKEN_INVALID, f"{TOKEN_HEADER} is missing" if not token else None)
+    storage = context_of(request).storage
+    found = await storage.lookup_token(token_digest(token))
+    if found is None or found.appid != app.appid:
+        raise ApiError(Code.TOKEN_INVALID)
+    try:
+        return await storage.get_user_by_uid(found.uid)
+    except NotFound:
+        raise ApiError(Code.TOKEN_INVALID) from None
