@@ -141,6 +141,10 @@ class DeviceBus:
                     await task
         self._runner = self._presence_worker = None
 
+    def is_online(self, did: str) -> bool:
+        """Whether ``did`` is connected to the broker, as of the last presence event stored."""
+        return did in self._online
+
     @property
     def connected(self) -> bool:
         return self._ready.is_set()

@@ -21,10 +21,15 @@ async def require_app(request: web.Request) -> App:
     appid = request.headers.get(APP_HEADER, "")
     if not appid or len(appid) > _MAX_HEADER:
         raise ApiError(Code.APPID_INVALID, f"{APP_HEADER} is missing" if not appid else None)
-    try:
-        return await context_of(request).storage.get_app(appid)
-    except (NotFound, InvalidInput):
-        raise ApiError(Code.APPID_INVALID) from None
+    ctx = context_of(request)
+    app = ctx.apps.get(appid)
+    if app is None:
+        try:
+            app = await ctx.storage.get_app(appid)
+        except (NotFound, InvalidInput):
+            raise ApiError(Code.APPID_INVALID) from None
+        ctx.apps.put(appid, app)
+    return app
 
 
 async def optional_user(request: web.Request, app: App) -> User | None:
@@ -39,11 +44,20 @@ async def require_user(request: web.Request, app: App) -> User:
     token = request.headers.get(TOKEN_HEADER, "")
     if not token or len(token) > _MAX_HEADER:
         raise ApiError(Code.TOKEN_INVALID, f"{TOKEN_HEADER} is missing" if not token else None)
-    storage = context_of(request).storage
-    found = await storage.lookup_token(token_digest(token))
-    if found is None or found.appid != app.appid:
+    ctx = context_of(request)
+    digest = token_digest(token)
+    found = ctx.tokens.get(digest)
+    if found is None:
+        found = await ctx.storage.lookup_token(digest)
+        if found is not None:
+            ctx.tokens.put(digest, found)
+    if found is None or found.appid != app.appid or found.expire_at <= ctx.now():
         raise ApiError(Code.TOKEN_INVALID)
-    try:
-        return await storage.get_user_by_uid(found.uid)
-    except NotFound:
-        raise ApiError(Code.TOKEN_INVALID) from None
+    user = ctx.users.get(found.uid)
+    if user is None:
+        try:
+            user = await ctx.storage.get_user_by_uid(found.uid)
+        except NotFound:
+            raise ApiError(Code.TOKEN_INVALID) from None
+        ctx.users.put(user.uid, user)
+    return user

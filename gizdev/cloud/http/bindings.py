@@ -92,6 +92,7 @@ async def bind(request: web.Request) -> web.Response:
         if device.is_disabled or not safe_equal(device.passcode, passcode):
             failed.append(did)
             continue
+        ctx.device_access.drop((user.uid, did))
         try:
             await ctx.storage.bind(user.uid, did, remark)
             _LOGGER.info("user %s bound device %s", user.uid, did)
@@ -111,6 +112,7 @@ async def unbind(request: web.Request) -> web.Response:
     success: list[str] = []
     failed: list[str] = []
     for did in dids:
+        ctx.device_access.drop((user.uid, did))
         try:
             await ctx.storage.unbind(user.uid, did)
         except (NotFound, InvalidInput):

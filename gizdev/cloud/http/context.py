@@ -10,6 +10,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from gizdev.cloud.cache import TtlCache
 from gizdev.cloud.devicebus import DeviceBus
 from gizdev.cloud.products import ProductCache
 from gizdev.cloud.security import (
@@ -19,7 +20,7 @@ from gizdev.cloud.security import (
     KdfParams,
     PasswordPolicy,
 )
-from gizdev.cloud.storage import Storage
+from gizdev.cloud.storage import App, Device, Storage, Token, User
 
 __all__ = ["CONTEXT", "BrokerAccounts", "CloudContext", "HttpSettings"]
 
@@ -56,6 +57,12 @@ class CloudContext:
     settings: HttpSettings = field(default_factory=HttpSettings)
     clock: Callable[[], float] = time.time
     hashing: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+    apps: TtlCache[str, App] = field(default_factory=TtlCache)
+    tokens: TtlCache[str, Token] = field(default_factory=TtlCache)
+    users: TtlCache[str, User] = field(default_factory=TtlCache)
+    # (uid, did) -> (device row, bound?) for controls. Short-lived: a device disabled by another request may take
+    # this long to be refused; binding changes made here drop their entry at once. Presence is never cached.
+    device_access: TtlCache[tuple[str, str], tuple[Device, bool]] = field(default_factory=lambda: TtlCache(ttl_s=5.0))
 
     def now(self) -> int:
         return int(self.clock())

@@ -89,15 +89,23 @@ async def control(request: web.Request) -> web.Response:
     if "attrs" not in body and "raw" not in body:
         raise invalid("give attrs or raw")
     raw = _raw_p0(body["raw"], body.get("binary_coding")) if "raw" in body else None
-    device = await lookup_device(ctx, request.match_info["did"])
-    if not await ctx.storage.is_bound(user.uid, device.did):
+    key = (user.uid, request.match_info["did"])
+    access = ctx.device_access.get(key)
+    if access is None:
+        try:
+            access = await ctx.storage.device_for_user(*key)
+        except (NotFound, InvalidInput):
+            raise ApiError(Code.DEVICE_NOT_FOUND) from None
+        ctx.device_access.put(key, access)
+    device, bound = access
+    if not bound:
         raise ApiError(Code.DEVICE_NOT_BOUND)
     if device.is_disabled:
         raise ApiError(Code.DEVICE_DISABLED)
     frames = [await _attrs_p0(ctx, device, body["attrs"])] if "attrs" in body else []
     if raw is not None:
         frames.append(raw)
-    if not device.is_online:
+    if not ctx.bus.is_online(device.did):  # the bus applies the broker's events: fresher than any row
         raise ApiError(Code.DEVICE_OFFLINE)
     try:
         for p0 in frames:

@@ -701,6 +701,17 @@ class Storage:
         async with self._transaction(write=False) as conn:
             return [_binding(row) for row in (await conn.execute(query)).all()]
 
+    async def device_for_user(self, uid: str, did: str) -> tuple[Device, bool]:
+        """The device ``did`` and whether ``uid`` has an enabled binding to it, in one transaction."""
+        uid = v.text("uid", uid, max_len=32, pattern=v.UID)
+        did = v.text("did", did, max_len=DID_LEN, pattern=v.DID)
+        bound = sa.select(bindings.c.id).where(
+            bindings.c.uid == uid, bindings.c.did == did, bindings.c.is_disabled.is_(False)
+        )
+        async with self._transaction(write=False) as conn:
+            device = await self._device_in(conn, did)
+            return device, (await conn.execute(bound)).first() is not None
+
     async def is_bound(self, uid: str, did: str) -> bool:
         """Whether ``uid`` has an enabled binding to ``did``."""
         uid = v.text("uid", uid, max_len=32, pattern=v.UID)
