@@ -53,6 +53,7 @@ class RawClient:
 
     async def expect(self, data: bytes) -> None:
         """The next bytes on the wire are exactly ``data``."""
+        assert not self.pending and not self.deframer.pending_bytes, "bytes already taken by recv()"
         got = await self.read_exactly(len(data))
         assert got.hex() == data.hex()
 
