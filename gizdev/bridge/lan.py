@@ -45,7 +45,7 @@ import contextlib
 import hmac
 import logging
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, cast
 
 from gizdev.bridge.lan_wire import (
@@ -194,7 +194,6 @@ class _Client:
     warned_bad_input: bool = False
     warned_dropped: bool = False
     closing: bool = False
-    tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     def __str__(self) -> str:
         return f"LAN client {self.number} ({self.peer})"
