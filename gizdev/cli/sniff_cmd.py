@@ -151,7 +151,7 @@ def _replay(path: str, product: Product | None, formatter: Callable[[TraceEvent]
     lines = [f"gizdev sniff: replayed {path}"]
     lines += [_direction_line(decoder, direction, None) for direction in Direction if decoder.stats(direction).bytes]
     if decoder.bad_lines:
-        lines.append(f"  {decoder.bad_lines} bad capture line{'s' if decoder.bad_lines != 1 else ''} skipped")
+        lines.append(f"  {_count(decoder.bad_lines, 'bad capture line')} skipped")
     print("\n".join(lines), file=sys.stderr)
     return 1 if decoder.bad_lines else 0
 
@@ -161,9 +161,13 @@ def _direction_line(decoder: TraceDecoder, direction: Direction, relay: RelaySta
     relayed = relay.bytes(direction) if relay is not None else stats.bytes
     what = "relayed" if relay is not None else "read"
     return (
-        f"  {direction:<7} {relayed} bytes {what}, {stats.frames} frames, {stats.errors} bad stretches, "
-        f"{stats.undecodable} undecodable payloads"
+        f"  {direction:<7} {relayed} bytes {what}, {_count(stats.frames, 'frame')}, "
+        f"{_count(stats.errors, 'bad stretch', 'bad stretches')}, {_count(stats.undecodable, 'undecodable payload')}"
     )
+
+
+def _count(number: int, one: str, many: str | None = None) -> str:
+    return f"{number} {one if number == 1 else many or one + 's'}"
 
 
 # ---- live ---------------------------------------------------------------------------------------------------------
@@ -266,7 +270,7 @@ def _summary(decoder: TraceDecoder, stats: RelayStats, output: _Output, seconds:
     if record:
         lines.append(f"  capture written to {record}")
     if output.dropped:
-        lines.append(f"  {output.dropped} trace lines dropped (stdout was too slow; the relay was not affected)")
+        lines.append(f"  {_count(output.dropped, 'trace line')} dropped (stdout too slow; the relay was not affected)")
     if stats.observer_failures:
         lines.append(f"  decoding failed {stats.observer_failures} times (see the log; bytes were relayed anyway)")
     print("\n".join(lines), file=sys.stderr)
