@@ -275,3 +275,13 @@ def test_every_direction_name_in_the_help_is_accepted(capsys: pytest.CaptureFixt
     status, out, _ = cli(["sniff", "--replay", "-", "--json"], capsys, capture)
     assert status == 0
     assert [json.loads(line)["dir"] for line in out] == ["mcu>mod", "mod>mcu", "mcu>mod", "mod>mcu"]
+
+
+def test_decode_describes_p0_acks_as_sniff_does(capsys: pytest.CaptureFixture[str]) -> None:
+    """0x06 and an empty 0x04 have no P0 body (spec §7 Ex 2 ACK); decode used to refuse them."""
+    status, out, _ = cli(["decode", "--product", GOKIT, "ffff0005061200001d", "ffff00050407000010"], capsys)
+    assert status == 0
+    assert [json.loads(line) for line in out] == [
+        {"cmd": 6, "cmd_name": "p0_up_ack", "sn": 0x12, "flags": 0},
+        {"cmd": 4, "cmd_name": "p0_down_ack", "sn": 7, "flags": 0},
+    ]
