@@ -55,7 +55,8 @@ TIME: ISO 8601 (2026-11-26T02:30:00.123456Z) or seconds with a decimal point (0.
 (the MCU sends), mod>mcu or '<' (the module sends), '?' or nothing (unknown: decoded as a stream of its own).
 HEX: pairs of hex digits, contiguous or separated by spaces or colons. A line that breaks the format (or is
 longer than {MAX_LINE_CHARS} characters) is reported with its number and skipped; the exit status is then 1.
---record writes TIME DIR HEX lines (and idle lines), which --replay turns into the same trace.
+--record writes TIME DIR HEX lines (and idle lines), which --replay turns into the same trace. Times are shown,
+not interpreted: only an idle line or the end of the capture ends a partial frame, never a gap between times.
 
 examples:
   gizdev sniff --mcu-side /dev/ttyUSB0 --module-side /dev/ttyUSB1 --product protocols/gokit.json --record s.cap

@@ -15,6 +15,8 @@ Format (one line per chunk of bytes; UTF-8 text)::
   ``ff ff 00 05``, ``ff:ff:00:05``); every group has an even number of digits.
 
 Frames may be split over lines and lines may hold several frames: the bytes of each direction form one stream.
+Times are shown, never interpreted: a gap between timestamps does not end a partial frame, an ``idle`` line (or
+the end of the capture) does, so a replay reports exactly what the live run reported.
 A line that breaks these rules is skipped and reported (:class:`CaptureError` with its line number) and reading
 goes on; lines over :data:`MAX_LINE_CHARS` characters are reported the same way without being held in memory.
 
