@@ -8,7 +8,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from gizdev import __version__
-from gizdev.cli import codec_cmds, probe_cmd, schema_cmd, sim_cmd
+from gizdev.cli import codec_cmds, probe_cmd, schema_cmd, sim_cmd, sniff_cmd
 from gizdev.errors import ConfigError, GizdevError
 
 try:
@@ -45,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema_cmd.register(commands)
     sim_cmd.register(commands)
     probe_cmd.register(commands)
+    sniff_cmd.register(commands)
     if cloud_cmd is not None:
         cloud_cmd.register(commands)
     else:

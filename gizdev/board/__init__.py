@@ -1,0 +1,1 @@
+"""Board tools: the conformance checker, the serial sniffer and flashing."""
