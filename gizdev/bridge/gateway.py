@@ -36,7 +36,8 @@ from gizdev.bridge.uplink import CMD_CONTROL_ACK, AppCommand, CloudUplink, Uplin
 from gizdev.codec.commands import WifiStatus
 from gizdev.codec.p0 import Product, load_product
 from gizdev.errors import ConfigError, GizdevError
-from gizdev.link import ModuleConnection, ModuleSession
+from gizdev.link import ModuleSession
+from gizdev.link.connection import ModuleConnection
 from gizdev.link.module import ModuleEvent
 
 __all__ = ["Bridge"]

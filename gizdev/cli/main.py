@@ -6,16 +6,22 @@ import argparse
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from gizdev import __version__
 from gizdev.cli import codec_cmds, probe_cmd, schema_cmd, sim_cmd, sniff_cmd
 from gizdev.errors import ConfigError, GizdevError
 
 try:
-    from gizdev.cli import cloud_cmd
-except ImportError as exc:  # the "cloud" extra is optional: the codec and board commands work without it
-    cloud_cmd = None  # type: ignore[assignment]
-    _CLOUD_MISSING = exc.name
+    from gizdev.cli import bridge_cmd, cloud_cmd
+
+    _NETWORKED: tuple[Any, ...] = (cloud_cmd, bridge_cmd)
+    _NETWORK_MISSING = ""
+except ModuleNotFoundError as exc:  # the "cloud" extra is optional: the codec and board commands work without it
+    if (exc.name or "").startswith("gizdev"):
+        raise
+    _NETWORKED = ()
+    _NETWORK_MISSING = exc.name or "a dependency"
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -46,12 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
     sim_cmd.register(commands)
     probe_cmd.register(commands)
     sniff_cmd.register(commands)
-    if cloud_cmd is not None:
-        cloud_cmd.register(commands)
-    else:
-        commands.add_parser(
-            "cloud", help=f"(needs the cloud extra: pip install 'gizdev[cloud]'; {_CLOUD_MISSING} missing)"
-        )
+    for module in _NETWORKED:
+        module.register(commands)
+    if _NETWORK_MISSING:
+        missing = f"needs the cloud extra (pip install 'gizdev[cloud]'); {_NETWORK_MISSING} is not installed"
+        for name in ("cloud", "bridge"):
+            commands.add_parser(name, help=f"({missing})").set_defaults(run=_unavailable(missing))
     return parser
 
 
