@@ -98,6 +98,7 @@ class Bridge:
             )
         self.status: dict[str, Any] = {}  # the MCU's last reported or read status (app values)
         self.reports_relayed = 0
+        self.report_listeners: list[Callable[[dict[str, Any]], None]] = []  # e.g. the demo's live view
         self._tasks: list[asyncio.Task[None]] = []
         self._status_dirty = asyncio.Event()
         self._wifi_sent: WifiStatus | None = None
@@ -228,6 +229,8 @@ class Bridge:
     async def _reports(self) -> None:
         async for message in self.session.reports():
             self.status.update(message.attrs)
+            for listener in self.report_listeners:
+                listener(dict(message.attrs))
             try:
                 p0 = encode_report(self.product, message)
             except GizdevError as exc:

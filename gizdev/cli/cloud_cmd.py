@@ -24,7 +24,7 @@ from gizdev.cloud.storage import Storage
 from gizdev.errors import ConfigError
 from gizdev.schema.loader import load_schema
 
-__all__ = ["DEFAULT_DATA_DIR", "register"]
+__all__ = ["DEFAULT_DATA_DIR", "host_port", "register"]
 
 DEFAULT_DATA_DIR = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "gizdev" / "cloud"
 
@@ -36,7 +36,7 @@ loopback unless you say otherwise. Stop with Ctrl-C or SIGTERM.
 """
 
 
-def _host_port(text: str) -> tuple[str, int]:
+def host_port(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         raise argparse.ArgumentTypeError(f"expects HOST:PORT, e.g. 127.0.0.1:8080, not {text!r}")
@@ -67,14 +67,14 @@ def register(commands: Any) -> None:
     _add_storage_options(serve)
     serve.add_argument(
         "--http",
-        type=_host_port,
+        type=host_port,
         default=("127.0.0.1", 8080),
         metavar="HOST:PORT",
         help="HTTP listener (default 127.0.0.1:8080)",
     )
     serve.add_argument(
         "--mqtt",
-        type=_host_port,
+        type=host_port,
         default=("127.0.0.1", 1883),
         metavar="HOST:PORT",
         help="the managed broker's listener (default 127.0.0.1:1883; 0.0.0.0:1883 lets devices on the LAN in)",
@@ -86,7 +86,7 @@ def register(commands: Any) -> None:
     )
     serve.add_argument(
         "--public-mqtt",
-        type=_host_port,
+        type=host_port,
         metavar="HOST:PORT",
         help="the broker address handed to devices when they provision (default: the listener's address)",
     )

@@ -13,9 +13,9 @@ from gizdev.cli import codec_cmds, probe_cmd, schema_cmd, sim_cmd, sniff_cmd
 from gizdev.errors import ConfigError, GizdevError
 
 try:
-    from gizdev.cli import bridge_cmd, cloud_cmd
+    from gizdev.cli import bridge_cmd, cloud_cmd, demo_cmd
 
-    _NETWORKED: tuple[Any, ...] = (cloud_cmd, bridge_cmd)
+    _NETWORKED: tuple[Any, ...] = (cloud_cmd, bridge_cmd, demo_cmd)
     _NETWORK_MISSING = ""
 except ModuleNotFoundError as exc:  # the "cloud" extra is optional: the codec and board commands work without it
     if (exc.name or "").startswith("gizdev"):
@@ -56,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         module.register(commands)
     if _NETWORK_MISSING:
         missing = f"needs the cloud extra (pip install 'gizdev[cloud]'); {_NETWORK_MISSING} is not installed"
-        for name in ("cloud", "bridge"):
+        for name in ("cloud", "bridge", "demo"):
             commands.add_parser(name, help=f"({missing})").set_defaults(run=_unavailable(missing))
     return parser
 
