@@ -32,8 +32,9 @@ from gizdev.bridge.config import BridgeConfig
 from gizdev.bridge.identity import Identity, load_identity, new_identity, save_identity
 from gizdev.bridge.lan import LanIdentity, LanServer, LanSettings
 from gizdev.bridge.lan_device import BindingWindow, ModuleSessionLanDevice, encode_report
-from gizdev.bridge.uplink import CMD_CONTROL_ACK, AppCommand, CloudUplink, UplinkSettings
+from gizdev.bridge.uplink import AppCommand, CloudUplink, UplinkSettings
 from gizdev.codec.commands import WifiStatus
+from gizdev.codec.envelope import BusinessCmd
 from gizdev.codec.p0 import Product, load_product
 from gizdev.errors import ConfigError, GizdevError
 from gizdev.link import ModuleSession
@@ -252,7 +253,7 @@ class Bridge:
             # The MCU did not take it (down, refused P0): GAgent sends nothing back either.
             _LOGGER.warning("cloud command from %s not delivered: %s", command.client_id, exc)
             return
-        if command.cmd == CMD_CONTROL_ACK and command.sn is not None:
+        if command.cmd == BusinessCmd.CONTROL and command.sn is not None:
             await self.uplink.publish_ack(command.client_id, command.sn, reply or b"")
         else:
             await self.uplink.publish_report(reply or b"")

@@ -26,19 +26,20 @@ import aiomqtt
 
 from gizdev.bridge.identity import Identity
 from gizdev.cloud.security import decrypt_form, encrypt_form
-from gizdev.codec.envelope import decode_envelope, decode_service, encode_envelope, encode_service
+from gizdev.codec.envelope import (
+    BusinessCmd,
+    ServiceCmd,
+    decode_envelope,
+    decode_service,
+    encode_envelope,
+    encode_service,
+)
 from gizdev.errors import CloudError, CodecError
 
 __all__ = ["AppCommand", "CloudUplink", "Provision", "UplinkSettings"]
 
 _LOGGER = logging.getLogger(__name__)
 
-CMD_CONTROL = 0x0090
-CMD_REPORT = 0x0091
-CMD_CONTROL_ACK = 0x0093
-CMD_ACK = 0x0094
-CMD_ONLINE_QUERY = 0x020F
-CMD_ONLINE_COUNT = 0x0210
 _UNKNOWN_DEVICE_CODES = {9014, 9023}  # device not found / disabled: register again
 
 
@@ -139,12 +140,12 @@ class CloudUplink:
 
     async def publish_report(self, p0: bytes) -> bool:
         """0x0091 on ``dev2app/<did>``; False if not connected (reports are not queued: they would be stale)."""
-        return await self._publish(f"dev2app/{self._identity().did}", encode_envelope(CMD_REPORT, p0))
+        return await self._publish(f"dev2app/{self._identity().did}", encode_envelope(BusinessCmd.TRANSMIT_REPLY, p0))
 
     async def publish_ack(self, client_id: str, sn: int, p0: bytes) -> bool:
         """0x0094 with ``sn`` on ``dev2app/<did>/<client_id>``."""
         topic = f"dev2app/{self._identity().did}/{client_id}"
-        return await self._publish(topic, encode_envelope(CMD_ACK, p0, sn=sn))
+        return await self._publish(topic, encode_envelope(BusinessCmd.CONTROL_REPLY, p0, sn=sn))
 
     async def _publish(self, topic: str, payload: bytes) -> bool:
         client = self._client
@@ -279,7 +280,7 @@ class CloudUplink:
             reader = asyncio.get_running_loop().create_task(self._read(client, identity))
             stop = asyncio.get_running_loop().create_task(self._restart.wait())
             try:
-                await client.publish("cli2ser_req", encode_service(CMD_ONLINE_QUERY), qos=0)
+                await client.publish("cli2ser_req", encode_service(ServiceCmd.ONLINE_QUERY), qos=0)
                 await self._on_connected()
                 done, _ = await asyncio.wait({reader, stop}, return_when=asyncio.FIRST_COMPLETED)
                 if reader in done:
@@ -302,7 +303,7 @@ class CloudUplink:
             try:
                 if topic.startswith(prefix):
                     envelope = decode_envelope(bytes(payload))
-                    if envelope.cmd not in (CMD_CONTROL, CMD_CONTROL_ACK):
+                    if envelope.cmd not in (BusinessCmd.TRANSMIT, BusinessCmd.CONTROL):
                         _LOGGER.info("ignored app frame 0x%04x on %s", envelope.cmd, topic)
                         continue
                     command = AppCommand(envelope.cmd, envelope.payload, topic[len(prefix) :], envelope.sn)
@@ -311,7 +312,7 @@ class CloudUplink:
                     task.add_done_callback(self._commands.discard)
                 elif topic == f"ser2cli_res/{identity.did}":
                     frame = decode_service(bytes(payload))
-                    if frame.cmd == CMD_ONLINE_COUNT and len(frame.body) >= 2:
+                    if frame.cmd == ServiceCmd.ONLINE_COUNT and len(frame.body) >= 2:
                         self.online_apps = int.from_bytes(frame.body[:2], "big")
                         self._on_change()
             except CodecError as exc:

@@ -35,7 +35,14 @@ from gizdev.cloud.presence import (
 )
 from gizdev.cloud.products import ProductCache
 from gizdev.cloud.storage import InvalidInput, NotFound, Storage, StorageError
-from gizdev.codec.envelope import decode_envelope, decode_service, encode_envelope, encode_service
+from gizdev.codec.envelope import (
+    BusinessCmd,
+    ServiceCmd,
+    decode_envelope,
+    decode_service,
+    encode_envelope,
+    encode_service,
+)
 from gizdev.codec.p0 import Action
 from gizdev.errors import BrokerError, CodecError
 
@@ -43,12 +50,6 @@ __all__ = ["CLOUD_CLIENT_ID", "AppActivity", "BusStats", "DeviceBus"]
 
 _LOGGER = logging.getLogger(__name__)
 
-CMD_CONTROL = 0x0090
-CMD_REPORT = 0x0091
-CMD_CONTROL_ACK = 0x0093
-CMD_ACK = 0x0094
-CMD_ONLINE_QUERY = 0x020F
-CMD_ONLINE_COUNT = 0x0210
 CLOUD_CLIENT_ID = "gizdevcloud"  # the <clientid> of app2dev topics for the cloud's own requests (≤ 23 chars)
 REPORT_ACTIONS = frozenset({Action.READ_REPLY, Action.REPORT, Action.VAR_READ_REPLY, Action.VAR_REPORT})
 APP_ONLINE_WINDOW_S = 120.0  # an app that used a device in the last two minutes counts as online for it
@@ -244,11 +245,16 @@ class DeviceBus:
         did = parts[1]
         envelope = decode_envelope(payload)
         await self._heard_from(did)
-        if envelope.cmd in (CMD_REPORT, CMD_CONTROL_ACK, CMD_ACK) and envelope.payload:
+        if (
+            envelope.cmd in (BusinessCmd.TRANSMIT_REPLY, BusinessCmd.CONTROL, BusinessCmd.CONTROL_REPLY)
+            and envelope.payload
+        ):
             await self._store_report(did, envelope.payload)
-        if envelope.cmd == CMD_CONTROL_ACK and envelope.sn is not None:
+        if envelope.cmd == BusinessCmd.CONTROL and envelope.sn is not None:
             # A device-initiated report that wants an acknowledgement (§1.6): 0x0094 with the same sn.
-            await self._publish(f"app2dev/{did}/{CLOUD_CLIENT_ID}", encode_envelope(CMD_ACK, sn=envelope.sn))
+            await self._publish(
+                f"app2dev/{did}/{CLOUD_CLIENT_ID}", encode_envelope(BusinessCmd.CONTROL_REPLY, sn=envelope.sn)
+            )
 
     async def _heard_from(self, did: str) -> None:
         if did not in self._online:
@@ -272,7 +278,7 @@ class DeviceBus:
 
     async def _on_service_request(self, payload: bytes) -> None:
         frame = decode_service(payload)
-        if frame.cmd != CMD_ONLINE_QUERY:
+        if frame.cmd != ServiceCmd.ONLINE_QUERY:
             _LOGGER.debug("ignored service frame 0x%04x (%s)", frame.cmd, payload.hex())
             return
         self.stats.online_queries += 1
@@ -287,13 +293,13 @@ class DeviceBus:
     async def send_online_count(self, did: str) -> None:
         """Tell ``did`` how many apps are online for it (0x0210 on ``ser2cli_res/<did>``)."""
         count = min(self.activity.count(did), 0xFFFF)
-        await self._publish(f"ser2cli_res/{did}", encode_service(CMD_ONLINE_COUNT, count.to_bytes(2, "big")))
+        await self._publish(f"ser2cli_res/{did}", encode_service(ServiceCmd.ONLINE_COUNT, count.to_bytes(2, "big")))
 
     # -- control --------------------------------------------------------------------------------------------------
 
     async def send_control(self, did: str, p0: bytes, client_id: str = CLOUD_CLIENT_ID) -> None:
         """Publish P0 as a 0x0090 frame on ``app2dev/<did>/<client_id>``; BrokerError if the broker is away."""
-        await self._publish(f"app2dev/{did}/{client_id}", encode_envelope(CMD_CONTROL, p0))
+        await self._publish(f"app2dev/{did}/{client_id}", encode_envelope(BusinessCmd.TRANSMIT, p0))
         self.stats.controls_sent += 1
 
     async def _publish(self, topic: str, payload: bytes) -> None:

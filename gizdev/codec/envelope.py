@@ -16,6 +16,7 @@ matters after a peer bug, and the length cap limits the damage.
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import NamedTuple
 
 from construct import (
@@ -40,8 +41,10 @@ __all__ = [
     "MAX_VARINT",
     "PROTOCOL_VERSION",
     "SERVICE",
+    "BusinessCmd",
     "Envelope",
     "EnvelopeDeframer",
+    "ServiceCmd",
     "ServiceFrame",
     "decode_envelope",
     "decode_service",
@@ -52,6 +55,25 @@ __all__ = [
 ]
 
 PROTOCOL_VERSION = b"\x00\x00\x00\x03"  # cloud protocol §1.6
+
+
+class BusinessCmd(IntEnum):
+    """Commands of the business frame that carry P0, on MQTT and the LAN alike (cloud protocol §1.6)."""
+
+    TRANSMIT = 0x0090  # app/cloud -> device, no ACK; answered with TRANSMIT_REPLY
+    TRANSMIT_REPLY = 0x0091  # device -> app/cloud: replies and every report
+    CONTROL = 0x0093  # with sn: answered with CONTROL_REPLY carrying the same sn
+    CONTROL_REPLY = 0x0094
+
+
+class ServiceCmd(IntEnum):
+    """Commands of the short service frames on ``cli2ser_req`` / ``ser2cli_res`` (cloud protocol §1.5)."""
+
+    ONLINE_QUERY = 0x020F  # device: how many apps are online?
+    ONLINE_COUNT = 0x0210  # cloud: u16 count
+    OTA_PUSH = 0x0211
+
+
 CMDS_WITH_SN = frozenset({0x0093, 0x0094})  # the only commands carrying a u32 sn, §1.6
 MAX_VARINT_BYTES = 4  # MQTT remaining length, §1.6 (GA-util Tran2varc)
 MAX_VARINT = 0x0FFF_FFFF  # 268 435 455, the largest 4-byte value

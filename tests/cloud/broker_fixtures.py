@@ -22,18 +22,15 @@ import os
 import shutil
 import socket
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
 
 import pytest
 
 from gizdev.cloud.broker import BrokerSettings, ManagedMosquitto, find_mosquitto
 from gizdev.errors import BrokerError
-
-T = TypeVar("T")
+from tests.loop_thread import LoopThread
 
 __all__ = [
     "BrokerThread",
@@ -96,13 +93,12 @@ async def wait_until_async(predicate: Callable[[], bool], timeout_s: float = 5.0
         raise AssertionError(f"timed out after {timeout_s} s waiting for {what}") from None
 
 
-class BrokerThread:
+class BrokerThread(LoopThread):
     """A :class:`ManagedMosquitto` whose event loop runs in a daemon thread."""
 
     def __init__(self, broker: ManagedMosquitto) -> None:
+        super().__init__("mosquitto-loop", broker.start, broker.stop)
         self.broker = broker
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="mosquitto-loop", daemon=True)
 
     @property
     def settings(self) -> BrokerSettings:
@@ -116,14 +112,6 @@ class BrokerThread:
     def pid(self) -> int | None:
         return self.broker.pid
 
-    def call(self, coro: Coroutine[Any, Any, T], timeout_s: float = 30.0) -> T:
-        """Run ``coro`` on the broker's loop and wait for it (from code that is not on an event loop)."""
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
-
-    async def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Run ``coro`` on the broker's loop and await it from another loop."""
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, self._loop))
-
     async def add_device(self, did: str, passcode: str, product_key: str) -> None:
         await self.run(self.broker.add_device(did, passcode, product_key))
 
@@ -132,25 +120,6 @@ class BrokerThread:
 
     def add_device_sync(self, did: str, passcode: str, product_key: str) -> None:
         self.call(self.broker.add_device(did, passcode, product_key))
-
-    def start(self) -> None:
-        self._thread.start()
-        try:
-            self.call(self.broker.start())
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        """Stop the broker (if started) and the loop; nothing of either is left afterwards."""
-        try:
-            if self._thread.is_alive():
-                self.call(self.broker.stop())
-        finally:
-            if self._thread.is_alive():
-                self._loop.call_soon_threadsafe(self._loop.stop)
-                self._thread.join(10)
-            self._loop.close()
 
 
 @pytest.fixture(name="mosquitto_binary", scope="session")

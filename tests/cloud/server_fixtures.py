@@ -12,16 +12,14 @@ Import the fixtures into a test module::
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import json
 import shutil
 import tempfile
-import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
@@ -30,10 +28,10 @@ from gizdev.cloud.server import CloudConfig, CloudServer
 from gizdev.cloud.storage import Storage
 from gizdev.schema.loader import parse_schema
 from tests.cloud.broker_fixtures import free_port
+from tests.loop_thread import LoopThread
 
 __all__ = ["FAST_KDF", "TEMP_HUMI_SCHEMA", "CloudThread", "Reply", "cloud_fixture", "make_cloud"]
 
-T = TypeVar("T")
 
 # Tests create many users; the production KDF (64 MiB, ~170 ms) would dominate the suite. Same algorithm.
 FAST_KDF = KdfParams(time_cost=1, memory_kib=8 * 1024, parallelism=1)
@@ -83,13 +81,12 @@ class Reply:
     raw: bytes
 
 
-class CloudThread:
+class CloudThread(LoopThread):
     """A running :class:`CloudServer` on its own loop and thread."""
 
     def __init__(self, config: CloudConfig) -> None:
         self.server = CloudServer(config)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="cloud-loop", daemon=True)
+        super().__init__("cloud-loop", self.server.start, self.server.stop)
 
     @property
     def storage(self) -> Storage:
@@ -103,27 +100,6 @@ class CloudThread:
     @property
     def mqtt_port(self) -> int:
         return self.server.config.mqtt_port
-
-    def call(self, coro: Coroutine[Any, Any, T], timeout_s: float = 30.0) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
-
-    def start(self) -> None:
-        self._thread.start()
-        try:
-            self.call(self.server.start())
-        except BaseException:
-            self.close()
-            raise
-
-    def close(self) -> None:
-        try:
-            if self._thread.is_alive():
-                self.call(self.server.stop())
-        finally:
-            if self._thread.is_alive():
-                self._loop.call_soon_threadsafe(self._loop.stop)
-                self._thread.join(10)
-            self._loop.close()
 
     # -- administration (what the CLI does), straight on the server's storage ----------------------------------
 
