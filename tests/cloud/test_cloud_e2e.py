@@ -4,6 +4,7 @@ reports into /app/devdata, /app/control out to the device's topic, presence, the
 from __future__ import annotations
 
 import asyncio
+import shutil
 import socket
 import time
 from typing import Any
@@ -12,8 +13,14 @@ import pytest
 
 from gizdev.cloud.security import decrypt_form, encrypt_form
 from gizdev.codec.envelope import decode_envelope, decode_service, encode_envelope, encode_service
-from tests.cloud.broker_fixtures import RawMqtt31, connect_packet_v31
-from tests.cloud.server_fixtures import TEMP_HUMI_SCHEMA, CloudThread
+from tests.cloud.broker_fixtures import (  # noqa: F401
+    BrokerThread,
+    RawMqtt31,
+    broker_dir_fixture,
+    connect_packet_v31,
+    mosquitto_broker_fixture,
+)
+from tests.cloud.server_fixtures import TEMP_HUMI_SCHEMA, CloudThread, make_cloud, world_searchable_dir
 
 MAC = "AABBCCDDEEFF"
 PASSCODE = "HKIPANQEYX"
@@ -277,3 +284,33 @@ def test_encrypted_device_api(cloud: CloudThread) -> None:
     assert plain.status == 400 and plain.body["error_code"] == 9048
     wrong = encrypt_form("0" * 32, "mac=A0B1C2D3E4F5&passcode=SEALEDPASS")
     assert cloud.form("POST", f"/dev/{PK}/device", f"data={wrong}").body["error_code"] == 9015
+
+
+def test_external_broker(db_url: str, mosquitto_broker: BrokerThread) -> None:
+    """--broker mqtt://…: no managed Mosquitto; the operator keeps device accounts; the cloud works the same."""
+    settings = mosquitto_broker.settings
+    url = settings.url(show_password=True)
+    base = world_searchable_dir()
+    cloud = make_cloud(db_url, base / "data", broker_url=url)
+    try:
+        assert cloud.server.broker is None  # nothing managed
+        cloud.add_product()
+        did = register(cloud)
+        provision = cloud.request("GET", f"/dev/devices/{did}")
+        assert f"port={settings.port}&" in provision.body  # devices are sent to the external broker
+        mosquitto_broker.add_device_sync(did, PASSCODE, PK)  # the operator's job with an external broker
+
+        async def scenario() -> None:
+            device = await RawMqtt31.open("127.0.0.1", settings.port)
+            assert await device.connect(did, did, PASSCODE) == CONNACK_OK
+            await device.publish(f"dev2app/{did}", bytes.fromhex("0000000306000091040a0b"))
+            await asyncio.to_thread(wait_for, lambda: device_online(cloud, did), 5.0, "online from traffic")
+            device.writer.close()
+
+        asyncio.run(scenario())
+        wait_for(lambda: cloud.call(cloud.storage.get_latest(did)) is not None, 5.0, "report stored")
+        latest = cloud.call(cloud.storage.get_latest(did))
+        assert latest is not None and latest.attrs == {"temp": 10, "humi": 11}
+    finally:
+        cloud.close()
+        shutil.rmtree(base, ignore_errors=True)
