@@ -18,13 +18,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import aiomqtt
-
-from gizdev.cloud.broker.client import service_client
 from gizdev.cloud.broker.settings import BrokerSettings
 from gizdev.cloud.presence import (
     EMQX_EVENT_TOPIC,
@@ -45,6 +43,7 @@ from gizdev.codec.envelope import (
 )
 from gizdev.codec.p0 import Action
 from gizdev.errors import BrokerError, CodecError
+from gizdev.transport.mqtt import MqttClient
 
 __all__ = ["CLOUD_CLIENT_ID", "AppActivity", "BusStats", "DeviceBus"]
 
@@ -107,7 +106,7 @@ class DeviceBus:
         self.activity = activity or AppActivity()
         self.stats = BusStats()
         self._clock = clock
-        self._client: aiomqtt.Client | None = None
+        self._client: MqttClient | None = None
         self._ready = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._presence: asyncio.Queue[Presence | BrokerRestarted] = asyncio.Queue()
@@ -201,23 +200,34 @@ class DeviceBus:
 
     async def _run(self) -> None:
         delay = RECONNECT_INITIAL_S
+        broker = self.broker
         while True:
+            client = MqttClient(
+                broker.host,
+                broker.port,
+                client_id="gizdev-cloud",
+                username=broker.username,
+                password=broker.password,
+                keepalive_s=60,
+                tls=ssl.create_default_context() if broker.tls else None,
+            )
             try:
-                async with service_client(self.broker, identifier="gizdev-cloud") as client:
-                    for topic in ("dev2app/#", "cli2ser_req", EMQX_EVENT_TOPIC):
-                        await client.subscribe(topic, qos=0)
-                    self._client = client
-                    self._ready.set()
-                    self.stats.connects += 1
-                    _LOGGER.info("device bus connected to %s", self.broker)
-                    delay = RECONNECT_INITIAL_S
-                    async for message in client.messages:
-                        await self._dispatch(message.topic.value, _payload_bytes(message.payload))
-            except (BrokerError, aiomqtt.MqttError) as exc:
+                await client.connect()
+                for topic in ("dev2app/#", "cli2ser_req", EMQX_EVENT_TOPIC):
+                    await client.subscribe(topic)
+                self._client = client
+                self._ready.set()
+                self.stats.connects += 1
+                _LOGGER.info("device bus connected to %s", broker)
+                delay = RECONNECT_INITIAL_S
+                async for message in client.messages():
+                    await self._dispatch(message.topic, message.payload)
+            except BrokerError as exc:
                 _LOGGER.warning("device bus: broker connection lost (%s); retrying in %.1f s", exc, delay)
             finally:
                 self._client = None
                 self._ready.clear()
+                await client.close()
             await asyncio.sleep(delay)
             delay = min(delay * 2, RECONNECT_MAX_S)
 
@@ -306,16 +316,4 @@ class DeviceBus:
         client = self._client
         if client is None:
             raise BrokerError(f"not connected to the broker {self.broker}")
-        try:
-            await client.publish(topic, payload, qos=0)
-        except aiomqtt.MqttError as exc:
-            raise BrokerError(f"publish to {topic} failed: {exc}") from exc
-
-
-def _payload_bytes(payload: object) -> bytes:
-    """aiomqtt hands payloads as bytes, or (for some paho paths) str/int/float/None."""
-    if isinstance(payload, bytes | bytearray):
-        return bytes(payload)
-    if payload is None:
-        return b""
-    return str(payload).encode()
+        await client.publish(topic, payload)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -87,6 +88,7 @@ class MqttClient:
         keepalive_s: int = 60,
         protocol: int = MQTT_311,
         timeout_s: float = 10.0,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if protocol not in (MQTT_31, MQTT_311):
             raise ValueError(f"unsupported MQTT protocol level {protocol}")
@@ -100,6 +102,7 @@ class MqttClient:
         self.keepalive_s = keepalive_s
         self.protocol = protocol
         self.timeout_s = timeout_s
+        self.tls = tls
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._messages: asyncio.Queue[MqttMessage | BaseException] = asyncio.Queue()
@@ -115,7 +118,7 @@ class MqttClient:
         where = f"{self.host}:{self.port}"
         try:
             async with asyncio.timeout(self.timeout_s):
-                self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+                self._reader, self._writer = await asyncio.open_connection(self.host, self.port, ssl=self.tls)
                 self._writer.write(self._connect_packet())
                 kind, _, body = await self._read_packet()
         except (OSError, TimeoutError, asyncio.IncompleteReadError) as exc:
