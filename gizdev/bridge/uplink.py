@@ -1,10 +1,10 @@
 """The bridge's uplink to a Gizwits-compatible cloud: the device protocol as GAgent speaks it.
 
 Registration (``POST /dev/devices``, or the encrypted ``POST /dev/<pk>/device``), provisioning (``GET``, which
-names the MQTT broker and gives the server time), then MQTT 3.1 with client id = user = DID and password =
-passcode, subscribed to ``ser2cli_noti/<pk>``, ``ser2cli_res/<did>`` and ``app2dev/<did>/#`` in GAgent's order
-(cloud protocol §1.1-§1.5). Apps' 0x0090/0x0093 frames are handed to the bridge; what it publishes goes to
-``dev2app/<did>`` (0x0091) or ``dev2app/<did>/<clientid>`` (0x0094).
+names the MQTT broker and gives the server time), then MQTT 3.1 (through :mod:`gizdev.transport.mqtt`) with
+client id = user = DID and password = passcode, subscribed to ``ser2cli_noti/<pk>``, ``ser2cli_res/<did>`` and
+``app2dev/<did>/#`` in GAgent's order (cloud protocol §1.1-§1.5). Apps' 0x0090/0x0093 frames are handed to the
+bridge; what it publishes goes to ``dev2app/<did>`` (0x0091) or ``dev2app/<did>/<clientid>`` (0x0094).
 
 The loop never gives up: every failure (cloud down, broker down, refused login) is logged once and retried with
 backoff; a provisioning that says the DID is unknown (the cloud lost us) clears it and registers again.
@@ -22,7 +22,6 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
-import aiomqtt
 
 from gizdev.bridge.identity import Identity
 from gizdev.cloud.security import decrypt_form, encrypt_form
@@ -34,7 +33,8 @@ from gizdev.codec.envelope import (
     encode_envelope,
     encode_service,
 )
-from gizdev.errors import CloudError, CodecError
+from gizdev.errors import BrokerError, CloudError, CodecError
+from gizdev.transport.mqtt import MQTT_31, MqttClient
 
 __all__ = ["AppCommand", "CloudUplink", "Provision", "UplinkSettings"]
 
@@ -105,7 +105,7 @@ class CloudUplink:
         self.online_apps = 0
         self.connects = 0
         self.server_ts: int | None = None
-        self._client: aiomqtt.Client | None = None
+        self._client: MqttClient | None = None
         self._active = asyncio.Event()
         self._restart = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -152,8 +152,8 @@ class CloudUplink:
         if client is None or not self.connected:
             return False
         try:
-            await client.publish(topic, payload, qos=0)
-        except aiomqtt.MqttError as exc:
+            await client.publish(topic, payload)
+        except BrokerError as exc:
             _LOGGER.warning("publish to %s failed: %s", topic, exc)
             return False
         return True
@@ -173,7 +173,7 @@ class CloudUplink:
                     provision = await self._provision(http, identity)
                 await self._connected(identity, provision)
                 delay = self.settings.backoff_initial_s
-            except (aiohttp.ClientError, TimeoutError, OSError, aiomqtt.MqttError, CloudError, CodecError) as exc:
+            except (aiohttp.ClientError, TimeoutError, OSError, CloudError, CodecError) as exc:
                 self._failed(exc)
             if self._restart.is_set():
                 continue
@@ -253,34 +253,35 @@ class CloudUplink:
         return provision
 
     async def _connected(self, identity: Identity, provision: Provision) -> None:
-        client = aiomqtt.Client(
+        client = MqttClient(
             provision.host,
             provision.port,
-            identifier=identity.did,
+            client_id=identity.did,
             username=identity.did,
             password=identity.passcode,
-            protocol=aiomqtt.ProtocolVersion.V31,
-            clean_session=True,
-            keepalive=self.settings.keepalive_s,
-            timeout=self.settings.http_timeout_s,
+            protocol=MQTT_31,
+            keepalive_s=self.settings.keepalive_s,
+            timeout_s=self.settings.http_timeout_s,
         )
-        async with client:
+        await client.connect()
+        try:
             for topic in (
                 f"ser2cli_noti/{identity.product_key}",
                 f"ser2cli_res/{identity.did}",
                 f"app2dev/{identity.did}/#",
             ):
-                await client.subscribe(topic, qos=0)
+                await client.subscribe(topic)
             self._client = client
             self.connected = True
             self.connects += 1
             self._last_error = ""
             _LOGGER.info("connected to the broker %s:%d as %s", provision.host, provision.port, identity.did)
             self._on_change()
-            reader = asyncio.get_running_loop().create_task(self._read(client, identity))
-            stop = asyncio.get_running_loop().create_task(self._restart.wait())
+            loop = asyncio.get_running_loop()
+            reader = loop.create_task(self._read(client, identity))
+            stop = loop.create_task(self._restart.wait())
             try:
-                await client.publish("cli2ser_req", encode_service(ServiceCmd.ONLINE_QUERY), qos=0)
+                await client.publish("cli2ser_req", encode_service(ServiceCmd.ONLINE_QUERY))
                 await self._on_connected()
                 done, _ = await asyncio.wait({reader, stop}, return_when=asyncio.FIRST_COMPLETED)
                 if reader in done:
@@ -289,20 +290,21 @@ class CloudUplink:
                 for task in (reader, stop):
                     task.cancel()
                 await asyncio.gather(reader, stop, return_exceptions=True)
-                self._client = None
-                self.connected = False
-                self.online_apps = 0
-                self._on_change()
-                _LOGGER.info("disconnected from the broker")
+        finally:
+            self._client = None
+            self.connected = False
+            self.online_apps = 0
+            await client.close()
+            self._on_change()
+            _LOGGER.info("disconnected from the broker")
 
-    async def _read(self, client: aiomqtt.Client, identity: Identity) -> None:
+    async def _read(self, client: MqttClient, identity: Identity) -> None:
         prefix = f"app2dev/{identity.did}/"
-        async for message in client.messages:
-            topic = message.topic.value
-            payload = message.payload if isinstance(message.payload, bytes | bytearray) else b""
+        async for message in client.messages():
+            topic, payload = message.topic, message.payload
             try:
                 if topic.startswith(prefix):
-                    envelope = decode_envelope(bytes(payload))
+                    envelope = decode_envelope(payload)
                     if envelope.cmd not in (BusinessCmd.TRANSMIT, BusinessCmd.CONTROL):
                         _LOGGER.info("ignored app frame 0x%04x on %s", envelope.cmd, topic)
                         continue
@@ -311,9 +313,9 @@ class CloudUplink:
                     self._commands.add(task)
                     task.add_done_callback(self._commands.discard)
                 elif topic == f"ser2cli_res/{identity.did}":
-                    frame = decode_service(bytes(payload))
+                    frame = decode_service(payload)
                     if frame.cmd == ServiceCmd.ONLINE_COUNT and len(frame.body) >= 2:
                         self.online_apps = int.from_bytes(frame.body[:2], "big")
                         self._on_change()
             except CodecError as exc:
-                _LOGGER.info("ignored a bad frame on %s (%s): %s", topic, bytes(payload[:64]).hex(), exc)
+                _LOGGER.info("ignored a bad frame on %s (%s): %s", topic, payload[:64].hex(), exc)
