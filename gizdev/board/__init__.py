@@ -1,0 +1,1 @@
+"""Board tools: conformance checks, sniffing and flashing of real boards."""
