@@ -84,8 +84,11 @@ def load_bin(path: str | os.PathLike[str], address: int) -> FirmwareImage:
     return FirmwareImage((Segment(address, data),), source=name)
 
 
-def load_firmware(path: str | os.PathLike[str], *, address: int | None = None, fmt: str = "auto") -> FirmwareImage:
-    """Load ``.hex``/``.ihex`` as Intel HEX and anything else as raw binary at ``address``; ``fmt`` forces one."""
+def load_firmware(
+    path: str | os.PathLike[str], *, address: int | None = None, fmt: str = "auto", default_address: int | None = None
+) -> FirmwareImage:
+    """Load ``.hex``/``.ihex`` as Intel HEX, anything else as raw binary at ``address`` (or ``default_address``);
+    ``fmt`` ("bin", "hex") overrides the extension."""
     name = os.fspath(path)
     if fmt == "auto":
         fmt = "hex" if Path(name).suffix.lower() in (".hex", ".ihex", ".ihx") else "bin"
@@ -94,6 +97,7 @@ def load_firmware(path: str | os.PathLike[str], *, address: int | None = None, f
             raise FirmwareFileError(name, "an Intel HEX file carries its own addresses; --address is for .bin files")
         return parse_intel_hex(_read_capped(name, hex_text=True), source=name)
     if fmt == "bin":
+        address = address if address is not None else default_address
         if address is None:
             raise FirmwareFileError(name, "a raw binary needs an address")
         return load_bin(name, address)
