@@ -162,18 +162,22 @@ def test_second_nack_of_the_same_block_stops_everything() -> None:
     ],
 )
 def test_every_nack_names_command_and_address(command: int, expected: str) -> None:
-    with served(faults=BootloaderFaults(nack_commands=frozenset({command}))) as (_, stream):
-        with pytest.raises(BootloaderNack) as caught:
-            flash_stm32(client(stream), image_of(firmware(256)), FlashPlan(go=FLASH))
+    with (
+        served(faults=BootloaderFaults(nack_commands=frozenset({command}))) as (_, stream),
+        pytest.raises(BootloaderNack) as caught,
+    ):
+        flash_stm32(client(stream), image_of(firmware(256)), FlashPlan(go=FLASH))
     assert str(caught.value).startswith(expected)
 
 
 def test_read_refused_during_verify_and_identify(caplog: pytest.LogCaptureFixture) -> None:
     # Read Memory refused altogether (as on a read-protected chip): the flash size falls back to the family's
     # maximum (with a warning), and verify fails with the address.
-    with served(faults=BootloaderFaults(nack_commands=frozenset({0x11}))) as (_, stream):
-        with pytest.raises(BootloaderNack, match=r"Read Memory \(0x11\) at the command byte, address 0x08000000"):
-            flash_stm32(client(stream), image_of(firmware(256)), FlashPlan())
+    with (
+        served(faults=BootloaderFaults(nack_commands=frozenset({0x11}))) as (_, stream),
+        pytest.raises(BootloaderNack, match=r"Read Memory \(0x11\) at the command byte, address 0x08000000"),
+    ):
+        flash_stm32(client(stream), image_of(firmware(256)), FlashPlan())
     assert any("flash-size register unreadable" in r.getMessage() for r in caplog.records)
 
 
@@ -189,9 +193,11 @@ def test_address_stage_nack_names_the_address() -> None:
 def test_corrupted_read_fails_verify_with_the_bytes() -> None:
     data = firmware(1024)
     # Read 1 is the flash-size register; read 3 is the second verify block (0x08000100).
-    with served(faults=BootloaderFaults(corrupt_reads=frozenset({3}))) as (_, stream):
-        with pytest.raises(VerifyError) as caught:
-            flash_stm32(client(stream), image_of(data), FlashPlan())
+    with (
+        served(faults=BootloaderFaults(corrupt_reads=frozenset({3}))) as (_, stream),
+        pytest.raises(VerifyError) as caught,
+    ):
+        flash_stm32(client(stream), image_of(data), FlashPlan())
     error = caught.value
     assert error.address == FLASH + 0x180  # the sim flips a bit in the middle of the block, row 0x80
     assert error.expected == data[0x180:0x190] and error.actual != error.expected
@@ -199,9 +205,8 @@ def test_corrupted_read_fails_verify_with_the_bytes() -> None:
 
 
 def test_silent_board_times_out_with_a_clear_message() -> None:
-    with served(faults=BootloaderFaults(silent=True)) as (_, stream):
-        with pytest.raises(BootloaderTimeout) as caught:
-            flash_stm32(client(stream, timeout_s=0.2), image_of(firmware(256)), FlashPlan())
+    with served(faults=BootloaderFaults(silent=True)) as (_, stream), pytest.raises(BootloaderTimeout) as caught:
+        flash_stm32(client(stream, timeout_s=0.2), image_of(firmware(256)), FlashPlan())
     assert "no answer to the bootloader sync byte 0x7f after 3 attempts of 0.2 s" in str(caught.value)
     assert "BOOT0" in str(caught.value) and isinstance(caught.value, TimeoutError)
 
@@ -214,9 +219,11 @@ def test_dropped_sync_times_out() -> None:
 
 
 def test_board_dying_mid_write_times_out_naming_the_block() -> None:
-    with served(faults=BootloaderFaults(silent_after_writes=5)) as (_, stream):
-        with pytest.raises(BootloaderTimeout) as caught:
-            flash_stm32(client(stream, timeout_s=0.3), image_of(firmware(4096)), FlashPlan())
+    with (
+        served(faults=BootloaderFaults(silent_after_writes=5)) as (_, stream),
+        pytest.raises(BootloaderTimeout) as caught,
+    ):
+        flash_stm32(client(stream, timeout_s=0.3), image_of(firmware(4096)), FlashPlan())
     assert "Write Memory (0x31) at 0x08000500 (data) within 0.3 s" in str(caught.value)
 
 
@@ -253,7 +260,7 @@ def test_refuses_an_image_outside_the_flash() -> None:
 
 def test_unknown_chip_needs_a_flash_size() -> None:
     with served(BootloaderConfig(chip_id=0x999)) as (sim, stream):
-        with pytest.raises(FlashError, match="0x999 is not in the chip table.*--flash-size"):
+        with pytest.raises(FlashError, match=r"0x999 is not in the chip table.*--flash-size"):
             flash_stm32(client(stream), image_of(firmware(256)), FlashPlan())
         with pytest.raises(FlashError, match="erase layout of unknown chip 0x999 is unknown; use --erase global"):
             flash_stm32(client(stream), image_of(firmware(256)), FlashPlan(flash_bytes=65536))
