@@ -9,6 +9,8 @@ pyserial knows (``socket://host:port``, ``rfc2217://``); pyserial is imported on
 from __future__ import annotations
 
 import logging
+import os
+import stat
 import time
 from typing import Any, Protocol
 
@@ -127,6 +129,15 @@ class SerialStream:
             _LOGGER.debug("%s: error while closing: %s", self._name, exc)
 
 
+def _is_pty_slave(path: str) -> bool:
+    """True for a Unix98 pty slave (/dev/pts/N): character devices of majors 136..143 on Linux."""
+    try:
+        info = os.stat(path)
+    except OSError:
+        return False
+    return stat.S_ISCHR(info.st_mode) and 136 <= os.major(info.st_rdev) <= 143
+
+
 def open_stream(url: str, *, baudrate: int, parity: str = "N") -> SerialStream:
     """Open a device path or a pyserial URL (8 data bits, 1 stop bit, the given parity)."""
     if not url:
@@ -135,6 +146,11 @@ def open_stream(url: str, *, baudrate: int, parity: str = "N") -> SerialStream:
         import serial  # type: ignore[import-untyped, unused-ignore]  # noqa: PLC0415 - optional dependency
     except ImportError as exc:
         raise TransportError(f"{url}: pyserial is not installed (pip install 'gizdev[flash]')") from exc
+    if parity != "N" and _is_pty_slave(url):
+        # The pty driver clears PARENB whatever one asks, and glibc then fails the reopen of a pty that was set
+        # to even parity before with EINVAL. A pty carries bytes, not bits: there is no parity to get wrong.
+        _LOGGER.debug("%s: a pseudo-terminal has no parity; opening it 8N1", url)
+        parity = "N"
     try:
         port = serial.serial_for_url(
             url, baudrate=baudrate, bytesize=8, parity=parity, stopbits=1, timeout=POLL_S, exclusive=True

@@ -252,19 +252,21 @@ def test_refuses_an_image_outside_the_flash() -> None:
         with pytest.raises(
             ImageTooLarge, match=r"0x0800f800\.\.0x080107ff, outside the flash 0x08000000\.\.0x0800ffff"
         ):
-            flash_stm32(client(stream), image_of(firmware(4096), FLASH + 0xF800), FlashPlan())
+            flash_stm32(client(stream, timeout_s=0.3), image_of(firmware(4096), FLASH + 0xF800), FlashPlan())
         with pytest.raises(ImageTooLarge, match="outside the flash"):
-            flash_stm32(client(stream), image_of(firmware(16), 0x20000000), FlashPlan())
+            flash_stm32(client(stream, timeout_s=0.3), image_of(firmware(16), 0x20000000), FlashPlan())
         assert sim.bootloader.stats.writes == 0
 
 
 def test_unknown_chip_needs_a_flash_size() -> None:
     with served(BootloaderConfig(chip_id=0x999)) as (sim, stream):
         with pytest.raises(FlashError, match=r"0x999 is not in the chip table.*--flash-size"):
-            flash_stm32(client(stream), image_of(firmware(256)), FlashPlan())
+            flash_stm32(client(stream, timeout_s=0.3), image_of(firmware(256)), FlashPlan())
         with pytest.raises(FlashError, match="erase layout of unknown chip 0x999 is unknown; use --erase global"):
-            flash_stm32(client(stream), image_of(firmware(256)), FlashPlan(flash_bytes=65536))
-        flash_stm32(client(stream), image_of(firmware(256)), FlashPlan(flash_bytes=65536, erase="global"))
+            flash_stm32(client(stream, timeout_s=0.3), image_of(firmware(256)), FlashPlan(flash_bytes=65536))
+        flash_stm32(
+            client(stream, timeout_s=0.3), image_of(firmware(256)), FlashPlan(flash_bytes=65536, erase="global")
+        )
         assert sim.bootloader.flash[:256] == firmware(256)
 
 
@@ -288,3 +290,19 @@ def test_sector_layout_of_f4_chips() -> None:
     report = ChipReport(BootloaderInfo(0x31, frozenset({0x44})), 0x413, chip, 1024 * 1024, "given")
     image = FirmwareImage((Segment(FLASH + 0x3FFF, b"\x00\x00"), Segment(FLASH + 0x20000, b"\x00")))
     assert erase_pages(image, report) == [0, 1, 5]
+
+
+def test_the_same_pty_opens_again_after_a_run() -> None:
+    """A pty drops even parity; reopening one that was set to 8E1 must still work (a second flash run)."""
+    from gizdev.board.flash.port import open_stream
+    from gizdev.sim.stm32_bootloader import PtyBootloader, VirtualStm32Bootloader
+
+    with PtyBootloader(VirtualStm32Bootloader()) as sim:
+        for _ in range(3):
+            stream = open_stream(sim.path, baudrate=115200, parity="E")
+            try:
+                bootloader = client(stream, timeout_s=0.3)
+                bootloader.sync()
+                assert bootloader.get_id() == 0x410
+            finally:
+                stream.close()
