@@ -210,6 +210,11 @@ def _register_sim(targets: Any) -> None:
     sim.add_argument(
         "--extended-erase", action="store_true", help="offer Extended Erase (0x44) instead of Erase (0x43)"
     )
+    sim.add_argument(
+        "--baud",
+        type=options.positive_int,
+        help="take as long per byte as a UART at this speed, 8E1 (default: as fast as the pty goes)",
+    )
     sim.add_argument("--initial", metavar="FILE", type=Path, help="flash contents at start (a raw binary)")
     sim.add_argument("--dump", metavar="FILE", type=Path, help="write the flash contents to FILE when stopped")
     faults = sim.add_argument_group("fault injection (ordinals count from 1 over the session, retries included)")
@@ -345,7 +350,7 @@ def run_sim_bootloader(args: argparse.Namespace) -> int:
         stop.set()
 
     previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGINT, signal.SIGTERM)}
-    server = PtyBootloader(VirtualStm32Bootloader(config, faults))
+    server = PtyBootloader(VirtualStm32Bootloader(config, faults), baud=args.baud)
     try:
         server.start()
         print(json.dumps({"pty": server.path, "chip_id": f"0x{config.chip_id:03x}", "flash_bytes": flash_bytes}))

@@ -20,6 +20,7 @@ import logging
 import os
 import select
 import threading
+import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
 
@@ -307,8 +308,13 @@ class VirtualStm32Bootloader:
 class PtyBootloader:
     """Serves a virtual bootloader on a new pty from a thread; ``path`` is what a flasher opens."""
 
-    def __init__(self, bootloader: VirtualStm32Bootloader, pair: PtyPair | None = None) -> None:
+    def __init__(
+        self, bootloader: VirtualStm32Bootloader, pair: PtyPair | None = None, *, baud: int | None = None
+    ) -> None:
         self.bootloader = bootloader
+        # A pty moves bytes at memory speed; with ``baud`` each byte costs its time on an 8E1 wire (11 bits),
+        # both ways, so that timings come out as on a real UART.
+        self._byte_s = 11 / baud if baud else 0.0
         self._pair = pair or open_pty_pair()
         self.path = self._pair.slave_path
         self._stop = threading.Event()
@@ -350,8 +356,12 @@ class PtyBootloader:
                     data = os.read(master, 4096)
                 except BlockingIOError:
                     continue
+                if self._byte_s:
+                    time.sleep(len(data) * self._byte_s)
                 with self._lock:
                     answer = self.bootloader.feed(data)
+                if answer and self._byte_s:
+                    time.sleep(len(answer) * self._byte_s)
                 self._write_all(master, answer)
         except OSError as exc:
             self.error = exc

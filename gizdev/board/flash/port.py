@@ -33,7 +33,7 @@ class ByteStream(Protocol):
         ...
 
     def write(self, data: bytes) -> None:
-        """Send bytes (blocks until the OS took them)."""
+        """Send bytes (blocks until the OS took them, not until they are on the wire)."""
         ...
 
     def read(self, size: int, timeout_s: float) -> bytes:
@@ -74,10 +74,11 @@ class SerialStream:
         return self._name
 
     def write(self, data: bytes) -> None:
-        """Send bytes and wait until the OS took them."""
+        """Send bytes (pyserial blocks until the OS took them all)."""
         try:
+            # No flush (tcdrain): it waits for the wire to go idle, a scheduler round trip per write on a pty,
+            # while the answer we read next cannot arrive before the bytes went out anyway.
             self._port.write(data)
-            self._port.flush()
         except OSError as exc:  # serial.SerialException is an OSError
             raise TransportError(f"{self._name}: write failed: {exc}") from exc
 

@@ -306,3 +306,22 @@ def test_the_same_pty_opens_again_after_a_run() -> None:
                 assert bootloader.get_id() == 0x410
             finally:
                 stream.close()
+
+
+def test_paced_sim_takes_the_wire_time() -> None:
+    """At 19200 baud 8E1 a 256-byte read answer alone needs 256 * 11 / 19200 = 0.147 s."""
+    import time
+
+    from gizdev.board.flash.port import open_stream
+    from gizdev.sim.stm32_bootloader import PtyBootloader, VirtualStm32Bootloader
+
+    with PtyBootloader(VirtualStm32Bootloader(), baud=19200) as sim:
+        stream = open_stream(sim.path, baudrate=19200, parity="E")
+        try:
+            bootloader = client(stream)
+            bootloader.sync()
+            start = time.monotonic()
+            assert bootloader.read_memory(FLASH, 256) == b"\xff" * 256
+            assert time.monotonic() - start > 0.14
+        finally:
+            stream.close()
