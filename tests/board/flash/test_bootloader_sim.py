@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gizdev.sim.stm32_bootloader import BootloaderConfig, BootloaderFaults, VirtualStm32Bootloader
 
@@ -168,3 +170,22 @@ def test_bad_configuration() -> None:
         VirtualStm32Bootloader(BootloaderConfig(flash_bytes=1000))
     with pytest.raises(ValueError, match="larger than the flash"):
         VirtualStm32Bootloader(BootloaderConfig(flash_bytes=1024, initial_flash=b"\x00" * 2048))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.binary(max_size=600), st.lists(st.integers(1, 64), max_size=40))
+def test_any_bytes_any_chunking_same_answers(data: bytes, cuts: list[int]) -> None:
+    """Hostile host bytes never break the sim, and how they are split into reads changes nothing."""
+    whole = VirtualStm32Bootloader()
+    expected = whole.feed(b"\x7f" + data)
+    chunked = VirtualStm32Bootloader()
+    wire = b"\x7f" + data
+    got = bytearray()
+    position = 0
+    for cut in cuts:
+        got += chunked.feed(wire[position : position + cut])
+        position += cut
+    got += chunked.feed(wire[position:])
+    assert bytes(got) == expected
+    assert bytes(chunked.flash) == bytes(whole.flash)
+    assert set(expected) <= set(range(256))
