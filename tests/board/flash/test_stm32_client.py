@@ -79,7 +79,7 @@ def test_legacy_erase_cannot_name_pages_past_255() -> None:
 
 def test_block_size_limits() -> None:
     bootloader = Stm32Bootloader(Scripted(b""))
-    with pytest.raises(ValueError, match="1..256 bytes, not 257"):
+    with pytest.raises(ValueError, match=r"1\.\.256 bytes, not 257"):
         bootloader.write_memory(0x08000000, b"\x00" * 257)
     with pytest.raises(ValueError, match="not 0"):
         bootloader.read_memory(0x08000000, 0)
