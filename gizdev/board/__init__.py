@@ -1,1 +1,1 @@
-"""Board tools: conformance checks, sniffing and flashing of real boards."""
+"""Board tools: the conformance checker, the serial sniffer and flashing."""

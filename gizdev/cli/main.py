@@ -5,11 +5,23 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from gizdev import __version__
-from gizdev.cli import codec_cmds, flash_cmd, probe_cmd, schema_cmd, sim_cmd
-from gizdev.errors import GizdevError
+from gizdev.cli import codec_cmds, flash_cmd, probe_cmd, schema_cmd, sim_cmd, sniff_cmd
+from gizdev.errors import ConfigError, GizdevError
+
+try:
+    from gizdev.cli import bridge_cmd, cloud_cmd, demo_cmd
+
+    _NETWORKED: tuple[Any, ...] = (cloud_cmd, bridge_cmd, demo_cmd)
+    _NETWORK_MISSING = ""
+except ModuleNotFoundError as exc:  # the "cloud" extra is optional: the codec and board commands work without it
+    if (exc.name or "").startswith("gizdev"):
+        raise
+    _NETWORKED = ()
+    _NETWORK_MISSING = exc.name or "a dependency"
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -19,6 +31,13 @@ Open tooling for Gizwits-style IoT products.
 Every command that needs a product takes its datapoint schema (the Gizwits JSON export) with --product FILE;
 protocols/gokit.json in the repository is the GoKit reference product.
 """
+
+
+def _unavailable(reason: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        raise ConfigError(f"gizdev {args.command} {reason}")
+
+    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     schema_cmd.register(commands)
     sim_cmd.register(commands)
     probe_cmd.register(commands)
+    sniff_cmd.register(commands)
     flash_cmd.register(commands)
+    for module in _NETWORKED:
+        module.register(commands)
+    if _NETWORK_MISSING:
+        missing = f"needs the cloud extra (pip install 'gizdev[cloud]'); {_NETWORK_MISSING} is not installed"
+        for name in ("cloud", "bridge", "demo"):
+            commands.add_parser(name, help=f"({missing})").set_defaults(run=_unavailable(missing))
     return parser
 
 

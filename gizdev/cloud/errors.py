@@ -26,6 +26,15 @@ from enum import IntEnum
 from types import MappingProxyType
 from typing import TypedDict
 
+from gizdev.cloud.storage.errors import (
+    AlreadyExists,
+    DeviceDisabled,
+    EncryptionRequired,
+    InvalidInput,
+    NotFound,
+    PasscodeMismatch,
+    StorageError,
+)
 from gizdev.errors import CloudError
 
 __all__ = [
@@ -38,6 +47,7 @@ __all__ = [
     "ErrorRow",
     "FormDecryptError",
     "PasswordPolicyError",
+    "api_error_for",
     "error_list",
     "error_response",
 ]
@@ -368,8 +378,40 @@ def error_response(exc: Exception) -> tuple[int, ErrorBody]:
     it answers 9008 "server error" with no detail (nothing internal leaks) and is logged here with its
     traceback, so the caller should not log it again.
     """
+    if isinstance(exc, StorageError):
+        translated = api_error_for(exc)
+        if translated is not None:
+            exc = translated
     if isinstance(exc, ApiError):
         return exc.http_status, exc.to_json()
     _LOGGER.error("unexpected %s answered as 9008 server error", type(exc).__name__, exc_info=exc)
     server_error = ApiError(Code.SERVER_ERROR)
     return server_error.http_status, server_error.to_json()
+
+
+# Which code a missing row of each kind answers with (§3.12): the entity names are the storage's.
+_NOT_FOUND_CODES = {
+    "app": Code.APPID_INVALID,
+    "product": Code.PRODUCT_KEY_INVALID,
+    "device": Code.DEVICE_NOT_FOUND,
+    "user": Code.USER_NOT_EXIST,
+    "binding": Code.DEVICE_NOT_BOUND,
+}
+_TAKEN_CODES = {"username": Code.USERNAME_UNAVAILABLE, "phone_id": Code.USERNAME_UNAVAILABLE}
+
+
+def api_error_for(exc: StorageError) -> ApiError | None:
+    """The Open API answer to a storage refusal, or None for a real failure (which becomes 9008)."""
+    if isinstance(exc, InvalidInput):
+        return ApiError(Code.FORM_INVALID, str(exc))
+    if isinstance(exc, NotFound) and exc.entity in _NOT_FOUND_CODES:
+        return ApiError(_NOT_FOUND_CODES[exc.entity], str(exc))
+    if isinstance(exc, AlreadyExists) and exc.field in _TAKEN_CODES:
+        return ApiError(_TAKEN_CODES[exc.field], f"{exc.field} is taken")
+    if isinstance(exc, PasscodeMismatch):
+        return ApiError(Code.DID_PASSCODE_INVALID)
+    if isinstance(exc, DeviceDisabled):
+        return ApiError(Code.DEVICE_DISABLED, str(exc))
+    if isinstance(exc, EncryptionRequired):
+        return ApiError(Code.DEVICE_ENCRYPT_ENABLED, str(exc))
+    return None

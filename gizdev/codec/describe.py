@@ -7,7 +7,6 @@ from typing import Any
 from gizdev.codec.commands import Command, decode_payload
 from gizdev.codec.frame import Frame
 from gizdev.codec.p0 import Action, P0Message, Product
-from gizdev.errors import PayloadError
 
 __all__ = ["P0_COMMANDS", "describe_frame", "describe_p0", "p0_of"]
 
@@ -62,8 +61,11 @@ def describe_frame(frame: Frame, product: Product | None = None) -> dict[str, An
             out["payload"] = frame.payload.hex()
         return out
     value = decode_payload(frame.cmd, frame.payload)
-    if isinstance(value, bytes):  # only P0 and unknown commands stay bytes, and both were handled above
-        raise PayloadError(f"no description for {name}", data=frame.payload)
+    if isinstance(value, bytes):
+        # The P0 ACKs (0x06, and 0x04 without a read reply) have no body of their own: normally empty.
+        if value:
+            out["payload"] = value.hex()
+        return out
     if value is not None:
         out.update(value.to_json())
     return out

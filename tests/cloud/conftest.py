@@ -205,3 +205,8 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         pytest.skip(f"PostgreSQL unavailable: {server}")
     asyncio.run(_admin(server, _RESET_DATABASE, database=TEST_DATABASE))
     return server.url(TEST_DATABASE)
+
+
+# The whole-cloud fixtures (and the broker fixture they need) for every test module here.
+from tests.cloud.broker_fixtures import mosquitto_binary_fixture  # noqa: E402, F401
+from tests.cloud.server_fixtures import cloud_fixture  # noqa: E402, F401

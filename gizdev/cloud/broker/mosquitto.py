@@ -121,8 +121,15 @@ def find_mosquitto() -> str:
 class _Child:
     """One mosquitto process: its stderr drained into the log and a bounded tail, with line waiters."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, host: str, port: int) -> None:
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        host: str,
+        port: int,
+        on_line: Callable[[str], None] | None = None,
+    ) -> None:
         self.proc = proc
+        self.on_line = on_line
         self.host = host
         self.port = port
         self.pid = proc.pid
@@ -211,6 +218,11 @@ class _Child:
                 self._tail.append(line)
                 self.lines_seen += 1
                 _LOGGER.debug("mosquitto[%d]: %s", self.pid, line)
+                if self.on_line is not None:
+                    try:
+                        self.on_line(line)
+                    except Exception:  # a listener's bug must not stop us draining stderr
+                        _LOGGER.exception("mosquitto log listener failed on %r", line)
                 for predicate, future in self._waiters:
                     if not future.done() and predicate(line):
                         future.set_result(True)
@@ -305,6 +317,7 @@ class ManagedMosquitto:
         stop_timeout_s: float = STOP_TIMEOUT_S,
         backoff_initial_s: float = BACKOFF_INITIAL_S,
         backoff_max_s: float = BACKOFF_MAX_S,
+        on_log_line: Callable[[str], None] | None = None,
     ) -> None:
         if not 0 < port < 65536:
             raise ValueError(f"port {port} is outside 1-65535")
@@ -318,6 +331,7 @@ class ManagedMosquitto:
         self.backoff_initial_s = backoff_initial_s
         self.backoff_max_s = backoff_max_s
         self.restarts = 0
+        self.on_log_line = on_log_line  # sees every stderr line (connection messages drive device presence)
         self.user: str | None = None  # what mosquitto runs as, decided at start (None: as we do)
         self._binary = None if binary is None else os.fspath(binary)
         self._hashes: dict[str, str] = {}
@@ -603,7 +617,7 @@ class ManagedMosquitto:
             )
         except OSError as exc:
             raise BrokerError(f"cannot run {self._binary}: {exc}") from exc
-        child = self._child = _Child(proc, self.host, self.port)
+        child = self._child = _Child(proc, self.host, self.port, self.on_log_line)
         try:
             self.pid_path.write_text(f"{proc.pid}\n")
             await self._wait_ready(child)

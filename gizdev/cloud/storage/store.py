@@ -480,6 +480,15 @@ class Storage:
             await conn.execute(sa.update(devices).where(devices.c.did == did).values(**values))
             return True
 
+    async def mark_all_offline(self, when: int) -> int:
+        """Every online device goes offline at ``when`` (the broker restarted, or the cloud did); returns how many."""
+        when = v.timestamp("when", when)
+        async with self._transaction(write=True) as conn:
+            result = await conn.execute(
+                sa.update(devices).where(devices.c.is_online.is_(True)).values(is_online=False, online_changed_at=when)
+            )
+            return int(result.rowcount)
+
     async def touch(self, did: str, when: int) -> None:
         """Note that the device was heard from at ``when`` (``last_seen`` only moves forward)."""
         did = v.text("did", did, max_len=DID_LEN, pattern=v.DID)
@@ -691,6 +700,17 @@ class Storage:
         query = query.order_by(bindings.c.created_at.desc(), bindings.c.id.desc()).limit(limit).offset(skip)
         async with self._transaction(write=False) as conn:
             return [_binding(row) for row in (await conn.execute(query)).all()]
+
+    async def device_for_user(self, uid: str, did: str) -> tuple[Device, bool]:
+        """The device ``did`` and whether ``uid`` has an enabled binding to it, in one transaction."""
+        uid = v.text("uid", uid, max_len=32, pattern=v.UID)
+        did = v.text("did", did, max_len=DID_LEN, pattern=v.DID)
+        bound = sa.select(bindings.c.id).where(
+            bindings.c.uid == uid, bindings.c.did == did, bindings.c.is_disabled.is_(False)
+        )
+        async with self._transaction(write=False) as conn:
+            device = await self._device_in(conn, did)
+            return device, (await conn.execute(bound)).first() is not None
 
     async def is_bound(self, uid: str, did: str) -> bool:
         """Whether ``uid`` has an enabled binding to ``did``."""

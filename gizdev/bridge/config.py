@@ -1,0 +1,120 @@
+"""The bridge's settings: a TOML file (``--config``) and command-line options with the same names.
+
+Example ``/etc/gizdev/bridge.toml``::
+
+    port = "/dev/serial0"              # the MCU's UART (or /dev/gizdev-mcu, socket://host:port)
+    baudrate = 9600
+    product = "/etc/gizdev/product.json"
+    cloud = "http://192.168.1.10:8080" # a gizdev cloud (omit: LAN only)
+    state_dir = "/var/lib/gizdev"      # identity.json lives here
+    encrypted = false                  # register through the encrypted device API
+
+    [lan]
+    hosts = ["0.0.0.0"]                # listen addresses (default: loopback only)
+    broadcast_address = "192.168.1.255"
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from gizdev.errors import ConfigError
+
+__all__ = ["BridgeConfig", "LanConfig", "load_config"]
+
+DEFAULT_STATE_DIR = Path("/var/lib/gizdev")
+
+
+@dataclass(frozen=True, slots=True)
+class LanConfig:
+    hosts: tuple[str, ...] = ("127.0.0.1",)  # loopback unless configured: apps on the LAN need "0.0.0.0"
+    udp_port: int = 12414
+    tcp_port: int = 12416
+    broadcast_address: str = "255.255.255.255"
+    broadcast_port: int = 2415
+    broadcast_rounds: int = 30
+    binding_window_s: float = 0.0  # 0: apps may fetch the passcode at any time (GAgent's default at boot)
+    enabled: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeConfig:
+    port: str
+    product: Path
+    cloud: str = ""  # http://host:port of the cloud's API; empty: LAN only
+    baudrate: int = 9600
+    state_dir: Path = DEFAULT_STATE_DIR
+    mac: str = ""  # the identity's MAC; default: a random, locally administered one, kept in the state dir
+    encrypted: bool = False
+    product_secret: str = ""  # for the encrypted API; default: what the MCU reports in its device info
+    heartbeat_s: float = 55.0
+    lan: LanConfig = field(default_factory=LanConfig)
+
+    def __post_init__(self) -> None:
+        if not self.port:
+            raise ConfigError("bridge: port is required (e.g. /dev/serial0)")
+        if self.cloud:
+            parts = urlsplit(self.cloud)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ConfigError(f"bridge: cloud must be an http:// URL, not {self.cloud!r}")
+        if self.mac and (len(self.mac) != 12 or any(c not in "0123456789abcdefABCDEF" for c in self.mac)):
+            raise ConfigError(f"bridge: mac must be 12 hex digits without separators, not {self.mac!r}")
+        if self.baudrate <= 0 or self.heartbeat_s <= 0:
+            raise ConfigError("bridge: baudrate and heartbeat_s must be positive")
+
+
+_TOP_KEYS = {f.name for f in fields(BridgeConfig)} - {"lan"}
+_LAN_KEYS = {f.name for f in fields(LanConfig)}
+
+
+def _typed(section: str, key: str, value: Any, expected: Any) -> Any:
+    if expected in (Path, "Path"):
+        if not isinstance(value, str):
+            raise ConfigError(f"{section}{key} must be a string path")
+        return Path(value)
+    if key == "hosts":
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ConfigError(f"{section}{key} must be a list of addresses")
+        return tuple(value)
+    kinds: dict[str, type | tuple[type, ...]] = {"int": int, "float": (int, float), "bool": bool, "str": str}
+    kind = kinds.get(str(expected))
+    if kind is not None and (not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))):
+        raise ConfigError(f"{section}{key} must be a {expected}, not {type(value).__name__}")
+    return float(value) if expected == "float" else value
+
+
+def load_config(path: Path | None, overrides: dict[str, Any]) -> BridgeConfig:
+    """The file's settings (if any) with ``overrides`` (command-line options that were given) on top."""
+    document: dict[str, Any] = {}
+    if path is not None:
+        try:
+            document = tomllib.loads(path.read_text())
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from exc
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+    lan_table = document.pop("lan", {})
+    if not isinstance(lan_table, dict):
+        raise ConfigError("[lan] must be a table")
+    unknown = (set(document) - _TOP_KEYS) | {f"lan.{k}" for k in set(lan_table) - _LAN_KEYS}
+    if unknown:
+        raise ConfigError(f"unknown setting(s) {', '.join(sorted(unknown))} (see gizdev bridge --help)")
+    types = {f.name: f.type for f in fields(BridgeConfig)}
+    lan_types = {f.name: f.type for f in fields(LanConfig)}
+    top = {key: _typed("", key, value, types[key]) for key, value in document.items()}
+    lan = {key: _typed("lan.", key, value, lan_types[key]) for key, value in lan_table.items()}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key.startswith("lan_"):
+            lan[key[4:]] = value
+        else:
+            top[key] = value
+    for key in ("port", "product"):
+        if key not in top:
+            raise ConfigError(f"bridge: {key} is required (--{key} or in the config file)")
+    return replace(BridgeConfig(port=top.pop("port"), product=top.pop("product")), **top, lan=LanConfig(**lan))

@@ -1,0 +1,318 @@
+"""The bridge's uplink to a Gizwits-compatible cloud: the device protocol as GAgent speaks it.
+
+Registration (``POST /dev/devices``, or the encrypted ``POST /dev/<pk>/device``), provisioning (``GET``, which
+names the MQTT broker and gives the server time), then MQTT 3.1 with client id = user = DID and password =
+passcode, subscribed to ``ser2cli_noti/<pk>``, ``ser2cli_res/<did>`` and ``app2dev/<did>/#`` in GAgent's order
+(cloud protocol §1.1-§1.5). Apps' 0x0090/0x0093 frames are handed to the bridge; what it publishes goes to
+``dev2app/<did>`` (0x0091) or ``dev2app/<did>/<clientid>`` (0x0094).
+
+The loop never gives up: every failure (cloud down, broker down, refused login) is logged once and retried with
+backoff; a provisioning that says the DID is unknown (the cloud lost us) clears it and registers again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import aiohttp
+import aiomqtt
+
+from gizdev.bridge.identity import Identity
+from gizdev.cloud.security import decrypt_form, encrypt_form
+from gizdev.codec.envelope import decode_envelope, decode_service, encode_envelope, encode_service
+from gizdev.errors import CloudError, CodecError
+
+__all__ = ["AppCommand", "CloudUplink", "Provision", "UplinkSettings"]
+
+_LOGGER = logging.getLogger(__name__)
+
+CMD_CONTROL = 0x0090
+CMD_REPORT = 0x0091
+CMD_CONTROL_ACK = 0x0093
+CMD_ACK = 0x0094
+CMD_ONLINE_QUERY = 0x020F
+CMD_ONLINE_COUNT = 0x0210
+_UNKNOWN_DEVICE_CODES = {9014, 9023}  # device not found / disabled: register again
+
+
+@dataclass(frozen=True, slots=True)
+class AppCommand:
+    """A frame an app (or the cloud) sent the device on ``app2dev/<did>/<client_id>``."""
+
+    cmd: int  # 0x0090 or 0x0093
+    p0: bytes
+    client_id: str
+    sn: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Provision:
+    host: str
+    port: int
+    server_ts: int
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkSettings:
+    cloud: str  # http://host:port
+    encrypted: bool = False
+    keepalive_s: int = 120  # GAgent's CLOUD_MQTT_SET_ALIVE
+    http_timeout_s: float = 5.0  # GAgent's HTTP timeout
+    backoff_initial_s: float = 0.5
+    backoff_max_s: float = 10.0
+
+
+class _Refused(CloudError):
+    def __init__(self, what: str, status: int, body: str) -> None:
+        self.status = status
+        self.code: int | None = None
+        if '"error_code"' in body:
+            with contextlib.suppress(ValueError, TypeError, KeyError):
+                self.code = int(json.loads(body)["error_code"])
+        super().__init__(f"{what}: HTTP {status} {body[:120]}")
+
+
+class CloudUplink:
+    """Keeps the device registered, provisioned and connected while :meth:`set_active` says so."""
+
+    def __init__(
+        self,
+        settings: UplinkSettings,
+        *,
+        identity: Callable[[], Identity],
+        save_identity: Callable[[Identity], None],
+        product_secret: Callable[[], str],
+        on_command: Callable[[AppCommand], Coroutine[Any, Any, None]],
+        on_connected: Callable[[], Awaitable[None]],
+        on_change: Callable[[], None],
+    ) -> None:
+        self.settings = settings
+        self._identity = identity
+        self._save_identity = save_identity
+        self._product_secret = product_secret
+        self._on_command = on_command
+        self._on_connected = on_connected
+        self._on_change = on_change
+        self.connected = False
+        self.online_apps = 0
+        self.connects = 0
+        self.server_ts: int | None = None
+        self._client: aiomqtt.Client | None = None
+        self._active = asyncio.Event()
+        self._restart = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._last_error = ""
+        self._commands: set[asyncio.Task[None]] = set()
+
+    # -- control --------------------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="cloud-uplink")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        tasks = [t for t in (task, *self._commands) if t is not None]
+        for pending in tasks:
+            pending.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def set_active(self, active: bool) -> None:
+        """Connect while active (the MCU is there); disconnect when not, so that the cloud shows us offline."""
+        if active and not self._active.is_set():
+            self._active.set()
+        elif not active and self._active.is_set():
+            self._active.clear()
+            self._restart.set()
+
+    def restart(self) -> None:
+        """Drop the connection and start over from the identity (e.g. after a reset cleared the DID)."""
+        self._restart.set()
+
+    # -- publishing -----------------------------------------------------------------------------------------------
+
+    async def publish_report(self, p0: bytes) -> bool:
+        """0x0091 on ``dev2app/<did>``; False if not connected (reports are not queued: they would be stale)."""
+        return await self._publish(f"dev2app/{self._identity().did}", encode_envelope(CMD_REPORT, p0))
+
+    async def publish_ack(self, client_id: str, sn: int, p0: bytes) -> bool:
+        """0x0094 with ``sn`` on ``dev2app/<did>/<client_id>``."""
+        topic = f"dev2app/{self._identity().did}/{client_id}"
+        return await self._publish(topic, encode_envelope(CMD_ACK, p0, sn=sn))
+
+    async def _publish(self, topic: str, payload: bytes) -> bool:
+        client = self._client
+        if client is None or not self.connected:
+            return False
+        try:
+            await client.publish(topic, payload, qos=0)
+        except aiomqtt.MqttError as exc:
+            _LOGGER.warning("publish to %s failed: %s", topic, exc)
+            return False
+        return True
+
+    # -- the loop -------------------------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        delay = self.settings.backoff_initial_s
+        while True:
+            await self._active.wait()
+            self._restart.clear()
+            try:
+                async with aiohttp.ClientSession(
+                    timeout=aiohttp.ClientTimeout(total=self.settings.http_timeout_s)
+                ) as http:
+                    identity = await self._registered(http)
+                    provision = await self._provision(http, identity)
+                await self._connected(identity, provision)
+                delay = self.settings.backoff_initial_s
+            except (aiohttp.ClientError, TimeoutError, OSError, aiomqtt.MqttError, CloudError, CodecError) as exc:
+                self._failed(exc)
+            if self._restart.is_set():
+                continue
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await self._restart.wait()
+            delay = min(delay * 2, self.settings.backoff_max_s)
+
+    def _failed(self, exc: BaseException) -> None:
+        text = f"{type(exc).__name__}: {exc}"
+        if text != self._last_error:
+            _LOGGER.warning("cloud %s: %s", self.settings.cloud, text)
+        self._last_error = text
+
+    async def _registered(self, http: aiohttp.ClientSession) -> Identity:
+        identity = self._identity()
+        if identity.registered_with(self.settings.cloud, identity.product_key):
+            return identity
+        if not identity.product_key:
+            raise CloudError("no product key yet (waiting for the MCU's device info)")
+        if self.settings.encrypted:
+            did = await self._register_sealed(http, identity)
+        else:
+            form = urlencode({"passcode": identity.passcode, "mac": identity.mac, "product_key": identity.product_key})
+            async with http.post(
+                f"{self.settings.cloud}/dev/devices",
+                data=form,
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            ) as response:
+                body = await response.text()
+                if response.status != 201 or "did=" not in body:
+                    raise _Refused("registration refused", response.status, body)
+            did = body[body.index("did=") + 4 :][:22]
+        registered = Identity(identity.mac, identity.passcode, identity.product_key, did, self.settings.cloud)
+        self._save_identity(registered)
+        _LOGGER.info("registered with %s as %s", self.settings.cloud, did)
+        return registered
+
+    async def _register_sealed(self, http: aiohttp.ClientSession, identity: Identity) -> str:
+        secret = self._product_secret()
+        sealed = encrypt_form(secret, urlencode({"mac": identity.mac, "passcode": identity.passcode, "type": "normal"}))
+        async with http.post(
+            f"{self.settings.cloud}/dev/{identity.product_key}/device",
+            data=f"data={sealed}",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        ) as response:
+            body = await response.text()
+            if response.status != 201:
+                raise _Refused("encrypted registration refused", response.status, body)
+        text = decrypt_form(secret, body.strip())
+        return text.removeprefix("did=")[:22]
+
+    async def _provision(self, http: aiohttp.ClientSession, identity: Identity) -> Provision:
+        if self.settings.encrypted:
+            secret = self._product_secret()
+            sealed_did = encrypt_form(secret, identity.did)
+            url = f"{self.settings.cloud}/dev/{identity.product_key}/device?did={sealed_did}&tls=0"
+        else:
+            url = f"{self.settings.cloud}/dev/devices/{identity.did}"
+        async with http.get(url) as response:
+            body = await response.text()
+            if response.status != 200:
+                refused = _Refused("provisioning refused", response.status, body)
+                if refused.code in _UNKNOWN_DEVICE_CODES:
+                    _LOGGER.warning("the cloud no longer knows %s (%s); registering again", identity.did, refused.code)
+                    self._save_identity(Identity(identity.mac, identity.passcode, identity.product_key))
+                    self._restart.set()
+                raise refused
+        if self.settings.encrypted:
+            body = decrypt_form(secret, body.strip())
+        fields = dict(parse_qsl(body.strip()))
+        try:
+            provision = Provision(fields["host"], int(fields["port"]), int(fields.get("server_ts", "0")))
+        except (KeyError, ValueError) as exc:
+            raise CloudError(f"provisioning answer without host/port: {body[:120]!r}") from exc
+        self.server_ts = provision.server_ts
+        return provision
+
+    async def _connected(self, identity: Identity, provision: Provision) -> None:
+        client = aiomqtt.Client(
+            provision.host,
+            provision.port,
+            identifier=identity.did,
+            username=identity.did,
+            password=identity.passcode,
+            protocol=aiomqtt.ProtocolVersion.V31,
+            clean_session=True,
+            keepalive=self.settings.keepalive_s,
+            timeout=self.settings.http_timeout_s,
+        )
+        async with client:
+            for topic in (
+                f"ser2cli_noti/{identity.product_key}",
+                f"ser2cli_res/{identity.did}",
+                f"app2dev/{identity.did}/#",
+            ):
+                await client.subscribe(topic, qos=0)
+            self._client = client
+            self.connected = True
+            self.connects += 1
+            self._last_error = ""
+            _LOGGER.info("connected to the broker %s:%d as %s", provision.host, provision.port, identity.did)
+            self._on_change()
+            reader = asyncio.get_running_loop().create_task(self._read(client, identity))
+            stop = asyncio.get_running_loop().create_task(self._restart.wait())
+            try:
+                await client.publish("cli2ser_req", encode_service(CMD_ONLINE_QUERY), qos=0)
+                await self._on_connected()
+                done, _ = await asyncio.wait({reader, stop}, return_when=asyncio.FIRST_COMPLETED)
+                if reader in done:
+                    reader.result()  # the broker went away: raise its error
+            finally:
+                for task in (reader, stop):
+                    task.cancel()
+                await asyncio.gather(reader, stop, return_exceptions=True)
+                self._client = None
+                self.connected = False
+                self.online_apps = 0
+                self._on_change()
+                _LOGGER.info("disconnected from the broker")
+
+    async def _read(self, client: aiomqtt.Client, identity: Identity) -> None:
+        prefix = f"app2dev/{identity.did}/"
+        async for message in client.messages:
+            topic = message.topic.value
+            payload = message.payload if isinstance(message.payload, bytes | bytearray) else b""
+            try:
+                if topic.startswith(prefix):
+                    envelope = decode_envelope(bytes(payload))
+                    if envelope.cmd not in (CMD_CONTROL, CMD_CONTROL_ACK):
+                        _LOGGER.info("ignored app frame 0x%04x on %s", envelope.cmd, topic)
+                        continue
+                    command = AppCommand(envelope.cmd, envelope.payload, topic[len(prefix) :], envelope.sn)
+                    task = asyncio.get_running_loop().create_task(self._on_command(command))
+                    self._commands.add(task)
+                    task.add_done_callback(self._commands.discard)
+                elif topic == f"ser2cli_res/{identity.did}":
+                    frame = decode_service(bytes(payload))
+                    if frame.cmd == CMD_ONLINE_COUNT and len(frame.body) >= 2:
+                        self.online_apps = int.from_bytes(frame.body[:2], "big")
+                        self._on_change()
+            except CodecError as exc:
+                _LOGGER.info("ignored a bad frame on %s (%s): %s", topic, bytes(payload[:64]).hex(), exc)

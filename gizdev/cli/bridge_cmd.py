@@ -1,0 +1,101 @@
+"""``gizdev bridge``: a software GAgent — the MCU on a serial port, the cloud and LAN apps on the other side."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from gizdev.bridge.config import DEFAULT_STATE_DIR, load_config
+from gizdev.bridge.gateway import Bridge
+
+__all__ = ["register"]
+
+DESCRIPTION = f"""\
+Run a gateway between an MCU that speaks the Gizwits serial protocol and a Gizwits-compatible cloud (e.g.
+`gizdev cloud serve`) and LAN apps, doing what the vendor's WiFi-module firmware (GAgent) does: handshake with the
+MCU, register the device with the cloud, keep its identity in --state-dir, connect over MQTT, relay reports and
+controls, answer the MCU's time requests, and serve the LAN protocol (UDP 12414 discovery, TCP 12416 control).
+
+Settings come from --config FILE (TOML) and/or the options below; an option given on the command line wins.
+The TOML keys are the option names with underscores: port, baudrate, product, cloud, state_dir, mac, encrypted,
+product_secret, heartbeat_s, and a [lan] table with hosts, udp_port, tcp_port, broadcast_address,
+broadcast_port, broadcast_rounds, binding_window_s, enabled. Example:
+
+    port = "/dev/serial0"
+    product = "/etc/gizdev/product.json"
+    cloud = "http://192.168.1.10:8080"
+    state_dir = "{DEFAULT_STATE_DIR}"
+    [lan]
+    hosts = ["0.0.0.0"]
+    broadcast_address = "192.168.1.255"
+"""
+
+
+def register(commands: Any) -> None:
+    bridge = commands.add_parser(
+        "bridge",
+        help="a software GAgent: MCU on a UART <-> cloud (MQTT) and LAN apps",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    bridge.add_argument("--config", type=Path, help="TOML file with the settings below")
+    bridge.add_argument(
+        "--port", help="the MCU's serial port: /dev/ttyUSB0, /dev/serial0, socket://host:port, pty path"
+    )
+    bridge.add_argument("--baudrate", "--baud", type=int, help="serial speed (default 9600, the protocol's)")
+    bridge.add_argument("--product", type=Path, help="the product's datapoint schema (Gizwits JSON export)")
+    bridge.add_argument("--cloud", help="the cloud's HTTP API, e.g. http://127.0.0.1:8080 (default: LAN only)")
+    bridge.add_argument("--state-dir", type=Path, help=f"where identity.json is kept (default {DEFAULT_STATE_DIR})")
+    bridge.add_argument("--mac", help="the MAC to register with (12 hex digits; default: a random one, kept)")
+    bridge.add_argument(
+        "--encrypted", action="store_true", default=None, help="register through the encrypted device API"
+    )
+    bridge.add_argument("--product-secret", help="for --encrypted (default: the secret the MCU reports)")
+    bridge.add_argument(
+        "--lan",
+        dest="lan_hosts",
+        action="append",
+        metavar="ADDR",
+        help="listen for LAN apps on ADDR (repeatable; default 127.0.0.1; 0.0.0.0 for the whole LAN)",
+    )
+    bridge.add_argument("--no-lan", dest="lan_enabled", action="store_false", default=None, help="no LAN server")
+    bridge.add_argument("--lan-udp-port", type=int, help="discovery port (default 12414)")
+    bridge.add_argument("--lan-tcp-port", type=int, help="app control port (default 12416)")
+    bridge.add_argument("--broadcast", dest="lan_broadcast_address", metavar="ADDR", help="start-up broadcast address")
+    bridge.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    overrides = {
+        "port": args.port,
+        "baudrate": args.baudrate,
+        "product": args.product,
+        "cloud": args.cloud,
+        "state_dir": args.state_dir,
+        "mac": args.mac,
+        "encrypted": args.encrypted,
+        "product_secret": args.product_secret,
+        "lan_hosts": tuple(args.lan_hosts) if args.lan_hosts else None,
+        "lan_enabled": args.lan_enabled,
+        "lan_udp_port": args.lan_udp_port,
+        "lan_tcp_port": args.lan_tcp_port,
+        "lan_broadcast_address": args.lan_broadcast_address,
+    }
+    config = load_config(args.config, overrides)
+    return asyncio.run(_serve(Bridge(config)))
+
+
+async def _serve(bridge: Bridge) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with bridge:
+        print(f"gizdev bridge: MCU on {bridge.config.port}; state in {bridge.config.state_dir}", file=sys.stderr)
+        await stop.wait()
+        print("gizdev bridge: stopping", file=sys.stderr)
+    return 0

@@ -1,0 +1,224 @@
+"""``gizdev cloud``: run the local cloud (``serve``); administer it (``app add``, ``product add``, ``device list``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from gizdev.cloud.security import (
+    STRICT_PASSWORD_POLICY,
+    PasswordPolicy,
+    new_app_id,
+    new_app_secret,
+    new_product_key,
+    new_product_secret,
+)
+from gizdev.cloud.server import CloudConfig, CloudServer
+from gizdev.cloud.storage import Storage
+from gizdev.errors import ConfigError
+from gizdev.schema.loader import load_schema
+
+__all__ = ["DEFAULT_DATA_DIR", "host_port", "register"]
+
+DEFAULT_DATA_DIR = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "gizdev" / "cloud"
+
+SERVE_HELP = """\
+Run the local cloud: the Gizwits device API (GAgent registers and provisions here), the Open API for apps, and an
+MQTT broker for devices. By default everything lives in --data-dir: a SQLite database (cloud.db) and a managed
+Mosquitto (broker/) that gizdev configures, starts, restarts if it dies and stops on exit. Listeners are on
+loopback unless you say otherwise. Stop with Ctrl-C or SIGTERM.
+"""
+
+
+def host_port(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise argparse.ArgumentTypeError(f"expects HOST:PORT, e.g. 127.0.0.1:8080, not {text!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _add_storage_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help=f"the cloud's state: database and broker files (default: {DEFAULT_DATA_DIR})",
+    )
+    parser.add_argument(
+        "--database",
+        metavar="URL",
+        help="postgresql://user:password@host/db instead of the SQLite file in --data-dir",
+    )
+
+
+def register(commands: Any) -> None:
+    cloud = commands.add_parser("cloud", help="run and administer the local Gizwits-compatible cloud")
+    sub = cloud.add_subparsers(dest="cloud_command", metavar="ACTION", required=True)
+
+    serve = sub.add_parser(
+        "serve", help="run the cloud", description=SERVE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    _add_storage_options(serve)
+    serve.add_argument(
+        "--http",
+        type=host_port,
+        default=("127.0.0.1", 8080),
+        metavar="HOST:PORT",
+        help="HTTP listener (default 127.0.0.1:8080)",
+    )
+    serve.add_argument(
+        "--mqtt",
+        type=host_port,
+        default=("127.0.0.1", 1883),
+        metavar="HOST:PORT",
+        help="the managed broker's listener (default 127.0.0.1:1883; 0.0.0.0:1883 lets devices on the LAN in)",
+    )
+    serve.add_argument(
+        "--broker",
+        metavar="URL",
+        help="use an external broker, mqtt://user:password@host:port (device accounts and ACLs are then yours)",
+    )
+    serve.add_argument(
+        "--public-mqtt",
+        type=host_port,
+        metavar="HOST:PORT",
+        help="the broker address handed to devices when they provision (default: the listener's address)",
+    )
+    serve.add_argument(
+        "--strict-passwords", action="store_true", help="require 10+ characters of 3 kinds (default: 6+ characters)"
+    )
+    serve.set_defaults(run=_run_serve)
+
+    app = sub.add_parser("app", help="applications (the appid apps send)").add_subparsers(
+        dest="app_command", metavar="ACTION", required=True
+    )
+    app_add = app.add_parser("add", help='create an application; prints {"appid", "appsecret"}')
+    app_add.add_argument("name", help="a name for your records")
+    _add_storage_options(app_add)
+    app_add.set_defaults(run=_run_app_add)
+
+    product = sub.add_parser("product", help="products (datapoint schemas)").add_subparsers(
+        dest="product_command", metavar="ACTION", required=True
+    )
+    product_add = product.add_parser(
+        "add", help='add a product from its schema JSON; prints {"product_key", "product_secret"}'
+    )
+    product_add.add_argument("file", type=Path, help="the product's datapoint schema (Gizwits JSON export)")
+    product_add.add_argument(
+        "--product-key", help="the key built into the MCU firmware (default: the schema's, else new)"
+    )
+    product_add.add_argument("--product-secret", help="the secret built into the firmware (default: a new one)")
+    _add_storage_options(product_add)
+    product_add.set_defaults(run=_run_product_add)
+
+    device = sub.add_parser("device", help="devices").add_subparsers(
+        dest="device_command", metavar="ACTION", required=True
+    )
+    device_list = device.add_parser("list", help="print every registered device as a JSON array")
+    _add_storage_options(device_list)
+    device_list.set_defaults(run=_run_device_list)
+
+
+# -- serve ------------------------------------------------------------------------------------------------------
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    config = CloudConfig(
+        data_dir=args.data_dir,
+        http_host=args.http[0],
+        http_port=args.http[1],
+        mqtt_host=args.mqtt[0],
+        mqtt_port=args.mqtt[1],
+        broker_url=args.broker,
+        database=args.database,
+        public_mqtt_host=args.public_mqtt[0] if args.public_mqtt else None,
+        public_mqtt_port=args.public_mqtt[1] if args.public_mqtt else None,
+        password_policy=STRICT_PASSWORD_POLICY if args.strict_passwords else PasswordPolicy(),
+    )
+    return asyncio.run(_serve(config))
+
+
+async def _serve(config: CloudConfig) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with CloudServer(config) as cloud:
+        where = (
+            "external broker" if config.broker_url else f"managed mosquitto on {config.mqtt_host}:{config.mqtt_port}"
+        )
+        print(f"gizdev cloud: Open API on {cloud.http_url}, {where}, data in {config.data_dir}", file=sys.stderr)
+        await stop.wait()
+        print("gizdev cloud: stopping", file=sys.stderr)
+    return 0
+
+
+# -- administration ---------------------------------------------------------------------------------------------
+
+
+def _database(args: argparse.Namespace) -> str | Path:
+    if args.database:
+        return str(args.database)
+    if not args.data_dir.is_dir():
+        args.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return Path(args.data_dir) / "cloud.db"
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, ensure_ascii=False))
+
+
+def _run_app_add(args: argparse.Namespace) -> int:
+    async def add() -> dict[str, str]:
+        async with await Storage.open(_database(args)) as storage:
+            app = await storage.add_app(new_app_id(), new_app_secret(), args.name)
+        return {"appid": app.appid, "appsecret": app.appsecret}
+
+    _print_json(asyncio.run(add()))
+    return 0
+
+
+def _run_product_add(args: argparse.Namespace) -> int:
+    schema = load_schema(args.file)
+    key = args.product_key or schema.product_key or new_product_key()
+    if schema.product_key and args.product_key and schema.product_key != args.product_key:
+        raise ConfigError(f"{args.file} is the schema of product {schema.product_key}, not {args.product_key}")
+
+    async def add() -> dict[str, str]:
+        async with await Storage.open(_database(args)) as storage:
+            product = await storage.add_product(key, args.product_secret or new_product_secret(), schema.name, schema)
+        return {"product_key": product.product_key, "product_secret": product.product_secret}
+
+    _print_json(asyncio.run(add()))
+    return 0
+
+
+def _run_device_list(args: argparse.Namespace) -> int:
+    async def listing() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        async with await Storage.open(_database(args)) as storage:
+            while True:
+                page = await storage.list_devices(limit=1000, skip=len(found))
+                found += [
+                    {
+                        "did": d.did,
+                        "mac": d.mac,
+                        "product_key": d.product_key,
+                        "passcode": d.passcode,
+                        "is_online": d.is_online,
+                        "last_seen": d.last_seen,
+                        "is_disabled": d.is_disabled,
+                    }
+                    for d in page
+                ]
+                if len(page) < 1000:
+                    return found
+
+    _print_json(asyncio.run(listing()))
+    return 0

@@ -1,0 +1,91 @@
+"""``gizdev demo``: a local cloud, a virtual GoKit and a bridge between them, with curl lines to try."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from gizdev.cli.cloud_cmd import host_port
+from gizdev.demo import Demo, DemoSettings
+from gizdev.products import builtin_product_path
+
+__all__ = ["register"]
+
+DESCRIPTION = """\
+Run the whole chain on this machine with nothing to set up: the local cloud (Open API + managed Mosquitto +
+SQLite), a virtual GoKit board on a pseudo-terminal, and the bridge (a software GAgent) between them. The demo
+creates an app, a user and a binding, prints curl commands for /app/control and /app/devdata/{did}/latest, and
+then shows the board's reports as they arrive until Ctrl-C. State lives in a temporary directory unless
+--data-dir is given (then the device keeps its identity across runs).
+"""
+
+
+def register(commands: Any) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="all in one: local cloud + virtual GoKit + bridge, with curl lines to try",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument("--http", type=host_port, default=("127.0.0.1", 8080), metavar="HOST:PORT",
+                      help="the Open API listener (default 127.0.0.1:8080)")  # fmt: skip
+    # Not 1883: installing Debian's mosquitto package also starts its own broker there.
+    demo.add_argument("--mqtt", type=host_port, default=("127.0.0.1", 18830), metavar="HOST:PORT",
+                      help="the managed broker's listener (default 127.0.0.1:18830)")  # fmt: skip
+    demo.add_argument("--data-dir", type=Path, help="keep the state here (default: a temporary directory)")
+    demo.add_argument("--product", type=Path, help="the board's schema (default: the built-in GoKit)")
+    demo.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = DemoSettings(
+        product=args.product or builtin_product_path(),
+        data_dir=args.data_dir,
+        http_host=args.http[0],
+        http_port=args.http[1],
+        mqtt_port=args.mqtt[1],
+    )
+    return asyncio.run(_demo(settings))
+
+
+def _show(attrs: dict[str, Any]) -> None:
+    values = " ".join(f"{name}={json.dumps(value)}" for name, value in attrs.items())
+    print(f"{time.strftime('%H:%M:%S')} report: {values}", flush=True)
+
+
+async def _demo(settings: DemoSettings) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    demo = Demo(settings, on_report=_show)
+    print("gizdev demo: starting the local cloud, a virtual GoKit and the bridge ...", file=sys.stderr, flush=True)
+    await demo.start()
+    try:
+        assert demo.bridge is not None and demo.cloud is not None
+        lan = demo.bridge.lan.tcp_addresses[0] if demo.bridge.lan else None
+        print(f"Local cloud:  {demo.http_url}  (MQTT 127.0.0.1:{settings.mqtt_port})")
+        print(f"Device:       did {demo.did}, passcode {demo.bridge.identity.passcode}, on {demo.bridge.config.port}")
+        if lan is not None:
+            print(f"LAN server:   {lan[0]}:{lan[1]}")
+        print(f"App id:       {demo.appid}")
+        print(f"User token:   {demo.token}")
+        print()
+        print("Switch the LED on, pink, and run the motor:")
+        control, latest = demo.curl_lines()
+        print(f"  {control}")
+        print("Read the board's latest data:")
+        print(f"  {latest}")
+        print()
+        print("Live reports from the board (Ctrl-C to stop):", flush=True)
+        await stop.wait()
+    finally:
+        print("gizdev demo: stopping", file=sys.stderr, flush=True)
+        await demo.close()
+    return 0

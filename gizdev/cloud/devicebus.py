@@ -1,0 +1,315 @@
+"""The cloud's side of the device protocol on MQTT (cloud protocol §1.4-§1.6).
+
+One service connection (with the managed broker, client ids are pinned, so the service user has exactly one) that
+
+* consumes ``dev2app/<did>[/<clientid>]``: 0x0091 reports and read replies (and device-initiated 0x0093, which
+  it acknowledges with 0x0094) are decoded with the product's codec and stored as the device's latest data;
+* answers ``cli2ser_req`` 0x020F ("how many apps are online?") with 0x0210 on ``ser2cli_res/<did>``;
+* publishes control frames (0x0090) on ``app2dev/<did>/<clientid>``;
+* keeps ``is_online`` true to the broker's connection events (:mod:`gizdev.cloud.presence`), and to traffic
+  when the broker gives no events (a device that publishes is connected).
+
+The broker is the reference for presence, so the bus writes every event in order through one queue; nothing a
+device sends can make the bus stop: bad frames are logged (hex) and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiomqtt
+
+from gizdev.cloud.broker.client import service_client
+from gizdev.cloud.broker.settings import BrokerSettings
+from gizdev.cloud.presence import (
+    EMQX_EVENT_TOPIC,
+    BrokerRestarted,
+    Presence,
+    parse_emqx_event,
+    parse_mosquitto_line,
+)
+from gizdev.cloud.products import ProductCache
+from gizdev.cloud.storage import InvalidInput, NotFound, Storage, StorageError
+from gizdev.codec.envelope import decode_envelope, decode_service, encode_envelope, encode_service
+from gizdev.codec.p0 import Action
+from gizdev.errors import BrokerError, CodecError
+
+__all__ = ["CLOUD_CLIENT_ID", "AppActivity", "BusStats", "DeviceBus"]
+
+_LOGGER = logging.getLogger(__name__)
+
+CMD_CONTROL = 0x0090
+CMD_REPORT = 0x0091
+CMD_CONTROL_ACK = 0x0093
+CMD_ACK = 0x0094
+CMD_ONLINE_QUERY = 0x020F
+CMD_ONLINE_COUNT = 0x0210
+CLOUD_CLIENT_ID = "gizdevcloud"  # the <clientid> of app2dev topics for the cloud's own requests (≤ 23 chars)
+REPORT_ACTIONS = frozenset({Action.READ_REPLY, Action.REPORT, Action.VAR_READ_REPLY, Action.VAR_REPORT})
+APP_ONLINE_WINDOW_S = 120.0  # an app that used a device in the last two minutes counts as online for it
+QUERY_MATCH_WINDOW_S = 30.0  # a 0x020F is attributed to devices that connected this recently (see _on_query)
+RECONNECT_INITIAL_S = 0.2
+RECONNECT_MAX_S = 5.0
+
+
+@dataclass
+class BusStats:
+    reports: int = 0
+    bad_frames: int = 0
+    controls_sent: int = 0
+    presence_events: int = 0
+    online_queries: int = 0
+    connects: int = 0
+
+
+@dataclass
+class AppActivity:
+    """Which users used which device recently: the "online apps" count of 0x0210."""
+
+    window_s: float = APP_ONLINE_WINDOW_S
+    clock: Callable[[], float] = time.monotonic
+    _seen: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    def record(self, did: str, uid: str) -> None:
+        self._seen.setdefault(did, {})[uid] = self.clock()
+
+    def count(self, did: str) -> int:
+        users = self._seen.get(did)
+        if not users:
+            return 0
+        horizon = self.clock() - self.window_s
+        for uid in [uid for uid, when in users.items() if when < horizon]:
+            del users[uid]
+        return len(users)
+
+
+class DeviceBus:
+    """The service MQTT connection and what the cloud does with device traffic (module docstring)."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        products: ProductCache,
+        broker: BrokerSettings,
+        *,
+        activity: AppActivity | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.storage = storage
+        self.products = products
+        self.broker = broker
+        self.activity = activity or AppActivity()
+        self.stats = BusStats()
+        self._clock = clock
+        self._client: aiomqtt.Client | None = None
+        self._ready = asyncio.Event()
+        self._runner: asyncio.Task[None] | None = None
+        self._presence: asyncio.Queue[Presence | BrokerRestarted] = asyncio.Queue()
+        self._presence_worker: asyncio.Task[None] | None = None
+        self._product_of: dict[str, str] = {}  # did -> product_key (never changes for a did)
+        self._online: set[str] = set()  # what we last stored as online
+        self._recent_connects: dict[str, float] = {}  # did -> monotonic time of connect, awaiting a 0x020F
+
+    # -- life cycle -----------------------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Mark every device offline (nothing is connected to a broker we just started or re-joined) and connect."""
+        await self.storage.mark_all_offline(int(self._clock()))
+        self._presence_worker = asyncio.get_running_loop().create_task(self._apply_presence(), name="presence")
+        self._runner = asyncio.get_running_loop().create_task(self._run(), name="device-bus")
+
+    async def wait_ready(self, timeout_s: float = 10.0) -> None:
+        """Wait until the service connection is up and subscribed; BrokerError after ``timeout_s``."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._ready.wait()
+        except TimeoutError:
+            raise BrokerError(f"no connection to the broker {self.broker} after {timeout_s:.0f} s") from None
+
+    async def stop(self) -> None:
+        for task in (self._runner, self._presence_worker):
+            if task is not None:
+                task.cancel()
+        for task in (self._runner, self._presence_worker):
+            if task is not None:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._runner = self._presence_worker = None
+
+    def is_online(self, did: str) -> bool:
+        """Whether ``did`` is connected to the broker, as of the last presence event stored."""
+        return did in self._online
+
+    @property
+    def connected(self) -> bool:
+        return self._ready.is_set()
+
+    # -- presence -------------------------------------------------------------------------------------------------
+
+    def on_broker_log(self, line: str) -> None:
+        """Feed one line of the managed Mosquitto's log (called from its stderr reader)."""
+        event = parse_mosquitto_line(line)
+        if event is not None:
+            self._presence.put_nowait(event)
+
+    async def _apply_presence(self) -> None:
+        while True:
+            event = await self._presence.get()
+            try:
+                await self._store_presence(event)
+            except StorageError as exc:
+                _LOGGER.warning("presence event %s not stored: %s", event, exc)
+            except Exception:
+                _LOGGER.exception("presence event %s failed", event)
+
+    async def _store_presence(self, event: Presence | BrokerRestarted) -> None:
+        now = int(self._clock())
+        if isinstance(event, BrokerRestarted):
+            count = await self.storage.mark_all_offline(now)
+            self._online.clear()
+            _LOGGER.info("broker restarted: %d device(s) now offline", count)
+            return
+        did = event.client_id
+        if event.username is not None and event.username != did:
+            return  # not a device login (the service user, a tool)
+        try:
+            changed = await self.storage.set_online(did, event.online, now, client_id=did, peer=event.peer)
+        except (NotFound, InvalidInput):
+            return  # the service user, a tool, anything that is not one of our devices
+        self.stats.presence_events += 1
+        if event.online:
+            self._online.add(did)
+            self._recent_connects[did] = time.monotonic()
+        else:
+            self._online.discard(did)
+            self._recent_connects.pop(did, None)
+        if changed:
+            _LOGGER.info(
+                "device %s %s%s",
+                did,
+                "online" if event.online else "offline",
+                f" from {event.peer}" if event.peer else "",
+            )
+
+    # -- the connection -------------------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        delay = RECONNECT_INITIAL_S
+        while True:
+            try:
+                async with service_client(self.broker, identifier="gizdev-cloud") as client:
+                    for topic in ("dev2app/#", "cli2ser_req", EMQX_EVENT_TOPIC):
+                        await client.subscribe(topic, qos=0)
+                    self._client = client
+                    self._ready.set()
+                    self.stats.connects += 1
+                    _LOGGER.info("device bus connected to %s", self.broker)
+                    delay = RECONNECT_INITIAL_S
+                    async for message in client.messages:
+                        await self._dispatch(message.topic.value, _payload_bytes(message.payload))
+            except (BrokerError, aiomqtt.MqttError) as exc:
+                _LOGGER.warning("device bus: broker connection lost (%s); retrying in %.1f s", exc, delay)
+            finally:
+                self._client = None
+                self._ready.clear()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RECONNECT_MAX_S)
+
+    async def _dispatch(self, topic: str, payload: bytes) -> None:
+        try:
+            if topic.startswith("dev2app/"):
+                await self._on_device_frame(topic, payload)
+            elif topic == "cli2ser_req":
+                await self._on_service_request(payload)
+            elif topic.startswith("$SYS/brokers/"):
+                event = parse_emqx_event(topic, payload)
+                if event is not None:
+                    self._presence.put_nowait(event)
+        except (CodecError, StorageError) as exc:
+            self.stats.bad_frames += 1
+            _LOGGER.info("ignored message on %s (%s): %s", topic, payload[:64].hex(), exc)
+        except Exception:
+            self.stats.bad_frames += 1
+            _LOGGER.exception("message on %s (%s) failed", topic, payload[:64].hex())
+
+    async def _on_device_frame(self, topic: str, payload: bytes) -> None:
+        parts = topic.split("/")
+        if len(parts) not in (2, 3):
+            raise CodecError(f"unexpected topic {topic!r}")
+        did = parts[1]
+        envelope = decode_envelope(payload)
+        await self._heard_from(did)
+        if envelope.cmd in (CMD_REPORT, CMD_CONTROL_ACK, CMD_ACK) and envelope.payload:
+            await self._store_report(did, envelope.payload)
+        if envelope.cmd == CMD_CONTROL_ACK and envelope.sn is not None:
+            # A device-initiated report that wants an acknowledgement (§1.6): 0x0094 with the same sn.
+            await self._publish(f"app2dev/{did}/{CLOUD_CLIENT_ID}", encode_envelope(CMD_ACK, sn=envelope.sn))
+
+    async def _heard_from(self, did: str) -> None:
+        if did not in self._online:
+            # Traffic proves a connection even when the broker gives no events (an external broker).
+            self._presence.put_nowait(Presence(client_id=did, online=True))
+            self._online.add(did)
+
+    async def _store_report(self, did: str, p0: bytes) -> None:
+        product_key = self._product_of.get(did)
+        if product_key is None:
+            product_key = (await self.storage.get_device(did)).product_key
+            self._product_of[did] = product_key
+        codec = await self.products.get(product_key)
+        if codec is None:
+            return  # a product without data points: nothing to decode
+        message = codec.decode(p0)
+        if message.action not in REPORT_ACTIONS:
+            return  # a pass-through upload (0x06) or an ACK without status
+        await self.storage.put_latest(did, codec.attrs_to_json(message.attrs), int(self._clock()))
+        self.stats.reports += 1
+
+    async def _on_service_request(self, payload: bytes) -> None:
+        frame = decode_service(payload)
+        if frame.cmd != CMD_ONLINE_QUERY:
+            _LOGGER.debug("ignored service frame 0x%04x (%s)", frame.cmd, payload.hex())
+            return
+        self.stats.online_queries += 1
+        # cli2ser_req carries no DID and MQTT does not tell who published, so the query is answered to the devices
+        # that connected recently and were not answered yet — GAgent asks right after subscribing (§1.1 step 6).
+        horizon = time.monotonic() - QUERY_MATCH_WINDOW_S
+        pending = [did for did, when in self._recent_connects.items() if when >= horizon]
+        self._recent_connects.clear()
+        for did in pending:
+            await self.send_online_count(did)
+
+    async def send_online_count(self, did: str) -> None:
+        """Tell ``did`` how many apps are online for it (0x0210 on ``ser2cli_res/<did>``)."""
+        count = min(self.activity.count(did), 0xFFFF)
+        await self._publish(f"ser2cli_res/{did}", encode_service(CMD_ONLINE_COUNT, count.to_bytes(2, "big")))
+
+    # -- control --------------------------------------------------------------------------------------------------
+
+    async def send_control(self, did: str, p0: bytes, client_id: str = CLOUD_CLIENT_ID) -> None:
+        """Publish P0 as a 0x0090 frame on ``app2dev/<did>/<client_id>``; BrokerError if the broker is away."""
+        await self._publish(f"app2dev/{did}/{client_id}", encode_envelope(CMD_CONTROL, p0))
+        self.stats.controls_sent += 1
+
+    async def _publish(self, topic: str, payload: bytes) -> None:
+        client = self._client
+        if client is None:
+            raise BrokerError(f"not connected to the broker {self.broker}")
+        try:
+            await client.publish(topic, payload, qos=0)
+        except aiomqtt.MqttError as exc:
+            raise BrokerError(f"publish to {topic} failed: {exc}") from exc
+
+
+def _payload_bytes(payload: object) -> bytes:
+    """aiomqtt hands payloads as bytes, or (for some paho paths) str/int/float/None."""
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    if payload is None:
+        return b""
+    return str(payload).encode()

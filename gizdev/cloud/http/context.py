@@ -1,0 +1,75 @@
+"""What every handler needs, built once by the server and stored on the aiohttp application."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from aiohttp import web
+
+from gizdev.cloud.cache import TtlCache
+from gizdev.cloud.devicebus import DeviceBus
+from gizdev.cloud.products import ProductCache
+from gizdev.cloud.security import (
+    DEFAULT_PASSWORD_POLICY,
+    KDF_DEFAULT,
+    USER_TOKEN_LIFETIME_S,
+    KdfParams,
+    PasswordPolicy,
+)
+from gizdev.cloud.storage import App, Device, Storage, Token, User
+
+__all__ = ["CONTEXT", "BrokerAccounts", "CloudContext", "HttpSettings"]
+
+MAX_BODY_BYTES = 64 * 1024  # the largest request body: a control with every binary point of a big product fits
+
+
+@dataclass(frozen=True, slots=True)
+class HttpSettings:
+    """What the HTTP side tells devices and apps about the cloud, and its security knobs."""
+
+    mqtt_host: str = "127.0.0.1"  # what provisioning hands to devices (where they can reach the broker)
+    mqtt_port: int = 1883
+    password_policy: PasswordPolicy = DEFAULT_PASSWORD_POLICY
+    kdf: KdfParams = KDF_DEFAULT
+    token_lifetime_s: int = USER_TOKEN_LIFETIME_S
+    max_body_bytes: int = MAX_BODY_BYTES
+    hash_concurrency: int = 2  # password hashes at once: each takes the KDF's memory (64 MiB by default)
+
+
+class BrokerAccounts(Protocol):
+    """Where device MQTT logins are kept: the managed Mosquitto (an external broker's operator does this)."""
+
+    async def add_device(self, did: str, passcode: str, product_key: str) -> None: ...
+
+    async def remove_device(self, did: str) -> bool: ...
+
+
+@dataclass
+class CloudContext:
+    storage: Storage
+    bus: DeviceBus
+    products: ProductCache
+    accounts: BrokerAccounts | None = None
+    settings: HttpSettings = field(default_factory=HttpSettings)
+    clock: Callable[[], float] = time.time
+    hashing: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+    apps: TtlCache[str, App] = field(default_factory=TtlCache)
+    tokens: TtlCache[str, Token] = field(default_factory=TtlCache)
+    users: TtlCache[str, User] = field(default_factory=TtlCache)
+    # (uid, did) -> (device row, bound?) for controls. Short-lived: a device disabled by another request may take
+    # this long to be refused; binding changes made here drop their entry at once. Presence is never cached.
+    device_access: TtlCache[tuple[str, str], tuple[Device, bool]] = field(default_factory=lambda: TtlCache(ttl_s=5.0))
+
+    def now(self) -> int:
+        return int(self.clock())
+
+
+CONTEXT = web.AppKey("gizdev_cloud_context", CloudContext)
+
+
+def context_of(request: web.Request) -> CloudContext:
+    return request.app[CONTEXT]

@@ -1,0 +1,181 @@
+"""The HTTP device API as GAgent uses it (cloud protocol §1.2, §1.3; gagent-wire-observations §2).
+
+Bodies are form-encoded both ways. GAgent reads the reply with one ``recv`` into 1 KiB and searches it as text
+(``did=`` then 22 characters; ``host=`` up to ``&``, ``port=`` up to ``&``), so replies are short, form-encoded and
+``port`` is never the last parameter. Errors answer with the Open API error body and status (9015, 9014, ...),
+which GAgent treats as "not 201/200".
+"""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import parse_qsl, urlencode
+
+from aiohttp import web
+
+from gizdev.cloud.errors import ApiError, Code
+from gizdev.cloud.http.context import CloudContext, context_of
+from gizdev.cloud.http.forms import form_fields, invalid
+from gizdev.cloud.security import decrypt_form, encrypt_form
+from gizdev.cloud.storage import Device, InvalidInput, NotFound, Registration
+from gizdev.errors import ConfigError
+
+__all__ = ["routes"]
+
+_LOGGER = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+FORM_TYPE = "application/x-www-form-urlencoded"
+DEVICE_TYPES = ("normal", "center_control")
+
+
+def _form_reply(text: str, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=text.encode("ascii"), content_type=FORM_TYPE)
+
+
+async def _register(ctx: CloudContext, mac: str, product_key: str, passcode: str, *, encrypted: bool) -> Registration:
+    registration = await ctx.storage.register_device(mac, product_key, passcode, encrypted=encrypted)
+    if ctx.accounts is not None:
+        await ctx.accounts.add_device(registration.did, passcode, product_key)
+    _LOGGER.info(
+        "device %s %s (mac %s, product %s%s)",
+        registration.did,
+        "registered" if registration.created else "registered again",
+        registration.device.mac,
+        product_key,
+        ", encrypted API" if encrypted else "",
+    )
+    return registration
+
+
+def _provision_text(ctx: CloudContext) -> str:
+    host = ctx.settings.mqtt_host
+    return urlencode(
+        {
+            "host": host,
+            "port": ctx.settings.mqtt_port,
+            "server_ts": ctx.now(),
+            "log_host": host,
+            "log_port": 0,
+            "biz_log": 0,
+            "sys_log": 0,
+        }
+    )
+
+
+@routes.post("/dev/devices")
+async def register(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    form = await form_fields(request)
+    for name in ("passcode", "mac", "product_key"):
+        if not form.get(name):
+            raise invalid(f"{name} is required")
+    registration = await _register(ctx, form["mac"], form["product_key"], form["passcode"], encrypted=False)
+    return _form_reply(f"did={registration.did}", status=201)
+
+
+async def _usable_device(ctx: CloudContext, did: str) -> Device:
+    try:
+        device = await ctx.storage.get_device(did)
+    except (NotFound, InvalidInput):
+        raise ApiError(Code.DEVICE_NOT_FOUND) from None
+    if device.is_disabled:
+        raise ApiError(Code.DEVICE_DISABLED)
+    return device
+
+
+@routes.get("/dev/devices/{did}")
+async def provision(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    device = await _usable_device(ctx, request.match_info["did"])
+    if device.encrypted:
+        raise ApiError(Code.DEVICE_ENCRYPT_ENABLED, "this device provisions through /dev/{product_key}/device")
+    return _form_reply(_provision_text(ctx))
+
+
+@routes.delete("/dev/devices")
+async def disable(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    form = await form_fields(request)
+    did, passcode = form.get("did"), form.get("passcode")
+    if not did or not passcode:
+        raise invalid("did and passcode are required")
+    try:
+        device = await ctx.storage.get_device(did)
+    except (NotFound, InvalidInput):
+        raise ApiError(Code.DEVICE_NOT_FOUND) from None
+    if device.encrypted:
+        raise ApiError(Code.DEVICE_ENCRYPT_ENABLED)
+    await ctx.storage.disable_device(did, passcode=passcode)
+    if ctx.accounts is not None:
+        await ctx.accounts.remove_device(did)
+    _LOGGER.info("device %s disabled by its own request", did)
+    return _form_reply("")
+
+
+# -- the encrypted variant (§1.3) -------------------------------------------------------------------------------
+
+
+async def _product_secret(ctx: CloudContext, product_key: str) -> str:
+    try:
+        return (await ctx.storage.get_product(product_key)).product_secret
+    except (NotFound, InvalidInput):
+        raise ApiError(Code.PRODUCT_KEY_INVALID) from None
+
+
+def _sealed_fields(secret: str, sealed: str) -> dict[str, str]:
+    try:
+        text = decrypt_form(secret, sealed)
+        pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True, max_num_fields=16)
+    except ValueError as exc:  # strict parsing; FormDecryptError is an ApiError and passes through
+        raise invalid(f"data: the decrypted form is malformed ({exc})") from None
+    except ConfigError as exc:
+        raise ApiError(Code.SERVER_ERROR) from exc
+    return dict(pairs)
+
+
+@routes.post("/dev/{product_key}/device")
+async def register_sealed(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    product_key = request.match_info["product_key"]
+    secret = await _product_secret(ctx, product_key)
+    form = await form_fields(request)
+    if not form.get("data"):
+        raise invalid("data is required")
+    fields = _sealed_fields(secret, form["data"])
+    for name in ("mac", "passcode"):
+        if not fields.get(name):
+            raise invalid(f"data: {name} is required")
+    if fields.get("type", "normal") not in DEVICE_TYPES:
+        raise invalid(f"data: type must be one of {', '.join(DEVICE_TYPES)}")
+    registration = await _register(ctx, fields["mac"], product_key, fields["passcode"], encrypted=True)
+    return _form_reply(encrypt_form(secret, f"did={registration.did}"), status=201)
+
+
+@routes.get("/dev/{product_key}/device")
+async def provision_sealed(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    product_key = request.match_info["product_key"]
+    secret = await _product_secret(ctx, product_key)
+    sealed = request.query.get("did", "")
+    if not sealed:
+        raise invalid("did is required")
+    did = decrypt_form(secret, sealed)
+    device = await _usable_device(ctx, did)
+    if device.product_key != product_key:
+        raise ApiError(Code.DEVICE_NOT_FOUND)
+    return _form_reply(encrypt_form(secret, _provision_text(ctx)))
+
+
+# -- OTA: this cloud has no firmware to offer -------------------------------------------------------------------
+
+
+@routes.post("/dev/ota/v4.1/update_and_check/{did}")
+async def ota_check(request: web.Request) -> web.Response:
+    # GAgent treats any non-200 as "no update" and goes on to MQTT (gagent-wire-observations §2, step 3-4).
+    await read_and_discard(request)
+    return web.Response(status=404, text="no firmware update", content_type="text/plain")
+
+
+async def read_and_discard(request: web.Request) -> None:
+    await form_fields(request)

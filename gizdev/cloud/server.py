@@ -1,0 +1,185 @@
+"""The local cloud as one object: storage, broker (managed Mosquitto or external), device bus and HTTP server.
+
+``async with CloudServer(CloudConfig(data_dir=...)) as cloud:`` starts everything in dependency order and stops it
+in reverse; ``cloud.http_url`` and ``cloud.mqtt_port`` say where it listens (port 0 = pick a free one for HTTP).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Self
+
+from aiohttp import web
+
+from gizdev.cloud.broker import BrokerSettings, DeviceAccount, ManagedMosquitto
+from gizdev.cloud.devicebus import DeviceBus
+from gizdev.cloud.http import CloudContext, HttpSettings, make_app
+from gizdev.cloud.products import ProductCache
+from gizdev.cloud.security import KDF_DEFAULT, KdfParams, PasswordPolicy
+from gizdev.cloud.storage import Storage
+from gizdev.errors import ConfigError
+
+__all__ = ["DATABASE_FILE", "CloudConfig", "CloudServer", "database_for"]
+
+_LOGGER = logging.getLogger(__name__)
+
+DATABASE_FILE = "cloud.db"
+BROKER_DIR = "broker"
+_WILDCARDS = ("0.0.0.0", "::", "")
+
+
+@dataclass(frozen=True, slots=True)
+class CloudConfig:
+    data_dir: Path
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080  # 0: any free port (tests)
+    mqtt_host: str = "127.0.0.1"  # the managed broker's listener
+    mqtt_port: int = 1883
+    broker_url: str | None = None  # an external broker instead of the managed one
+    database: str | None = None  # default: SQLite in data_dir
+    public_mqtt_host: str | None = None  # what devices are told to connect to (default: the listener's address)
+    public_mqtt_port: int | None = None
+    password_policy: PasswordPolicy = field(default_factory=PasswordPolicy)
+    kdf: KdfParams = KDF_DEFAULT
+    mosquitto_binary: str | None = None
+
+
+def database_for(config: CloudConfig) -> str | Path:
+    return config.database if config.database else config.data_dir / DATABASE_FILE
+
+
+class CloudServer:
+    """Start with ``start()`` (or ``async with``); everything it started is stopped by ``stop()``."""
+
+    def __init__(self, config: CloudConfig, *, clock: Callable[[], float] = time.time) -> None:
+        self.config = config
+        self.clock = clock
+        self.storage: Storage | None = None
+        self.broker: ManagedMosquitto | None = None
+        self.bus: DeviceBus | None = None
+        self._runner: web.AppRunner | None = None
+        self.http_port = config.http_port
+
+    @property
+    def http_url(self) -> str:
+        host = self.config.http_host
+        host = "127.0.0.1" if host in _WILDCARDS else host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.http_port}"
+
+    def _broker_settings(self) -> tuple[BrokerSettings, str, int]:
+        """How the cloud logs in, and the host/port provisioning hands to devices."""
+        config = self.config
+        if config.broker_url:
+            settings = BrokerSettings.from_url(config.broker_url)
+            public = (config.public_mqtt_host or settings.host, config.public_mqtt_port or settings.port)
+            return settings, *public
+        assert self.broker is not None
+        listen = config.mqtt_host
+        public_host = config.public_mqtt_host or ("127.0.0.1" if listen in _WILDCARDS else listen)
+        return self.broker.settings, public_host, config.public_mqtt_port or config.mqtt_port
+
+    async def start(self) -> None:
+        config = self.config
+        try:
+            config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise ConfigError(f"cannot use data dir {config.data_dir}: {exc}") from exc
+        try:
+            self.storage = await Storage.open(database_for(config), clock=self.clock)
+            if not config.broker_url:
+                self.broker = ManagedMosquitto(
+                    config.data_dir / BROKER_DIR,
+                    host=config.mqtt_host,
+                    port=config.mqtt_port,
+                    binary=config.mosquitto_binary,
+                )
+            settings, public_host, public_port = self._broker_settings()
+            products = ProductCache(self.storage)
+            self.bus = DeviceBus(self.storage, products, settings, clock=self.clock)
+            if self.broker is not None:
+                self.broker.on_log_line = self.bus.on_broker_log
+                await self.broker.set_devices(await self._accounts())
+                await self.broker.start()
+            await self.bus.start()
+            await self.bus.wait_ready()
+            ctx = CloudContext(
+                storage=self.storage,
+                bus=self.bus,
+                products=products,
+                accounts=self.broker,
+                settings=HttpSettings(
+                    mqtt_host=public_host,
+                    mqtt_port=public_port,
+                    password_policy=config.password_policy,
+                    kdf=config.kdf,
+                ),
+                clock=self.clock,
+            )
+            self._runner = web.AppRunner(make_app(ctx), handle_signals=False)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, config.http_host, config.http_port)
+            try:
+                await site.start()
+            except OSError as exc:
+                raise ConfigError(f"cannot listen on {config.http_host}:{config.http_port}: {exc}") from exc
+            self.http_port = _bound_port(site) or config.http_port
+        except BaseException:
+            await self.stop()
+            raise
+        _LOGGER.info(
+            "cloud up: HTTP %s, MQTT %s (%s), database %s",
+            self.http_url,
+            f"{public_host}:{public_port}",
+            "managed mosquitto" if self.broker else "external broker",
+            "PostgreSQL" if config.database and config.database.startswith("postgres") else "SQLite",
+        )
+
+    async def _accounts(self) -> list[DeviceAccount]:
+        assert self.storage is not None
+        accounts: list[DeviceAccount] = []
+        skip = 0
+        while True:
+            page = await self.storage.list_devices(include_disabled=False, limit=1000, skip=skip)
+            accounts += [DeviceAccount(d.did, d.passcode, d.product_key) for d in page]
+            if len(page) < 1000:
+                return accounts
+            skip += len(page)
+
+    async def stop(self) -> None:
+        """Stop whatever was started, in reverse order; idempotent."""
+        runner, self._runner = self._runner, None
+        if runner is not None:
+            await runner.cleanup()
+        bus, self.bus = self.bus, None
+        if bus is not None:
+            await bus.stop()
+        broker, self.broker = self.broker, None
+        if broker is not None:
+            await broker.stop()
+        storage, self.storage = self.storage, None
+        if storage is not None:
+            with contextlib.suppress(Exception):
+                await storage.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+
+def _bound_port(site: web.TCPSite) -> int | None:
+    server = site._server  # aiohttp exposes the bound sockets only through the asyncio server
+    sockets = getattr(server, "sockets", None) or []
+    for sock in sockets:
+        return int(sock.getsockname()[1])
+    return None
