@@ -1,1 +1,1 @@
-"""Virtual peers for development and tests: a virtual MCU board (and, later, an STM32 bootloader)."""
+"""Virtual peers for development and tests: a virtual MCU board and an STM32 ROM bootloader."""
