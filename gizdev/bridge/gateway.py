@@ -9,7 +9,8 @@ Data flow::
   schema, then written or read on the link. The answer follows GAgent (gagent-wire-observations §3.4): a 0x0090
   gets a 0x0091 on ``dev2app/<did>`` (empty for a write's ACK, the status for a read), a 0x0093 a 0x0094 with the
   same sn to the requester. The MCU unreachable: no answer (the protocol has no error frame), logged.
-* MCU reports go to the LAN apps and to the cloud as 0x0091; the last status is kept.
+* MCU reports go to the LAN apps and to the cloud as 0x0091, byte for byte as the MCU sent them; the last status
+  is kept.
 * MCU gone (port unplugged, heartbeats missed): the uplink disconnects, so the cloud shows the device offline;
   the serial side reopens the port with backoff and re-handshakes; then the uplink reconnects and publishes the
   MCU's current status (read afresh, nothing stale).
@@ -31,11 +32,11 @@ from typing import Any
 from gizdev.bridge.config import BridgeConfig
 from gizdev.bridge.identity import Identity, load_identity, new_identity, save_identity
 from gizdev.bridge.lan import LanIdentity, LanServer, LanSettings
-from gizdev.bridge.lan_device import BindingWindow, ModuleSessionLanDevice, encode_report
+from gizdev.bridge.lan_device import BindingWindow, ModuleSessionLanDevice
 from gizdev.bridge.uplink import AppCommand, CloudUplink, UplinkSettings
 from gizdev.codec.commands import WifiStatus
 from gizdev.codec.envelope import BusinessCmd
-from gizdev.codec.p0 import Product, load_product
+from gizdev.codec.p0 import P0Message, Product, load_product
 from gizdev.errors import ConfigError, GizdevError
 from gizdev.link import ModuleSession
 from gizdev.link.connection import ModuleConnection
@@ -64,6 +65,7 @@ class Bridge:
         self.config = config
         self.product = product or load_product(config.product)
         self.session = ModuleSession(self.product, heartbeat_interval=config.heartbeat_s, name="mcu")
+        self.session.on_report = self._on_report
         options = {"baudrate": config.baudrate, **(port_options or {})}
         self.connection = ModuleConnection(self.session, config.port, opener=opener, **options)
         self.identity = load_identity(config.state_dir) or new_identity(config.mac or None)
@@ -114,7 +116,6 @@ class Bridge:
         self.connection.start()
         self._tasks = [
             loop.create_task(self._events(), name="bridge-events"),
-            loop.create_task(self._reports(), name="bridge-reports"),
             loop.create_task(self._wifi_status(), name="bridge-wifi-status"),
         ]
         if self.uplink is not None:
@@ -227,21 +228,16 @@ class Bridge:
         else:
             _LOGGER.info("MCU event %s %s", kind, event.data if event.data is not None else "")
 
-    async def _reports(self) -> None:
-        async for message in self.session.reports():
-            self.status.update(message.attrs)
-            for listener in self.report_listeners:
-                listener(dict(message.attrs))
-            try:
-                p0 = encode_report(self.product, message)
-            except GizdevError as exc:
-                _LOGGER.warning("report not relayed: %s", exc)
-                continue
-            self.reports_relayed += 1
-            if self.lan is not None:
-                self.lan.push_report(p0)
-            if self.uplink is not None:
-                await self.uplink.publish_report(p0)
+    def _on_report(self, p0: bytes, message: P0Message) -> None:
+        """An MCU report (already acknowledged): relayed as the MCU sent it, as GAgent does."""
+        self.status.update(message.attrs)
+        for listener in self.report_listeners:
+            listener(dict(message.attrs))
+        self.reports_relayed += 1
+        if self.lan is not None:
+            self.lan.push_report(p0)
+        if self.uplink is not None:
+            self.uplink.publish_report_nowait(p0)
 
     # -- apps' side ----------------------------------------------------------------------------------------------
 

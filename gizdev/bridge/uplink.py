@@ -142,6 +142,18 @@ class CloudUplink:
         """0x0091 on ``dev2app/<did>``; False if not connected (reports are not queued: they would be stale)."""
         return await self._publish(f"dev2app/{self._identity().did}", encode_envelope(BusinessCmd.TRANSMIT_REPLY, p0))
 
+    def publish_report_nowait(self, p0: bytes) -> bool:
+        """:meth:`publish_report` from synchronous code (the MCU link's report callback)."""
+        client = self._client
+        if client is None or not self.connected:
+            return False
+        try:
+            client.publish_nowait(f"dev2app/{self._identity().did}", encode_envelope(BusinessCmd.TRANSMIT_REPLY, p0))
+        except BrokerError as exc:
+            _LOGGER.warning("report not published: %s", exc)
+            return False
+        return True
+
     async def publish_ack(self, client_id: str, sn: int, p0: bytes) -> bool:
         """0x0094 with ``sn`` on ``dev2app/<did>/<client_id>``."""
         topic = f"dev2app/{self._identity().did}/{client_id}"

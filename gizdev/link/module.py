@@ -120,6 +120,9 @@ class ModuleSession:
         self.mcu_online = False
         self.missed = 0
         self.reports_queue: asyncio.Queue[P0Message] = asyncio.Queue()
+        # Set to take reports as they arrive, raw P0 with its decoding, instead of through reports_queue (a
+        # relay forwards the MCU's bytes unchanged, as GAgent does, without a queue hop per report).
+        self.on_report: Callable[[bytes, P0Message], None] | None = None
         self.events: asyncio.Queue[ModuleEvent] = asyncio.Queue()
         self.link: SerialLink | None = None
         self._heartbeat_task: asyncio.Task[None] | None = None
@@ -312,6 +315,9 @@ class ModuleSession:
         elif message.action in (Action.REPORT, Action.VAR_REPORT):
             if message.anomalies:
                 _LOGGER.warning("%s: report anomalies: %s", self.name, message.anomalies)
-            self.reports_queue.put_nowait(message)
+            if self.on_report is not None:
+                self.on_report(payload, message)
+            else:
+                self.reports_queue.put_nowait(message)
         else:
             _LOGGER.warning("%s: unexpected P0 action %s from the MCU", self.name, message.action.name)

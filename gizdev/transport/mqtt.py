@@ -198,10 +198,16 @@ class MqttClient:
 
     async def publish(self, topic: str, payload: bytes) -> None:
         """PUBLISH at QoS 0; waits only if the socket's buffer is full (the broker reads slowly)."""
+        if not self.publish_nowait(topic, payload):
+            writer = self._writer
+            if writer is not None:
+                await writer.drain()
+
+    def publish_nowait(self, topic: str, payload: bytes) -> bool:
+        """PUBLISH at QoS 0 from synchronous code; False if the socket's buffer is over 64 KiB (slow broker)."""
         self._write(_packet(PUBLISH, _string(topic) + payload))
         writer = self._writer
-        if writer is not None and writer.transport.get_write_buffer_size() > 64 * 1024:
-            await writer.drain()
+        return writer is None or writer.transport.get_write_buffer_size() <= 64 * 1024
 
     async def subscribe(self, topic: str) -> None:
         """SUBSCRIBE one topic at QoS 0 and wait for its SUBACK; BrokerError if refused."""
