@@ -84,7 +84,7 @@ async def _usable_device(ctx: CloudContext, did: str) -> Device:
     return device
 
 
-@routes.get("/dev/devices/{did}")
+@routes.get("/dev/devices/{did:[^/]+}")  # any DID text reaches the handler: 9014, not a bare 404
 async def provision(request: web.Request) -> web.Response:
     ctx = context_of(request)
     device = await _usable_device(ctx, request.match_info["did"])
