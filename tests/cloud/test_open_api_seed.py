@@ -259,8 +259,9 @@ def test_username_user_login_and_profile_as_in_the_seed(cloud: CloudThread) -> N
         assert fields | {"is_anonymous"} <= set(me.body)
     # The same username in another application is a different account (users belong to an app).
     other_app = cloud.add_app()
-    assert assert_token_reply(curl(cloud, "POST", "/app/users", appid=other_app, body=SEED_BOB), 201)["uid"] != (
-        created["uid"]
+    assert (
+        assert_token_reply(curl(cloud, "POST", "/app/users", appid=other_app, body=SEED_BOB), 201)["uid"]
+        != (created["uid"])
     )
 
 
