@@ -131,7 +131,10 @@ def _sealed_fields(secret: str, sealed: str) -> dict[str, str]:
         raise invalid(f"data: the decrypted form is malformed ({exc})") from None
     except ConfigError as exc:
         raise ApiError(Code.SERVER_ERROR) from exc
-    return dict(pairs)
+    fields = dict(pairs)
+    if len(fields) != len(pairs):  # as for plain forms: a field given twice is ambiguous, not "the last one wins"
+        raise invalid("data: a field is given twice in the decrypted form")
+    return fields
 
 
 @routes.post("/dev/{product_key}/device")
