@@ -294,6 +294,27 @@ def test_concurrent_sign_ups_of_one_username_give_one_account(cloud: CloudThread
     assert len(winners) == 1
 
 
+def test_concurrent_anonymous_sign_ups_of_one_phone_id_give_one_user(cloud: CloudThread) -> None:
+    appid = cloud.add_app()
+    start = threading.Barrier(6)
+    uids: list[str] = []
+    lock = threading.Lock()
+
+    def sign_up() -> None:
+        start.wait(10)
+        reply = cloud.api("POST", "/app/users", {"phone_id": "same-phone"}, appid=appid)
+        assert reply.status == 201, reply
+        with lock:
+            uids.append(reply.body["uid"])
+
+    threads = [threading.Thread(target=sign_up) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(uids) == 6 and len(set(uids)) == 1, uids
+
+
 def test_unicode_usernames(cloud: CloudThread) -> None:
     appid = cloud.add_app()
     for name in ("鲍勃", "Бob", "👩‍💻", "o'brien; DROP TABLE users; --", "bob "):

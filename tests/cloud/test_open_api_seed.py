@@ -265,6 +265,18 @@ def test_username_user_login_and_profile_as_in_the_seed(cloud: CloudThread) -> N
     )
 
 
+def test_header_names_are_case_insensitive(cloud: CloudThread) -> None:
+    """§3.1: integrations (MQB) send the Gizwits headers in lower case."""
+    appid = cloud.add_app()
+    created = cloud.request(
+        "POST", "/app/users", SEED_BOB.encode(), {"content-type": "application/json", "x-gizwits-application-id": appid}
+    )
+    token = assert_token_reply(created, 201)["token"]
+    for name in ("x-gizwits-user-token", "X-GIZWITS-USER-TOKEN", "X-Gizwits-User-Token"):
+        me = cloud.request("GET", "/app/users", None, {"X-GIZWITS-APPLICATION-ID": appid, name: token})
+        assert me.status == 200 and me.body["username"] == "bob", (name, me)
+
+
 # -- bindings (§3.9) ------------------------------------------------------------------------------------------
 
 SEED_BIND = (
