@@ -345,7 +345,6 @@ def test_bindings_pages_remarks_and_disabled_devices(cloud: CloudThread) -> None
             token=token,
         )
         assert reply.body == {"success": [did], "failed": []}
-        time.sleep(0.01)
 
     def page(query: str) -> list[dict[str, Any]]:
         reply = cloud.api("GET", f"/app/bindings?{query}", appid=appid, token=token)
