@@ -45,5 +45,10 @@ class TtlCache(Generic[K, V]):
     def drop(self, key: K) -> None:
         self._entries.pop(key, None)
 
+    def drop_where(self, predicate: Callable[[K], bool]) -> None:
+        """Forget every entry whose key matches (e.g. everything about one device)."""
+        for key in [key for key in self._entries if predicate(key)]:
+            del self._entries[key]
+
     def __len__(self) -> int:
         return len(self._entries)

@@ -1,6 +1,6 @@
 """Remote control: ``POST /app/control/{did}`` with ``attrs`` or ``raw`` (Open API §3.10).
 
-Checks, in order: the form (9015), the device (9014), the binding (9017), disabled (9023), the values against the
+Checks, in order: the form (9015), the device (9014), disabled (9023), the binding (9017), the values against the
 product's schema (9029 no data points, 9025 a bad value), online (9042), then the publish (9021). Everything is
 validated before anything is sent, so a request with one bad value sends nothing.
 """
@@ -80,7 +80,7 @@ def _raw_p0(raw: object, coding: object) -> bytes:
     return data
 
 
-@routes.post("/app/control/{did}")
+@routes.post("/app/control/{did:[^/]+}")  # any DID text reaches the handler: 9014, not aiohttp's bare 404
 async def control(request: web.Request) -> web.Response:
     ctx = context_of(request)
     app = await require_app(request)
@@ -98,10 +98,11 @@ async def control(request: web.Request) -> web.Response:
             raise ApiError(Code.DEVICE_NOT_FOUND) from None
         ctx.device_access.put(key, access)
     device, bound = access
-    if not bound:
-        raise ApiError(Code.DEVICE_NOT_BOUND)
+    # Disabled first: disabling a device also disables its bindings, so the binding check would hide it.
     if device.is_disabled:
         raise ApiError(Code.DEVICE_DISABLED)
+    if not bound:
+        raise ApiError(Code.DEVICE_NOT_BOUND)
     frames = [await _attrs_p0(ctx, device, body["attrs"])] if "attrs" in body else []
     if raw is not None:
         frames.append(raw)

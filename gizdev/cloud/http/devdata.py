@@ -19,7 +19,7 @@ routes = web.RouteTableDef()
 LATEST_WINDOW_S = 24 * 3600  # "the last reported values within the last 24 hours" (§3.8)
 
 
-@routes.get("/app/devdata/{did}/latest")
+@routes.get("/app/devdata/{did:[^/]+}/latest")  # any DID text reaches the handler: 9014, not a bare 404
 async def latest(request: web.Request) -> web.Response:
     ctx = context_of(request)
     app = await require_app(request)

@@ -84,7 +84,7 @@ async def _usable_device(ctx: CloudContext, did: str) -> Device:
     return device
 
 
-@routes.get("/dev/devices/{did}")
+@routes.get("/dev/devices/{did:[^/]+}")  # any DID text reaches the handler: 9014, not a bare 404
 async def provision(request: web.Request) -> web.Response:
     ctx = context_of(request)
     device = await _usable_device(ctx, request.match_info["did"])
@@ -107,6 +107,7 @@ async def disable(request: web.Request) -> web.Response:
     if device.encrypted:
         raise ApiError(Code.DEVICE_ENCRYPT_ENABLED)
     await ctx.storage.disable_device(did, passcode=passcode)
+    ctx.device_access.drop_where(lambda key: key[1] == did)
     if ctx.accounts is not None:
         await ctx.accounts.remove_device(did)
     _LOGGER.info("device %s disabled by its own request", did)
@@ -131,7 +132,10 @@ def _sealed_fields(secret: str, sealed: str) -> dict[str, str]:
         raise invalid(f"data: the decrypted form is malformed ({exc})") from None
     except ConfigError as exc:
         raise ApiError(Code.SERVER_ERROR) from exc
-    return dict(pairs)
+    fields = dict(pairs)
+    if len(fields) != len(pairs):  # as for plain forms: a field given twice is ambiguous, not "the last one wins"
+        raise invalid("data: a field is given twice in the decrypted form")
+    return fields
 
 
 @routes.post("/dev/{product_key}/device")
