@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 
 from gizdev import __version__
-from gizdev.cli import codec_cmds, probe_cmd, schema_cmd, sim_cmd
+from gizdev.cli import check_cmd, codec_cmds, probe_cmd, schema_cmd, sim_cmd
 from gizdev.errors import GizdevError
 
 _LOGGER = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     schema_cmd.register(commands)
     sim_cmd.register(commands)
     probe_cmd.register(commands)
+    check_cmd.register(commands)
     return parser
 
 

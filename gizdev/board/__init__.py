@@ -1,0 +1,1 @@
+"""Board tools: the firmware conformance checker, and (from other modules) the sniffer and flashing."""
