@@ -35,6 +35,9 @@ examples:
 """
 
 
+DEFAULT_OBSERVE_S = 2.0
+
+
 def register(commands: Any) -> None:
     listing = "\n".join(f"  {name:<17} {title}" for name, title in CHECKS)
     check = commands.add_parser(
@@ -68,6 +71,14 @@ def register(commands: Any) -> None:
         help="write one changed value per writable datapoint (and back) instead of every edge value",
     )
     check.add_argument(
+        "--observe",
+        metavar="SECONDS",
+        type=options.seconds,
+        default=DEFAULT_OBSERVE_S,
+        help=f"listen this long after the probes, before judging report rates (default {DEFAULT_OBSERVE_S:g}; "
+        "a board with sensors shows its own reports meanwhile)",
+    )
+    check.add_argument(
         "--only",
         metavar="NAME",
         action="append",
@@ -88,7 +99,15 @@ def run_check(args: argparse.Namespace) -> int:
     if unknown:
         raise ConfigError(f"unknown check {', '.join(unknown)} (see --help for the list)")
     results, elapsed = asyncio.run(
-        check_board(args.port, product, baud=args.baud, quick=args.quick, only=args.only, progress=_progress)
+        check_board(
+            args.port,
+            product,
+            baud=args.baud,
+            quick=args.quick,
+            only=args.only,
+            observe_s=args.observe,
+            progress=_progress,
+        )
     )
     report = report_json(results, port=args.port, product=product, elapsed_s=elapsed)
     if args.json_report == "-":
