@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import string
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 from gizdev.board.check.result import CheckResult, Evidence, evidence_frame
@@ -139,12 +139,15 @@ def all_flags(product: Product) -> int:
 
 
 def check_read_reply(
-    result: CheckResult, frame: Frame, product: Product, evidence: Evidence
+    result: CheckResult,
+    frame: Frame,
+    product: Product,
+    evidence: Evidence,
+    requested: Collection[str] | None = None,
 ) -> dict[str, Value] | None:
-    """§4.5/§4.6: a read reply decodes and carries every datapoint asked for (all of them, as the checker asks).
-
-    The variable-length SDK pads its reply with stale bytes and echoes the request's flag byte: both accepted.
-    """
+    """§4.5/§4.6: a read reply decodes and carries every datapoint asked for (``requested``; default all, as
+    the checker asks). The variable-length SDK pads its reply with stale bytes and echoes the request's flag
+    byte: both accepted."""
     if frame.cmd != Command.P0_DOWN_ACK:
         result.fail(f"read answered with cmd 0x{frame.cmd:02x}, expected 0x04", evidence)
         return None
@@ -157,14 +160,15 @@ def check_read_reply(
     if message.action is not wanted:
         result.fail(f"read answered with P0 action 0x{message.action:02x}, expected 0x{wanted:02x}", evidence)
         return None
-    missing = [name for name in product.codecs if name not in message.attrs]
+    wanted_names = list(product.codecs) if requested is None or not product.is_varlen else list(requested)
+    missing = [name for name in wanted_names if name not in message.attrs]
     if missing:
         result.fail(f"read reply lacks {', '.join(missing)}", evidence)
         return None
     if message.anomalies:
         details = "; ".join(f"{a.name}: {a.reason}" for a in message.anomalies)
         result.warn(f"read reply holds values the schema does not allow: {details}", evidence)
-    result.summary = f"all {len(product.codecs)} datapoints decoded ({len(frame.payload)}-byte P0)"
+    result.summary = f"all {len(wanted_names)} datapoints decoded ({len(frame.payload)}-byte P0)"
     return dict(message.attrs)
 
 
