@@ -15,8 +15,9 @@ from gizdev.errors import CodecError, FrameError
 
 __all__ = ["CheckResult", "Evidence", "Status", "evidence_error", "evidence_frame", "render_table", "report_json"]
 
-#: Evidence kept per check: enough to see what went wrong, short enough to read.
+#: Evidence and findings kept per check: enough to see what went wrong, short enough to read.
 MAX_EVIDENCE = 12
+MAX_FINDINGS = 10
 
 
 class Status(enum.Enum):
@@ -64,6 +65,7 @@ class CheckResult:
     summary: str = ""
     findings: list[str] = field(default_factory=list)
     evidence: list[Evidence] = field(default_factory=list)
+    more_findings: int = 0  # findings beyond MAX_FINDINGS, counted only
 
     def fail(self, finding: str, *evidence: Evidence) -> None:
         self._add(Status.FAIL, finding, evidence)
@@ -73,7 +75,8 @@ class CheckResult:
 
     def note(self, finding: str) -> None:
         """Something worth saying that changes nothing."""
-        self.findings.append(finding)
+        if len(self.findings) < MAX_FINDINGS:
+            self.findings.append(finding)
 
     def skip(self, reason: str) -> None:
         self.status = Status.SKIP
@@ -82,6 +85,9 @@ class CheckResult:
     def _add(self, status: Status, finding: str, evidence: Sequence[Evidence]) -> None:
         if _RANK[status] > _RANK[self.status]:
             self.status = status
+        if len(self.findings) >= MAX_FINDINGS:
+            self.more_findings += 1
+            return
         self.findings.append(f"{status.value}: {finding}")
         room = MAX_EVIDENCE - len(self.evidence)
         self.evidence.extend(evidence[: max(room, 0)])
@@ -101,6 +107,7 @@ class CheckResult:
             "status": self.status.value,
             "summary": self.headline(),
             "findings": list(self.findings),
+            "more_findings": self.more_findings,
             "evidence": [item.to_json() for item in self.evidence],
         }
 
@@ -127,6 +134,8 @@ def render_table(results: Sequence[CheckResult]) -> str:
         lines.append("")
         lines.append(f"{result.status.value.upper()} {result.name} ({result.title})")
         lines.extend(f"  {finding}" for finding in result.findings)
+        if result.more_findings:
+            lines.append(f"  ... and {result.more_findings} more")
         for item in result.evidence:
             when = "" if item.t is None else f" t={item.t:.3f}s"
             lines.append(f"  {item.direction:<8}{when} {item.hex}")

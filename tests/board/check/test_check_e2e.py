@@ -11,6 +11,7 @@ from gizdev.board.check import CHECK_NAMES, CheckResult, Status, check_board
 from gizdev.codec.p0 import load_product
 from gizdev.sim.mcu import FaultPlan, VirtualMcu
 from gizdev.transport import open_pty_pair
+from tests.cli.test_probe_cli import SpecBoard
 from tests.conftest import product_path
 from tests.link.helpers import run
 
@@ -157,3 +158,34 @@ def test_report_rate_limits() -> None:
     assert too_fast.status is Status.FAIL, too_fast.findings
     assert any("read-only numbers alone" in finding for finding in too_fast.findings), too_fast.findings
     assert sdk.status is Status.PASS, sdk.findings
+
+
+def test_a_board_written_from_the_spec_that_boots_slowly() -> None:
+    """The probe tests' SpecBoard: ignores the first device info request, sends a report and a time request of
+    its own before answering with the 66-byte 2015 device info. The checker plays the module: it acknowledges
+    the report and answers the time request; booting is noted, not failed; the short device info is a warning."""
+
+    async def scenario() -> tuple[dict[str, CheckResult], SpecBoard]:
+        with open_pty_pair() as pair:
+            transport, board = await pair.connect_master(SpecBoard)
+            try:
+                results, _ = await check_board(
+                    pair.slave_path, board.product, only=("device-info", "read-reply", "ack-timing", "sn-echo")
+                )
+            finally:
+                transport.close()
+                await board.closed
+        return {r.name: r for r in results}, board
+
+    results, board = run(scenario(), timeout=30)
+    statuses = {name: r.status for name, r in results.items()}
+    assert statuses == {
+        "device-info": Status.WARN,
+        "read-reply": Status.PASS,
+        "ack-timing": Status.PASS,
+        "sn-echo": Status.PASS,
+    }, {name: r.findings for name, r in results.items()}
+    assert any("66-byte device info" in finding for finding in results["device-info"].findings)
+    assert any("booting" in finding for finding in results["device-info"].findings)
+    answers = {(frame.cmd, frame.sn) for frame in board.received}
+    assert (0x06, 0x40) in answers and (0x18, 0x41) in answers
