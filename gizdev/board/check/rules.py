@@ -53,7 +53,9 @@ class Timing:
     answer_wait_s: float = 1.0
     #: After a write the SDK acks, then reports "in its next loop" (§3): no number is given; ours is generous.
     report_after_write_s: float = 1.0
-    resend_early_tolerance_s: float = 0.02  # a resend this much before 200 ms is still on time (timer ticks)
+    #: A resend this much before 200 ms still counts as on time: the MCU timer ticks, and a USB-serial adapter
+    #: delivers in chunks (up to 16 ms each), so a gap measured at our end can look shorter than it was.
+    resend_early_tolerance_s: float = 0.05
     resend_slow_s: float = 0.5  # resend intervals beyond this are older firmware's (GK2 300 ms, V03010101 2 s)
     resend_quiet_s: float = 1.2  # no further transmission for this long: the MCU gave up
     resend_listen_max_s: float = 6.0  # the most the resend check listens

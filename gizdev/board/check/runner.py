@@ -155,7 +155,9 @@ class Checker:
             return Evidence("sent", sent.wire.hex(), f"deliberately damaged: {exc}", self._t(sent.t))
         return evidence_frame("sent", sent.wire, frame, self.product, self._t(sent.t))
 
-    def ev_seen(self, seen: Seen) -> Evidence:
+    def ev_seen(self, seen: Seen | None) -> Evidence:
+        if seen is None:
+            return Evidence("received", "", "nothing")
         if seen.frame is None:
             assert seen.error is not None
             return evidence_error(seen.error, self._t(seen.t))
@@ -217,7 +219,7 @@ class Checker:
         if frame is None or frame.cmd != Command.P0_DOWN_ACK:
             return exchange, None
         scratch = CheckResult("scratch", "")
-        state = check_read_reply(scratch, frame, self.product, self.ev_seen(exchange.answer))  # type: ignore[arg-type]
+        state = check_read_reply(scratch, frame, self.product, self.ev_seen(exchange.answer))
         if state is not None:
             self.run_state.state = state
         return exchange, state
@@ -316,7 +318,7 @@ class Checker:
                 evidence = [item for ex in silent for item in self.ev_exchange(ex)]
                 result.fail(f"no device info after {BOOT_TRIES} requests", *evidence)
             return
-        check_device_info(result, frame, self.product, self.ev_seen(exchange.answer))  # type: ignore[arg-type]
+        check_device_info(result, frame, self.product, self.ev_seen(exchange.answer))
         if silent:
             result.note(f"answered only device info request {len(silent) + 1} (booting?)")
 
@@ -363,7 +365,7 @@ class Checker:
         if frame is None:
             result.fail(f"no answer to a read after {len(exchange.sent)} requests", *self.ev_exchange(exchange))
             return
-        evidence = self.ev_seen(exchange.answer)  # type: ignore[arg-type]
+        evidence = self.ev_seen(exchange.answer)
         state = check_read_reply(result, frame, self.product, evidence)
         if state is None:
             result.evidence[:0] = [self.ev_sent(exchange.sent[0])]
