@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gizdev.codec.commands import Command, ack_code, encode_payload, is_reply
-from gizdev.codec.frame import Frame, encode_frame
+from gizdev.codec.frame import MIN_FRAME_LEN, Frame, encode_frame
 from gizdev.codec.framer import Deframer
 from gizdev.errors import FrameError
 from gizdev.link.module import DEFAULT_MODULE_INFO, network_time
@@ -28,7 +28,7 @@ __all__ = ["IDLE_FLUSH_S", "Seen", "Sent", "Tap"]
 _LOGGER = logging.getLogger(__name__)
 
 #: A line quiet this long lets the deframer settle a frame it holds (a final 0xFF that may or may not be stuffed).
-IDLE_FLUSH_S = 0.05
+IDLE_FLUSH_S = 0.1
 MAX_RAW_BYTES = 4 * 1024 * 1024  # kept for the stuffing check; a conformance run moves far less
 
 
@@ -68,6 +68,7 @@ class Tap(asyncio.Protocol):
         self._loop = asyncio.get_running_loop()
         self._new = asyncio.Event()
         self._last_rx = self._loop.time()
+        self._last_byte = -1
         self._sn = 0
         self._closed: asyncio.Future[None] = self._loop.create_future()
 
@@ -85,6 +86,8 @@ class Tap(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._last_rx = self._loop.time()
+        if data:
+            self._last_byte = data[-1]
         if len(self.raw) + len(data) <= MAX_RAW_BYTES:
             self.raw += data
         self._take(self._deframer.feed(data))
@@ -168,8 +171,13 @@ class Tap(asyncio.Protocol):
         self.send_wire(encode_frame(ack, frame.sn, payload, frame.flags), ack, frame.sn, auto=True)
 
     def flush_if_idle(self) -> None:
-        """Settle a frame the deframer holds once the line has been quiet for IDLE_FLUSH_S."""
-        if self.now() - self._last_rx >= IDLE_FLUSH_S:
+        """Settle a whole frame whose last byte, 0xFF, may or may not be stuffed, once the line is quiet.
+
+        Only then: a flush while a frame is still arriving (a stalled pty, a USB adapter's chunking) would cut it
+        into damaged pieces, so a partial frame is left to the bytes that follow it.
+        """
+        held = self._deframer.pending_bytes
+        if held >= MIN_FRAME_LEN and self._last_byte == 0xFF and self.now() - self._last_rx >= IDLE_FLUSH_S:
             self._take(self._deframer.flush())
 
     async def wait_for(self, match: Callable[[Seen], bool], timeout: float, start: int = 0) -> Seen | None:
