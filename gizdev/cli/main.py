@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from gizdev import __version__
-from gizdev.cli import codec_cmds, flash_cmd, probe_cmd, schema_cmd, sim_cmd, sniff_cmd
+from gizdev.cli import check_cmd, codec_cmds, flash_cmd, probe_cmd, schema_cmd, sim_cmd, sniff_cmd
 from gizdev.errors import ConfigError, GizdevError
 
 try:
@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     probe_cmd.register(commands)
     sniff_cmd.register(commands)
     flash_cmd.register(commands)
+    check_cmd.register(commands)
     for module in _NETWORKED:
         module.register(commands)
     if _NETWORK_MISSING:

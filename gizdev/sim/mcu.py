@@ -18,8 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from gizdev.codec.commands import DeviceInfo, WifiStatus
-from gizdev.codec.frame import encode_frame
+from gizdev.codec.commands import Command, DeviceInfo, WifiStatus
+from gizdev.codec.frame import encode_frame, encode_logical_frame, parse_frame, stuff
 from gizdev.codec.p0 import Product
 from gizdev.codec.values import Value
 from gizdev.errors import AckTimeout, LinkClosed
@@ -45,6 +45,15 @@ class FaultPlan:
     silent: bool = False  # send nothing at all
     garbage: float = 0.0  # probability of random bytes before a frame
     seed: int | None = None
+    # Deterministic protocol faults, one rule of the serial protocol each (gizdev check-board names each one).
+    product_key: str | None = None  # device info (0x02) reports this key instead of the schema's
+    ack_delay_s: float = 0.0  # extra delay before each answer (ACK or notice); requests keep their pace
+    bad_checksum_every: int = 0  # every Nth frame sent carries a wrong checksum (0: never)
+    no_report_after_write: bool = False  # apply writes without reporting the change
+    no_stuffing: bool = False  # send 0xFF bytes without the 0x55 the protocol inserts after them
+    wrong_ack_sn: bool = False  # answers carry the request's sn + 1
+    no_resend: bool = False  # send each request once: no resend when its ACK does not come
+    ignore_illegal: bool = False  # send no illegal-message notice (0x12) for bad or unknown frames
 
 
 def default_device_info(product: Product, *, product_secret: str = "0" * 32) -> DeviceInfo:
@@ -116,6 +125,8 @@ class VirtualMcu:
         self._faults = faults or FaultPlan()
         self._rng = random.Random(self._faults.seed)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._frames_out = 0  # frames past the fault filter, for bad_checksum_every
+        self._last_request = b""  # wire bytes of the last request sent, to recognise its resends
 
     # ---- wiring -----------------------------------------------------------------------------------------------
 
@@ -157,6 +168,8 @@ class VirtualMcu:
     # ---- McuDevice ----------------------------------------------------------------------------------------
 
     def device_info(self) -> DeviceInfo:
+        if self._faults.product_key is not None:
+            return replace(self._device_info, product_key=self._faults.product_key)
         return self._device_info
 
     def status(self) -> Mapping[str, Value]:
@@ -164,6 +177,9 @@ class VirtualMcu:
 
     def apply_write(self, attrs: Mapping[str, Value]) -> None:
         self.writes_applied += 1
+        if self._faults.no_report_after_write:
+            self.state.update(attrs)  # changed, but nothing marks the change for the reporter
+            return
         self._change(attrs)
 
     def on_passthrough(self, data: bytes) -> None:
@@ -262,6 +278,15 @@ class VirtualMcu:
         plan = self._faults
         if plan.silent or (is_ack and plan.drop_acks and self._rng.random() < plan.drop_acks):
             return None
+        if not is_ack:
+            resend = wire == self._last_request
+            self._last_request = wire
+            if resend and plan.no_resend:
+                return None
+        faulty = self._protocol_faults(wire, is_ack)
+        if faulty is None:
+            return None
+        wire = faulty
         if plan.corrupt_bytes:
             data = bytearray(wire)
             for index in range(len(data)):
@@ -271,7 +296,23 @@ class VirtualMcu:
         if plan.garbage and self._rng.random() < plan.garbage:
             wire = bytes(self._rng.randrange(256) for _ in range(self._rng.randrange(1, 8))) + wire
         link = self.session.link
-        if plan.delay_s and link is not None:
-            asyncio.get_running_loop().call_later(plan.delay_s, link.write_raw, wire)
+        delay = plan.delay_s + (plan.ack_delay_s if is_ack else 0.0)
+        if delay and link is not None:
+            asyncio.get_running_loop().call_later(delay, link.write_raw, wire)
             return None
         return wire
+
+    def _protocol_faults(self, wire: bytes, is_ack: bool) -> bytes | None:
+        """The deterministic faults, applied to one well-formed wire frame (as the link encoded it)."""
+        plan = self._faults
+        if not (plan.wrong_ack_sn or plan.ignore_illegal or plan.bad_checksum_every or plan.no_stuffing):
+            return wire
+        frame = parse_frame(wire)
+        if plan.ignore_illegal and frame.cmd in (Command.ILLEGAL_MESSAGE, Command.ILLEGAL_MESSAGE_REPLY):
+            return None
+        sn = (frame.sn + 1) & 0xFF if is_ack and plan.wrong_ack_sn else frame.sn
+        logical = encode_logical_frame(frame.cmd, sn, frame.payload, frame.flags)
+        self._frames_out += 1
+        if plan.bad_checksum_every and self._frames_out % plan.bad_checksum_every == 0:
+            logical = logical[:-1] + bytes(((logical[-1] + 1) & 0xFF,))
+        return logical if plan.no_stuffing else stuff(logical)

@@ -206,6 +206,14 @@ def test_stdin_commands_drive_the_sim(start_sim: Any) -> None:
         "silent": False,
         "garbage": 0.0,
         "seed": None,
+        "product_key": None,
+        "ack_delay_s": 0.0,
+        "bad_checksum_every": 0,
+        "no_report_after_write": False,
+        "no_stuffing": False,
+        "wrong_ack_sn": False,
+        "no_resend": False,
+        "ignore_illegal": False,
     }
     assert "set NAME VALUE" in sim.command("help")["commands"]
 
