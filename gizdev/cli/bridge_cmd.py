@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any
 
 from gizdev.bridge.config import DEFAULT_STATE_DIR, load_config
-from gizdev.bridge.gateway import Bridge
 
 __all__ = ["register"]
 
@@ -86,10 +85,13 @@ def _run(args: argparse.Namespace) -> int:
         "lan_broadcast_address": args.lan_broadcast_address,
     }
     config = load_config(args.config, overrides)
+    # aiohttp and the cloud's crypto take about a second to import: only this command pays for them.
+    from gizdev.bridge.gateway import Bridge  # noqa: PLC0415 - start-up time
+
     return asyncio.run(_serve(Bridge(config)))
 
 
-async def _serve(bridge: Bridge) -> int:
+async def _serve(bridge: Any) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

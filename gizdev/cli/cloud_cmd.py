@@ -11,18 +11,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gizdev.cloud.security import (
-    STRICT_PASSWORD_POLICY,
-    PasswordPolicy,
-    new_app_id,
-    new_app_secret,
-    new_product_key,
-    new_product_secret,
-)
-from gizdev.cloud.server import CloudConfig, CloudServer
-from gizdev.cloud.storage import Storage
 from gizdev.errors import ConfigError
 from gizdev.schema.loader import load_schema
+
+# The cloud's modules (aiohttp, SQLAlchemy, argon2) take about a second to import: only the cloud commands pay for
+# them, inside their run functions, so that `gizdev decode` and the board tools start at once.
 
 __all__ = ["DEFAULT_DATA_DIR", "host_port", "register"]
 
@@ -129,6 +122,9 @@ def register(commands: Any) -> None:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
+    from gizdev.cloud.security import STRICT_PASSWORD_POLICY, PasswordPolicy  # noqa: PLC0415 - start-up time
+    from gizdev.cloud.server import CloudConfig  # noqa: PLC0415 - start-up time
+
     config = CloudConfig(
         data_dir=args.data_dir,
         http_host=args.http[0],
@@ -144,7 +140,9 @@ def _run_serve(args: argparse.Namespace) -> int:
     return asyncio.run(_serve(config))
 
 
-async def _serve(config: CloudConfig) -> int:
+async def _serve(config: Any) -> int:
+    from gizdev.cloud.server import CloudServer  # noqa: PLC0415 - start-up time
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -175,6 +173,9 @@ def _print_json(value: Any) -> None:
 
 
 def _run_app_add(args: argparse.Namespace) -> int:
+    from gizdev.cloud.security import new_app_id, new_app_secret  # noqa: PLC0415 - start-up time
+    from gizdev.cloud.storage import Storage  # noqa: PLC0415 - start-up time
+
     async def add() -> dict[str, str]:
         async with await Storage.open(_database(args)) as storage:
             app = await storage.add_app(new_app_id(), new_app_secret(), args.name)
@@ -185,6 +186,9 @@ def _run_app_add(args: argparse.Namespace) -> int:
 
 
 def _run_product_add(args: argparse.Namespace) -> int:
+    from gizdev.cloud.security import new_product_key, new_product_secret  # noqa: PLC0415 - start-up time
+    from gizdev.cloud.storage import Storage  # noqa: PLC0415 - start-up time
+
     schema = load_schema(args.file)
     key = args.product_key or schema.product_key or new_product_key()
     if schema.product_key and args.product_key and schema.product_key != args.product_key:
@@ -200,6 +204,8 @@ def _run_product_add(args: argparse.Namespace) -> int:
 
 
 def _run_device_list(args: argparse.Namespace) -> int:
+    from gizdev.cloud.storage import Storage  # noqa: PLC0415 - start-up time
+
     async def listing() -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
         async with await Storage.open(_database(args)) as storage:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from gizdev.cli.cloud_cmd import host_port
-from gizdev.demo import Demo, DemoSettings
 from gizdev.products import builtin_product_path
 
 __all__ = ["register"]
@@ -44,6 +43,8 @@ def register(commands: Any) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from gizdev.demo import DemoSettings  # noqa: PLC0415 - start-up time (the cloud's modules)
+
     settings = DemoSettings(
         product=args.product or builtin_product_path(),
         data_dir=args.data_dir,
@@ -59,7 +60,9 @@ def _show(attrs: dict[str, Any]) -> None:
     print(f"{time.strftime('%H:%M:%S')} report: {values}", flush=True)
 
 
-async def _demo(settings: DemoSettings) -> int:
+async def _demo(settings: Any) -> int:
+    from gizdev.demo import Demo  # noqa: PLC0415 - start-up time (the cloud's modules)
+
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

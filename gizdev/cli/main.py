@@ -5,23 +5,22 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 from gizdev import __version__
-from gizdev.cli import check_cmd, codec_cmds, flash_cmd, probe_cmd, schema_cmd, sim_cmd, sniff_cmd
-from gizdev.errors import ConfigError, GizdevError
-
-try:
-    from gizdev.cli import bridge_cmd, cloud_cmd, demo_cmd
-
-    _NETWORKED: tuple[Any, ...] = (cloud_cmd, bridge_cmd, demo_cmd)
-    _NETWORK_MISSING = ""
-except ModuleNotFoundError as exc:  # the "cloud" extra is optional: the codec and board commands work without it
-    if (exc.name or "").startswith("gizdev"):
-        raise
-    _NETWORKED = ()
-    _NETWORK_MISSING = exc.name or "a dependency"
+from gizdev.cli import (
+    bridge_cmd,
+    check_cmd,
+    cloud_cmd,
+    codec_cmds,
+    demo_cmd,
+    flash_cmd,
+    probe_cmd,
+    schema_cmd,
+    sim_cmd,
+    sniff_cmd,
+)
+from gizdev.errors import GizdevError
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -31,13 +30,6 @@ Open tooling for Gizwits-style IoT products.
 Every command that needs a product takes its datapoint schema (the Gizwits JSON export) with --product FILE;
 protocols/gokit.json in the repository is the GoKit reference product.
 """
-
-
-def _unavailable(reason: str) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        raise ConfigError(f"gizdev {args.command} {reason}")
-
-    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,12 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     sniff_cmd.register(commands)
     flash_cmd.register(commands)
     check_cmd.register(commands)
-    for module in _NETWORKED:
-        module.register(commands)
-    if _NETWORK_MISSING:
-        missing = f"needs the cloud extra (pip install 'gizdev[cloud]'); {_NETWORK_MISSING} is not installed"
-        for name in ("cloud", "bridge", "demo"):
-            commands.add_parser(name, help=f"({missing})").set_defaults(run=_unavailable(missing))
+    cloud_cmd.register(commands)
+    bridge_cmd.register(commands)
+    demo_cmd.register(commands)
     return parser
 
 
@@ -73,6 +62,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         status: int = args.run(args)
     except GizdevError as exc:
         print(f"gizdev {args.command}: {exc}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").startswith("gizdev"):
+            raise
+        # The networked commands need the optional extras (aiohttp, aiomqtt, SQLAlchemy...).
+        print(f"gizdev {args.command}: needs {exc.name}: pip install 'gizdev[all]'", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
