@@ -61,7 +61,9 @@ _READ_CHUNK_BYTES = 64 * 1024
 MAX_FAULT_DELAY_S = 3600.0
 
 _PROBABILITIES = ("drop_acks", "corrupt_bytes", "garbage")
-_FAULT_KEYS = (*_PROBABILITIES, "delay_s", "silent", "seed")
+_SWITCHES = ("silent", "no_report_after_write", "no_stuffing", "wrong_ack_sn", "no_resend", "ignore_illegal")
+_DELAYS = ("delay_s", "ack_delay_s")
+_FAULT_KEYS = (*_PROBABILITIES, *_DELAYS, *_SWITCHES, "seed", "bad_checksum_every", "product_key")
 
 HELP = {
     "set NAME VALUE": 'change a datapoint as the board would (VALUE is JSON, else a string: 25, true, "Pink", Pink)',
@@ -177,17 +179,25 @@ def fault_plan(changes: Mapping[str, object], base: FaultPlan | None = None) -> 
     """``base`` (default: no faults) with some settings changed; ConfigError names a bad key or value."""
     updates: dict[str, Any] = {}
     for key, value in changes.items():
-        if key in _PROBABILITIES or key == "delay_s":
+        if key in _PROBABILITIES or key in _DELAYS:
             if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
                 raise ConfigError(f"fault {key}: expects a number, not {value!r}")
-            if key == "delay_s" and not 0 <= value <= MAX_FAULT_DELAY_S:
-                raise ConfigError(f"fault delay_s: {value} is outside 0..{MAX_FAULT_DELAY_S:g} s")
-            if key != "delay_s" and not 0 <= value <= 1:
+            if key in _DELAYS and not 0 <= value <= MAX_FAULT_DELAY_S:
+                raise ConfigError(f"fault {key}: {value} is outside 0..{MAX_FAULT_DELAY_S:g} s")
+            if key in _PROBABILITIES and not 0 <= value <= 1:
                 raise ConfigError(f"fault {key}: a probability is within 0..1, not {value}")
             updates[key] = float(value)
-        elif key == "silent":
+        elif key in _SWITCHES:
             if not isinstance(value, bool):
-                raise ConfigError(f"fault silent: expects true or false, not {value!r}")
+                raise ConfigError(f"fault {key}: expects true or false, not {value!r}")
+            updates[key] = value
+        elif key == "bad_checksum_every":
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError(f"fault bad_checksum_every: expects a whole number >= 0, not {value!r}")
+            updates[key] = value
+        elif key == "product_key":
+            if value is not None and not (isinstance(value, str) and len(value) == 32 and value.isascii()):
+                raise ConfigError(f"fault product_key: expects 32 characters or null, not {value!r}")
             updates[key] = value
         elif key == "seed":
             if value is not None and (isinstance(value, bool) or not isinstance(value, int)):

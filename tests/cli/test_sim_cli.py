@@ -413,3 +413,35 @@ def test_controller_without_a_module() -> None:
         await mcu.close()
 
     run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({"no_stuffing": True, "wrong_ack_sn": True}, {"no_stuffing": True, "wrong_ack_sn": True}),
+        ({"ack_delay_s": 0.5, "bad_checksum_every": 3}, {"ack_delay_s": 0.5, "bad_checksum_every": 3}),
+        ({"product_key": "f" * 32, "no_resend": True}, {"product_key": "f" * 32, "no_resend": True}),
+        (
+            {"ignore_illegal": True, "no_report_after_write": True},
+            {"ignore_illegal": True, "no_report_after_write": True},
+        ),
+    ],
+)
+def test_protocol_fault_knobs_through_the_control_protocol(changes: dict[str, Any], expected: dict[str, Any]) -> None:
+    plan = fault_plan(changes)
+    assert {key: getattr(plan, key) for key in expected} == expected
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"no_stuffing": 1}, "expects true or false"),
+        ({"ack_delay_s": -1}, "outside"),
+        ({"bad_checksum_every": -2}, "whole number"),
+        ({"bad_checksum_every": 1.5}, "whole number"),
+        ({"product_key": "short"}, "32 characters"),
+    ],
+)
+def test_protocol_fault_knobs_refuse_bad_values(changes: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        fault_plan(changes)
