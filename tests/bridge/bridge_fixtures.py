@@ -34,6 +34,7 @@ from tests.conftest import product_path
 
 __all__ = [
     "GOKIT_PK",
+    "GOKIT_SCHEMA",
     "CloudPlace",
     "Rig",
     "bridge_rig",

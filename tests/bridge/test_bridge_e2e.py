@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +18,13 @@ from typing import Any
 import pytest
 
 from gizdev.bridge.identity import IDENTITY_FILE
-from tests.bridge.bridge_fixtures import GOKIT_PK, CloudPlace, bridge_rig, eventually, start_cloud
+from gizdev.codec.p0 import load_product
+from gizdev.sim.mcu import VirtualMcu
+from gizdev.transport import open_pty_pair
+from tests.bridge.bridge_fixtures import GOKIT_PK, GOKIT_SCHEMA, CloudPlace, bridge_rig, eventually, start_cloud
 from tests.bridge.lanclient import DISCOVER, PASSCODE_REQUEST, RawClient, UdpPeer
 from tests.cloud.server_fixtures import CloudThread
+from tests.conftest import REPO_ROOT, product_path
 from tests.link.helpers import run
 
 # The GoKit board in a known state, and its 10-byte status laid out by hand from protocols/gokit.json:
@@ -212,5 +218,55 @@ def test_identity_is_kept_across_restarts_and_renewed_by_a_module_reset(cloud: C
             assert cloud.call(cloud.storage.get_device(renewed.did)).passcode == renewed.passcode
             assert json.loads((state / IDENTITY_FILE).read_text())["did"] == renewed.did
             assert [p.name for p in state.iterdir()] == [IDENTITY_FILE]  # no temp files left behind
+
+    run(scenario(), 60)
+
+
+def test_the_cli_registers_serves_and_stops_on_sigterm(cloud: CloudThread, tmp_path: Path) -> None:
+    """``gizdev bridge`` as a process, as systemd runs it: up with a config file and options, down on SIGTERM."""
+    state = tmp_path / "state"
+    config = tmp_path / "bridge.toml"
+    config.write_text(
+        f'product = "{product_path("gokit")}"\ncloud = "http://127.0.0.1:{cloud.http_port}"\nheartbeat_s = 5\n'
+        '[lan]\nudp_port = 0\ntcp_port = 0\nbroadcast_address = "127.0.0.1"\nbroadcast_rounds = 1\n'
+    )
+    if GOKIT_PK not in {p.product_key for p in cloud.call(cloud.storage.list_products())}:
+        cloud.add_product(GOKIT_SCHEMA)
+
+    async def scenario() -> None:
+        mcu = VirtualMcu(load_product(product_path("gokit")), values=BOARD)
+        with open_pty_pair() as pty:
+            await pty.connect_master(mcu.protocol_factory)
+            mcu.start()
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "gizdev.cli.main", "bridge", "--config", str(config),
+                "--port", pty.slave_path, "--state-dir", str(state),
+                stderr=asyncio.subprocess.PIPE, cwd=REPO_ROOT,
+            )  # fmt: skip
+            try:
+                identity = state / IDENTITY_FILE
+
+                def did() -> str:
+                    return str(json.loads(identity.read_text())["did"]) if identity.exists() else ""
+
+                await eventually(lambda: bool(did()), "the CLI's registration", 20)
+
+                def online() -> bool:
+                    return bool(cloud.call(cloud.storage.get_device(did())).is_online)
+
+                await eventually(online, "the CLI's bridge online on the cloud", 20)
+                await eventually(lambda: mcu.wifi_status is not None and mcu.wifi_status.cloud_connected, "cloud bit")
+                process.send_signal(signal.SIGTERM)
+                async with asyncio.timeout(15):
+                    assert await process.wait() == 0
+                assert process.stderr is not None
+                err = (await process.stderr.read()).decode()
+                assert "stopping" in err and "Traceback" not in err
+                await eventually(lambda: not online(), "offline after the bridge stopped")
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+                await mcu.close()
 
     run(scenario(), 60)

@@ -6,12 +6,14 @@ could not tell the cloud, so a stale report would show)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
 from pathlib import Path
 
-from tests.bridge.bridge_fixtures import PATIENCE_S, CloudPlace, Rig, bridge_rig, eventually, start_cloud
+from gizdev.bridge.uplink import cancel_and_wait
+from tests.bridge.bridge_fixtures import GOKIT_SCHEMA, PATIENCE_S, CloudPlace, Rig, bridge_rig, eventually, start_cloud
 from tests.cloud.server_fixtures import CloudThread
 from tests.link.helpers import run
 
@@ -177,3 +179,51 @@ def test_mcu_silent_then_back(cloud_place: CloudPlace, tmp_path: Path) -> None:
         run(scenario(), 60)
     finally:
         cloud.close()
+
+
+def test_a_cloud_that_forgot_the_device_gets_it_registered_again(cloud_place: CloudPlace, tmp_path: Path) -> None:
+    """The cloud's database lost (restored from an old backup, rebuilt): provisioning answers 9014 for our DID, and
+    the bridge registers again rather than retrying a DID that no longer exists."""
+    cloud = start_cloud(cloud_place)
+    try:
+
+        async def scenario() -> None:
+            nonlocal cloud
+            async with bridge_rig(cloud, tmp_path / "state") as rig:
+                await rig.up()
+                old = rig.bridge.identity
+                await asyncio.to_thread(cloud.close)
+                (cloud_place.base / "cloud.db").unlink()
+                cloud = await asyncio.to_thread(start_cloud, cloud_place)
+                rig.cloud = cloud
+                await asyncio.to_thread(cloud.add_product, GOKIT_SCHEMA)
+                await eventually(lambda: rig.bridge.identity.did not in ("", old.did), "a new registration")
+                await rig.up()
+                # The same MAC and passcode (the board did not change), a new DID on the new cloud.
+                assert (rig.bridge.identity.mac, rig.bridge.identity.passcode) == (old.mac, old.passcode)
+                assert device_count(cloud) == 1
+                await latest_is(rig, {name: rig.mcu.state[name] for name in ("LED_R", "Humidity")})
+
+        run(scenario(), 60)
+    finally:
+        cloud.close()
+
+
+def test_closing_survives_a_lost_cancellation() -> None:
+    """A task that loses its first cancellation (Python 3.11's wait_for, inside aiomqtt's publish, does that when
+    its future completes in the same loop turn) must not keep the bridge from closing."""
+
+    async def stubborn() -> None:
+        with contextlib.suppress(asyncio.CancelledError):  # swallowed, as that wait_for does
+            await asyncio.sleep(30)
+        await asyncio.sleep(30)
+
+    async def scenario() -> None:
+        task = asyncio.create_task(stubborn())
+        await asyncio.sleep(0)
+        started = time.monotonic()
+        await cancel_and_wait([task])
+        assert task.cancelled()
+        assert time.monotonic() - started < 5
+
+    run(scenario(), 20)
