@@ -40,6 +40,16 @@ class LanConfig:
     binding_window_s: float = 0.0  # 0: apps may fetch the passcode at any time (GAgent's default at boot)
     enabled: bool = True
 
+    def __post_init__(self) -> None:
+        # Caught here, with the setting's name, rather than as a bare OSError from bind() or sendto() later.
+        for name in ("udp_port", "tcp_port", "broadcast_port"):
+            if not 0 <= getattr(self, name) <= 65535:
+                raise ConfigError(f"bridge: lan.{name} must be 0-65535, not {getattr(self, name)}")
+        if self.broadcast_rounds < 0 or self.binding_window_s < 0:
+            raise ConfigError("bridge: lan.broadcast_rounds and lan.binding_window_s must not be negative")
+        if self.enabled and not self.hosts:
+            raise ConfigError("bridge: lan.hosts is empty (set lan.enabled = false for no LAN server)")
+
 
 @dataclass(frozen=True, slots=True)
 class BridgeConfig:
@@ -92,9 +102,11 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> BridgeConfig:
     document: dict[str, Any] = {}
     if path is not None:
         try:
-            document = tomllib.loads(path.read_text())
+            document = tomllib.loads(path.read_bytes().decode("utf-8"))  # TOML is UTF-8 whatever the locale
         except OSError as exc:
             raise ConfigError(f"cannot read {path}: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ConfigError(f"{path}: not UTF-8 text ({exc})") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
     lan_table = document.pop("lan", {})

@@ -33,7 +33,7 @@ from gizdev.bridge.config import BridgeConfig
 from gizdev.bridge.identity import Identity, load_identity, new_identity, save_identity
 from gizdev.bridge.lan import LanIdentity, LanServer, LanSettings
 from gizdev.bridge.lan_device import BindingWindow, ModuleSessionLanDevice
-from gizdev.bridge.uplink import AppCommand, CloudUplink, UplinkSettings
+from gizdev.bridge.uplink import AppCommand, CloudUplink, UplinkSettings, cancel_and_wait
 from gizdev.codec.commands import WifiStatus
 from gizdev.codec.envelope import BusinessCmd
 from gizdev.codec.p0 import P0Message, Product, load_product
@@ -129,9 +129,7 @@ class Bridge:
         )
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(self._tasks)
         self._tasks = []
         if self.uplink is not None:
             await self.uplink.close()

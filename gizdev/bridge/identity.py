@@ -60,13 +60,13 @@ def load_identity(state_dir: Path) -> Identity | None:
     """The saved identity, None if there is none yet; ConfigError if the file is unreadable or corrupt."""
     path = state_dir / IDENTITY_FILE
     try:
-        text = path.read_text()
+        raw = path.read_bytes()
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise ConfigError(f"cannot read the bridge identity {path}: {exc}") from exc
     try:
-        data = json.loads(text)
+        data = json.loads(raw.decode("utf-8"))
         identity = Identity(**{key: str(data[key]) for key in ("mac", "passcode", "product_key", "did", "cloud")})
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path} is corrupt ({exc}); move it away to register as a new device") from exc

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -36,11 +36,26 @@ from gizdev.codec.envelope import (
 from gizdev.errors import BrokerError, CloudError, CodecError
 from gizdev.transport.mqtt import MQTT_31, MqttClient
 
-__all__ = ["AppCommand", "CloudUplink", "Provision", "UplinkSettings"]
+__all__ = ["AppCommand", "CloudUplink", "Provision", "UplinkSettings", "cancel_and_wait"]
 
 _LOGGER = logging.getLogger(__name__)
 
 _UNKNOWN_DEVICE_CODES = {9014, 9023}  # device not found / disabled: register again
+
+
+async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait until every one is finished, cancelling again if a cancellation got lost.
+
+    Python 3.11's ``asyncio.wait_for`` returns normally when its future completes in the same loop turn as the
+    cancellation, which is then lost: a task would run on and a plain ``gather`` after ``cancel`` would wait for
+    ever (seen as a bridge that never finished closing, when the uplink still published through aiomqtt; the
+    link's requests still wait with timeouts, so the guard stays).
+    """
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=0.5)
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +134,7 @@ class CloudUplink:
 
     async def close(self) -> None:
         task, self._task = self._task, None
-        tasks = [t for t in (task, *self._commands) if t is not None]
-        for pending in tasks:
-            pending.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait([t for t in (task, *self._commands) if t is not None])
 
     def set_active(self, active: bool) -> None:
         """Connect while active (the MCU is there); disconnect when not, so that the cloud shows us offline."""

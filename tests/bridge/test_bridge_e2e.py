@@ -1,0 +1,272 @@
+"""The bridge end to end with real parts: local cloud (SQLite, managed Mosquitto) <-> Bridge <-> VirtualMcu on a pty.
+
+Expected bytes come from the spec (cloud-protocol §1.6/§1.7, gagent-wire-observations §3.4 and §4) and from the
+GoKit schema's layout worked out by hand below, never from the bridge's own output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gizdev.bridge.identity import IDENTITY_FILE
+from gizdev.codec.p0 import load_product
+from gizdev.sim.mcu import VirtualMcu
+from gizdev.transport import open_pty_pair
+from tests.bridge.bridge_fixtures import GOKIT_PK, GOKIT_SCHEMA, CloudPlace, bridge_rig, eventually, start_cloud
+from tests.bridge.lanclient import DISCOVER, PASSCODE_REQUEST, RawClient, UdpPeer
+from tests.cloud.server_fixtures import CloudThread
+from tests.conftest import REPO_ROOT, product_path
+from tests.link.helpers import run
+
+# The GoKit board in a known state, and its 10-byte status laid out by hand from protocols/gokit.json:
+# byte 0 bits: LED_OnOff (bit 0) = 1, LED_Color (bits 1-2) = Pink = 3 -> 0b111 = 07; LED_R 0x12, LED_G 0x34,
+# LED_B 0x56; Motor_Speed 3 -> raw 3 - (-5) = 8; byte 5 bit 0 Infrared = 1; Temperature 20 -> raw 20 - (-13) = 33
+# = 0x21; Humidity 55 = 0x37; byte 8 alerts 0; byte 9 faults 0.
+BOARD = {
+    "LED_OnOff": True,
+    "LED_Color": "Pink",
+    "LED_R": 0x12,
+    "LED_G": 0x34,
+    "LED_B": 0x56,
+    "Motor_Speed": 3,
+    "Infrared": True,
+    "Temperature": 20,
+    "Humidity": 55,
+}
+BOARD_STATUS = bytes.fromhex("07123456080121370000")
+CLIENT_ID = "usrTestClient0123456789"  # 23 characters, as an app's client id (cloud-protocol §1.5)
+
+
+def envelope(cmd: int, payload: bytes = b"", sn: int | None = None) -> bytes:
+    """§1.6 built by hand: 00 00 00 03 | len (one byte here) | flag 00 | cmd | [sn] | payload."""
+    body = b"\x00" + cmd.to_bytes(2, "big") + (b"" if sn is None else sn.to_bytes(4, "big")) + payload
+    assert len(body) < 128
+    return bytes.fromhex("00000003") + bytes([len(body)]) + body
+
+
+@pytest.fixture(name="cloud")
+def cloud_fixture(cloud_place: CloudPlace) -> Iterator[CloudThread]:
+    cloud = start_cloud(cloud_place)
+    try:
+        yield cloud
+    finally:
+        cloud.close()
+
+
+def test_controls_reports_and_wifi_status_through_the_cloud(cloud: CloudThread, tmp_path: Path) -> None:
+    appid = cloud.add_app()
+
+    async def scenario() -> None:
+        async with bridge_rig(cloud, tmp_path / "state", mcu_kwargs={"values": BOARD}) as rig:
+            await rig.up()
+            token = await asyncio.to_thread(rig.user_token, appid)
+
+            # Open API control -> 0x0090 on MQTT -> serial write -> the MCU's state.
+            attrs = {"LED_R": 200, "Motor_Speed": -2}
+            reply = await rig.api("POST", f"/app/control/{rig.did}", {"attrs": attrs}, appid=appid, token=token)
+            assert reply.status == 200, reply
+            await eventually(lambda: rig.mcu.state["LED_R"] == 200, "the write on the MCU")
+            assert rig.mcu.state["Motor_Speed"] == -2
+            assert rig.mcu.state["LED_G"] == 0x34  # not flagged: untouched
+
+            # An MCU change (its sensors) -> report -> 0x0091 on dev2app -> /app/devdata/<did>/latest.
+            rig.mcu.set_values({"Humidity": 77, "Alert_1": True})
+
+            def latest() -> Any:
+                return rig.cloud.api("GET", f"/app/devdata/{rig.did}/latest", appid=appid, token=token)
+
+            await eventually(lambda: latest().body["attr"].get("Humidity") == 77, "the report on the cloud")
+            stored = latest().body["attr"]
+            assert stored["Alert_1"] is True and stored["LED_R"] == 200 and stored["Motor_Speed"] == -2
+            assert stored["Temperature"] == 20 and stored["LED_Color"] == "Pink"
+
+            # The WiFi status word the MCU holds (serial protocol §2.4): bit 1 station, bit 4 router, bit 5 cloud.
+            await eventually(lambda: rig.mcu.wifi_status is not None, "a WiFi status push")
+            assert rig.mcu.wifi_status is not None
+            word = rig.mcu.wifi_status.word
+            assert word & (1 << 1) and word & (1 << 4) and word & (1 << 5), f"{word:#06x}"
+
+    run(scenario(), 60)
+
+
+def test_0093_from_the_cloud_gets_0094_with_its_sn(cloud: CloudThread, tmp_path: Path) -> None:
+    bus = cloud.server.bus
+    assert bus is not None
+    heard: list[tuple[str, bytes]] = []
+    dispatch = bus._dispatch
+
+    async def spy(topic: str, payload: bytes) -> None:
+        heard.append((topic, payload))
+        await dispatch(topic, payload)
+
+    bus._dispatch = spy  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        async with bridge_rig(cloud, tmp_path / "state", mcu_kwargs={"values": BOARD}) as rig:
+            await rig.up()
+            to_device = f"app2dev/{rig.did}/{CLIENT_ID}"
+            answers = f"dev2app/{rig.did}/{CLIENT_ID}"
+
+            def answered(sn: int) -> list[bytes]:
+                return [p for t, p in heard if t == answers and p[8:12] == sn.to_bytes(4, "big")]
+
+            # Write LED_OnOff off: action 01, attr_flags 01 (id 0 only), values: bit byte 00 (off, Customize), then
+            # R G B and Motor_Speed raw as fixed-length writes carry every writable value.
+            write = bytes.fromhex("0101" + "00" + "123456" + "08")
+            await asyncio.to_thread(cloud.call, bus._publish(to_device, envelope(0x0093, write, sn=0x01020304)))
+            await eventually(lambda: bool(answered(0x01020304)), "the 0x0094 to the write")
+            assert answered(0x01020304) == [bytes.fromhex("000000030700009401020304")]  # §3.4: no P0
+            assert rig.mcu.state["LED_OnOff"] is False
+
+            # Read: 0x0094 with the sn, then 03 + the full status (LED_OnOff now 0: bit byte 0b110 = 06).
+            await asyncio.to_thread(cloud.call, bus._publish(to_device, envelope(0x0093, b"\x02", sn=7)))
+            await eventually(lambda: bool(answered(7)), "the 0x0094 to the read")
+            status = bytes.fromhex("06") + BOARD_STATUS[1:]
+            assert answered(7) == [bytes.fromhex("000000031200009400000007") + b"\x03" + status]
+
+            # A 0x0090 read is answered with 0x0091 on dev2app/<did> (not client specific).
+            before = len(heard)
+            await asyncio.to_thread(cloud.call, bus._publish(to_device, envelope(0x0090, b"\x02")))
+            expected = (f"dev2app/{rig.did}", bytes.fromhex("000000030e000091") + b"\x03" + status)
+            await eventually(lambda: expected in heard[before:], "the 0x0091 read reply")
+
+    run(scenario(), 60)
+
+
+def test_lan_app_discovers_logs_in_and_controls(cloud: CloudThread, tmp_path: Path) -> None:
+    async def scenario() -> None:
+        async with bridge_rig(cloud, tmp_path / "state", mcu_kwargs={"values": BOARD}) as rig:
+            await rig.up()
+            lan = rig.bridge.lan
+            assert lan is not None
+            udp = await UdpPeer.open()
+            try:
+                udp.send(DISCOVER, lan.udp_addresses[0][1])
+                reply = await udp.recv()
+            finally:
+                udp.close()
+            # §2.1 / observations §4: 0x0004, then u16 did_len + did, u16 6 + raw mac, u16 fw_len + fw, u16 32 + pk.
+            assert reply[:4] == b"\x00\x00\x00\x03" and reply[6:8] == b"\x00\x04"
+            body = reply[8:]
+            assert body[:2] == b"\x00\x16" and body[2:24].decode() == rig.did
+            assert body[24:26] == b"\x00\x06" and body[26:32].hex().upper() == rig.bridge.identity.mac
+            fw_len = int.from_bytes(body[32:34], "big")
+            pk_at = 34 + fw_len
+            assert body[pk_at : pk_at + 2] == b"\x00\x20" and body[pk_at + 2 : pk_at + 34].decode() == GOKIT_PK
+
+            app = await RawClient.connect(lan.tcp_addresses[0][1])
+            app.send(PASSCODE_REQUEST)
+            got = await app.recv()
+            assert (got.cmd, got.payload) == (0x0007, b"\x00\x0a" + rig.bridge.identity.passcode.encode())
+            await app.login(rig.bridge.identity.passcode)
+            # Motor_Speed 5 (raw 10) by a 0x0093 write: flags bit 5 = 0x20; values as fixed-length writes send them.
+            app.send(envelope(0x0093, bytes.fromhex("0120" + "07" + "123456" + "0a"), sn=9))
+            first, second = await app.recv(), await app.recv()
+            ack = first if first.cmd == 0x0094 else second
+            assert (ack.cmd, ack.sn, ack.payload) == (0x0094, 9, b"")
+            assert rig.mcu.state["Motor_Speed"] == 5
+            await app.close()
+            # The cloud hears of the change too (the report went both ways).
+            await eventually(lambda: (rig.latest() or {}).get("Motor_Speed") == 5, "the report on the cloud")
+
+    run(scenario(), 60)
+
+
+def device_count(cloud: CloudThread) -> int:
+    return len(cloud.call(cloud.storage.list_devices(include_disabled=True, limit=1000, skip=0)))
+
+
+def test_identity_is_kept_across_restarts_and_renewed_by_a_module_reset(cloud: CloudThread, tmp_path: Path) -> None:
+    state = tmp_path / "state"
+
+    async def scenario() -> None:
+        async with bridge_rig(cloud, state) as rig:
+            await rig.up()
+            first = rig.bridge.identity
+        saved = json.loads((state / IDENTITY_FILE).read_text())
+        assert saved["did"] == first.did and len(first.did) == 22
+        assert saved["passcode"] == first.passcode and len(first.passcode) == 10 and first.passcode.isupper()
+        assert saved["mac"] == first.mac and len(first.mac) == 12
+        assert int(first.mac[:2], 16) & 0x03 == 0x02  # locally administered, unicast
+        assert device_count(cloud) == 1
+        device = cloud.call(cloud.storage.get_device(first.did))
+        assert (device.mac, device.passcode, device.product_key) == (first.mac, first.passcode, GOKIT_PK)
+        assert os.stat(state / IDENTITY_FILE).st_mode & 0o077 == 0  # the passcode is a credential
+
+        async with bridge_rig(cloud, state) as rig:
+            await rig.up()
+            assert rig.bridge.identity == first  # same DID, passcode and MAC
+            assert device_count(cloud) == 1  # no new registration
+
+            # The MCU asks for a module reset (0x0B): a new passcode, a new registration, online again.
+            await rig.mcu.session.reset_module()
+            await eventually(lambda: rig.bridge.identity.passcode != first.passcode, "a new passcode")
+            await eventually(lambda: rig.bridge.identity.did not in ("", first.did), "a new DID")
+            await rig.up()
+            renewed = rig.bridge.identity
+            assert renewed.mac == first.mac and len(renewed.passcode) == 10
+            assert device_count(cloud) == 2
+            assert cloud.call(cloud.storage.get_device(renewed.did)).passcode == renewed.passcode
+            assert json.loads((state / IDENTITY_FILE).read_text())["did"] == renewed.did
+            assert [p.name for p in state.iterdir()] == [IDENTITY_FILE]  # no temp files left behind
+
+    run(scenario(), 60)
+
+
+def test_the_cli_registers_serves_and_stops_on_sigterm(cloud: CloudThread, tmp_path: Path) -> None:
+    """``gizdev bridge`` as a process, as systemd runs it: up with a config file and options, down on SIGTERM."""
+    state = tmp_path / "state"
+    config = tmp_path / "bridge.toml"
+    config.write_text(
+        f'product = "{product_path("gokit")}"\ncloud = "http://127.0.0.1:{cloud.http_port}"\nheartbeat_s = 5\n'
+        '[lan]\nudp_port = 0\ntcp_port = 0\nbroadcast_address = "127.0.0.1"\nbroadcast_rounds = 1\n'
+    )
+    if GOKIT_PK not in {p.product_key for p in cloud.call(cloud.storage.list_products())}:
+        cloud.add_product(GOKIT_SCHEMA)
+
+    async def scenario() -> None:
+        mcu = VirtualMcu(load_product(product_path("gokit")), values=BOARD)
+        with open_pty_pair() as pty:
+            await pty.connect_master(mcu.protocol_factory)
+            mcu.start()
+            process = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "gizdev.cli.main", "bridge", "--config", str(config),
+                "--port", pty.slave_path, "--state-dir", str(state),
+                stderr=asyncio.subprocess.PIPE, cwd=REPO_ROOT,
+            )  # fmt: skip
+            try:
+                identity = state / IDENTITY_FILE
+
+                def did() -> str:
+                    return str(json.loads(identity.read_text())["did"]) if identity.exists() else ""
+
+                await eventually(lambda: bool(did()), "the CLI's registration", 20)
+
+                def online() -> bool:
+                    return bool(cloud.call(cloud.storage.get_device(did())).is_online)
+
+                await eventually(online, "the CLI's bridge online on the cloud", 20)
+                await eventually(lambda: mcu.wifi_status is not None and mcu.wifi_status.cloud_connected, "cloud bit")
+                process.send_signal(signal.SIGTERM)
+                async with asyncio.timeout(15):
+                    assert await process.wait() == 0
+                assert process.stderr is not None
+                err = (await process.stderr.read()).decode()
+                assert "stopping" in err and "Traceback" not in err
+                await eventually(lambda: not online(), "offline after the bridge stopped")
+            finally:
+                if process.returncode is None:
+                    process.kill()
+                    await process.wait()
+                await mcu.close()
+
+    run(scenario(), 60)
