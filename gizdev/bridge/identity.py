@@ -33,13 +33,18 @@ class Identity:
     product_key: str = ""
     did: str = ""  # empty until the cloud assigned one
     cloud: str = ""  # the cloud that assigned the DID
+    # A DID given up by a reset, to be disabled on the cloud once the new one exists (GAgent's DELETE /dev/devices).
+    old_did: str = ""
+    old_passcode: str = ""
 
     def registered_with(self, cloud: str, product_key: str) -> bool:
         return bool(self.did) and self.cloud == cloud and self.product_key == product_key
 
     def reset(self) -> Identity:
         """A fresh passcode and no DID (the MCU asked for a module reset): the next start registers anew."""
-        return replace(self, passcode=new_passcode(), did="", cloud="")
+        if not self.did:
+            return replace(self, passcode=new_passcode())
+        return replace(self, passcode=new_passcode(), did="", cloud="", old_did=self.did, old_passcode=self.passcode)
 
 
 def new_passcode() -> str:
@@ -67,7 +72,10 @@ def load_identity(state_dir: Path) -> Identity | None:
         raise ConfigError(f"cannot read the bridge identity {path}: {exc}") from exc
     try:
         data = json.loads(raw.decode("utf-8"))
-        identity = Identity(**{key: str(data[key]) for key in ("mac", "passcode", "product_key", "did", "cloud")})
+        identity = Identity(
+            **{key: str(data[key]) for key in ("mac", "passcode", "product_key", "did", "cloud")},
+            **{key: str(data.get(key, "")) for key in ("old_did", "old_passcode")},
+        )
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path} is corrupt ({exc}); move it away to register as a new device") from exc
     if len(identity.mac) != 12 or not all(c in string.hexdigits for c in identity.mac) or not identity.passcode:

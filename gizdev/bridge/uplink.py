@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
@@ -231,10 +232,30 @@ class CloudUplink:
                 if response.status != 201 or "did=" not in body:
                     raise _Refused("registration refused", response.status, body)
             did = body[body.index("did=") + 4 :][:22]
-        registered = Identity(identity.mac, identity.passcode, identity.product_key, did, self.settings.cloud)
+        registered = dataclasses.replace(identity, did=did, cloud=self.settings.cloud)
         self._save_identity(registered)
         _LOGGER.info("registered with %s as %s", self.settings.cloud, did)
+        if registered.old_did and registered.old_did != did:
+            registered = await self._disable_old(http, registered)
         return registered
+
+    async def _disable_old(self, http: aiohttp.ClientSession, identity: Identity) -> Identity:
+        """Tell the cloud the DID given up by a reset is gone (``DELETE /dev/devices``, §1.1 step 4)."""
+        form = urlencode({"did": identity.old_did, "passcode": identity.old_passcode})
+        async with http.delete(
+            f"{self.settings.cloud}/dev/devices",
+            data=form,
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        ) as response:
+            body = await response.text()
+        refused = _Refused("disabling the old DID", response.status, body) if response.status != 200 else None
+        if refused is not None and refused.code not in (9014, 9016, 9023):  # gone already, or not ours: forget it
+            _LOGGER.warning("%s; will try again at the next connection", refused)
+            return identity
+        _LOGGER.info("old DID %s disabled on the cloud", identity.old_did)
+        done = dataclasses.replace(identity, old_did="", old_passcode="")
+        self._save_identity(done)
+        return done
 
     async def _register_sealed(self, http: aiohttp.ClientSession, identity: Identity) -> str:
         secret = self._product_secret()
@@ -263,7 +284,7 @@ class CloudUplink:
                 refused = _Refused("provisioning refused", response.status, body)
                 if refused.code in _UNKNOWN_DEVICE_CODES:
                     _LOGGER.warning("the cloud no longer knows %s (%s); registering again", identity.did, refused.code)
-                    self._save_identity(Identity(identity.mac, identity.passcode, identity.product_key))
+                    self._save_identity(dataclasses.replace(identity, did="", cloud=""))
                     self._restart.set()
                 raise refused
         if self.settings.encrypted:

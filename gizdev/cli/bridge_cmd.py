@@ -20,9 +20,12 @@ MCU, register the device with the cloud, keep its identity in --state-dir, conne
 controls, answer the MCU's time requests, and serve the LAN protocol (UDP 12414 discovery, TCP 12416 control).
 
 Settings come from --config FILE (TOML) and/or the options below; an option given on the command line wins.
-The TOML keys are the option names with underscores: port, baudrate, product, cloud, state_dir, mac, encrypted,
-product_secret, heartbeat_s, and a [lan] table with hosts, udp_port, tcp_port, broadcast_address,
-broadcast_port, broadcast_rounds, binding_window_s, enabled. Example:
+TOML keys (option): port (--port), baudrate (--baudrate), product (--product), cloud (--cloud), state_dir
+(--state-dir), mac (--mac), encrypted (--[no-]encrypted), product_secret (--product-secret), heartbeat_s (MCU
+heartbeat interval, default 55; file only), and a [lan] table: hosts (--lan, repeatable), udp_port
+(--lan-udp-port), tcp_port (--lan-tcp-port), broadcast_address (--broadcast), enabled (--no-lan), and, in the
+file only, broadcast_port (2415), broadcast_rounds (30 start-up broadcasts) and binding_window_s (how long apps may
+fetch the passcode after start or the MCU's binding request; 0 = always). Example:
 
     port = "/dev/serial0"
     product = "/etc/gizdev/product.json"
@@ -51,7 +54,10 @@ def register(commands: Any) -> None:
     bridge.add_argument("--state-dir", type=Path, help=f"where identity.json is kept (default {DEFAULT_STATE_DIR})")
     bridge.add_argument("--mac", help="the MAC to register with (12 hex digits; default: a random one, kept)")
     bridge.add_argument(
-        "--encrypted", action="store_true", default=None, help="register through the encrypted device API"
+        "--encrypted",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="register through the encrypted device API (--no-encrypted overrides the config file)",
     )
     bridge.add_argument("--product-secret", help="for --encrypted (default: the secret the MCU reports)")
     bridge.add_argument(

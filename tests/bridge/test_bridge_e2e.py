@@ -216,7 +216,13 @@ def test_identity_is_kept_across_restarts_and_renewed_by_a_module_reset(cloud: C
             assert renewed.mac == first.mac and len(renewed.passcode) == 10
             assert device_count(cloud) == 2
             assert cloud.call(cloud.storage.get_device(renewed.did)).passcode == renewed.passcode
-            assert json.loads((state / IDENTITY_FILE).read_text())["did"] == renewed.did
+            # The DID given up is disabled on the cloud with its old passcode (GAgent's DELETE /dev/devices).
+            await eventually(
+                lambda: cloud.call(cloud.storage.get_device(first.did)).is_disabled, "the old DID disabled"
+            )
+            await eventually(lambda: rig.bridge.identity.old_did == "", "the old DID forgotten")
+            saved = json.loads((state / IDENTITY_FILE).read_text())
+            assert (saved["did"], saved["old_did"], saved["old_passcode"]) == (renewed.did, "", "")
             assert [p.name for p in state.iterdir()] == [IDENTITY_FILE]  # no temp files left behind
 
     run(scenario(), 60)

@@ -33,6 +33,8 @@ def test_round_trip_private_file_and_no_temp_files(tmp_path: Path) -> None:
         "product_key": "0123456789abcdef0123456789abcdef",
         "did": "d" * 22,
         "cloud": "http://c:1",
+        "old_did": "",
+        "old_passcode": "",
     }
     assert stat.S_IMODE(os.stat(state / IDENTITY_FILE).st_mode) == 0o600  # the passcode is a credential
     assert stat.S_IMODE(os.stat(state).st_mode) == 0o700
