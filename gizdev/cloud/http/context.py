@@ -60,9 +60,10 @@ class CloudContext:
     apps: TtlCache[str, App] = field(default_factory=TtlCache)
     tokens: TtlCache[str, Token] = field(default_factory=TtlCache)
     users: TtlCache[str, User] = field(default_factory=TtlCache)
-    # (uid, did) -> (device row, bound?) for controls. Short-lived: a device disabled by another request may take
-    # this long to be refused; binding changes made here drop their entry at once. Presence is never cached.
-    device_access: TtlCache[tuple[str, str], tuple[Device, bool]] = field(default_factory=lambda: TtlCache(ttl_s=5.0))
+    # (uid, did) -> (device row, bound?) for controls: the binding and disabling handlers of this process drop
+    # their entries at once, so only another process's change (a second server on the same database) can take
+    # up to the TTL to be seen. Presence is never cached (the device bus has it).
+    device_access: TtlCache[tuple[str, str], tuple[Device, bool]] = field(default_factory=lambda: TtlCache(ttl_s=60.0))
 
     def now(self) -> int:
         return int(self.clock())
