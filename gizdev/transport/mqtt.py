@@ -1,8 +1,8 @@
 """A small MQTT client for QoS 0 traffic on asyncio streams: what GAgent speaks (MQTT 3.1) and MQTT 3.1.1.
 
-Why not aiomqtt here: its ``publish`` costs about 310 µs of CPU on the development machine (2 vCPU EPYC) against
-about 10 µs for writing the same PUBLISH packet to the socket (both against a loopback Mosquitto, figures in the
-bridge issue's closing note); the bridge publishes one per MCU report, with a budget of 200 µs. The device protocol
+Why not aiomqtt here: its ``publish`` costs about 220-310 µs of CPU on the development machine (2 vCPU EPYC) against
+about 10-13 µs for writing the same PUBLISH packet to the socket (tools/bench_mqtt.py, both against a loopback
+Mosquitto); the bridge publishes one per MCU report, with a budget of 200 µs. The device protocol
 needs little: CONNECT with user name and password, SUBSCRIBE at QoS 0 one topic at a time (as GAgent), PUBLISH at
 QoS 0 both ways, PINGREQ for keepalive, DISCONNECT. That is all this client does; QoS 1/2, will messages,
 retained-message flags on output and MQTT 5 are out of scope.
