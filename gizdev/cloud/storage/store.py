@@ -47,16 +47,16 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg_dialect
 from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gizdev.cloud.storage import validate as v
-from gizdev.cloud.storage.engine import WRITE_OPTION, make_engine
+from gizdev.cloud.storage.engine import WRITE_OPTION, make_engine, make_inline_sqlite_engine
 from gizdev.cloud.storage.errors import (
     AlreadyExists,
     DeviceDisabled,
@@ -198,6 +198,29 @@ def _binding(row: sa.Row[Any]) -> Binding:
     )
 
 
+class _Conn(Protocol):
+    """What a storage method uses of a connection inside its transaction."""
+
+    @property
+    def dialect(self) -> sa.Dialect: ...
+
+    async def execute(self, statement: sa.Executable) -> sa.CursorResult[Any]: ...
+
+
+class _InlineConnection:
+    """A synchronous SQLite connection behind the async interface: each call runs at once on the caller's thread."""
+
+    def __init__(self, conn: sa.Connection) -> None:
+        self._conn = conn
+
+    @property
+    def dialect(self) -> sa.Dialect:
+        return self._conn.dialect
+
+    async def execute(self, statement: sa.Executable) -> sa.CursorResult[Any]:
+        return self._conn.execute(statement)
+
+
 class Storage:
     """The local cloud's persistent state; open with :meth:`open`, close with :meth:`close`."""
 
@@ -208,6 +231,7 @@ class Storage:
         # SQLite has one writer at a time anyway; queueing this process's writers here instead of in SQLite's busy
         # handler (which polls with sleeps) keeps write latency low. The busy timeout still covers other processes.
         self._write_lock: asyncio.Lock | None = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._inline = make_inline_sqlite_engine(engine)
 
     @classmethod
     async def open(cls, database: str | Path, *, clock: Callable[[], float] = time.time) -> Storage:
@@ -222,6 +246,8 @@ class Storage:
 
     async def close(self) -> None:
         """Close every pooled connection."""
+        if self._inline is not None:
+            self._inline.dispose()
         await self._engine.dispose()
 
     async def __aenter__(self) -> Storage:
@@ -239,9 +265,21 @@ class Storage:
         return int(self._clock())
 
     @contextlib.asynccontextmanager
-    async def _transaction(self, *, write: bool) -> AsyncIterator[AsyncConnection]:
+    async def _transaction(self, *, write: bool) -> AsyncIterator[_Conn]:
         lock = self._write_lock if write and self._write_lock is not None else contextlib.nullcontext()
         async with lock:
+            if self._inline is not None:
+                # SQLite: the whole transaction on this thread (make_inline_sqlite_engine says why). Nothing inside a
+                # transaction suspends, so transactions of this process never interleave.
+                try:
+                    with self._inline.connect() as sync_conn:
+                        if write:
+                            sync_conn.execution_options(**{WRITE_OPTION: True})  # in place, as on the async side
+                        with sync_conn.begin():
+                            yield _InlineConnection(sync_conn)
+                except (SQLAlchemyError, OSError) as exc:
+                    raise StorageUnavailable(_reason(exc)) from exc
+                return
             try:
                 async with self._engine.connect() as conn:
                     if write:
@@ -252,7 +290,7 @@ class Storage:
                 raise StorageUnavailable(_reason(exc)) from exc
 
     @staticmethod
-    async def _insert(conn: AsyncConnection, stmt: sa.Insert, clash: AlreadyExists) -> None:
+    async def _insert(conn: _Conn, stmt: sa.Insert, clash: AlreadyExists) -> None:
         try:
             await conn.execute(stmt)
         except IntegrityError as exc:  # a concurrent insert won the race the pre-check could not see
@@ -392,7 +430,7 @@ class Storage:
             return Registration(await self._device_in(conn, did), created=True)
 
     @staticmethod
-    async def _device_in(conn: AsyncConnection, did: str, *, for_update: bool = False) -> Device:
+    async def _device_in(conn: _Conn, did: str, *, for_update: bool = False) -> Device:
         query = sa.select(devices).where(devices.c.did == did)
         if for_update:
             query = query.with_for_update()
@@ -649,7 +687,7 @@ class Storage:
             return await self._binding_in(conn, uid, did)
 
     @staticmethod
-    async def _binding_in(conn: AsyncConnection, uid: str, did: str) -> Binding:
+    async def _binding_in(conn: _Conn, uid: str, did: str) -> Binding:
         query = _BINDING_SELECT.where(bindings.c.uid == uid, bindings.c.did == did)
         row = (await conn.execute(query)).first()
         if row is None:
