@@ -417,6 +417,9 @@ class _TcpEndpoint:
             _LOGGER.info("sim: module connected from %s", name)
 
 
+MAX_UNPOLLABLE_STDIN = 16 * 1024 * 1024  # a command file this large is not a command file
+
+
 class _StdinCommands:
     """Text commands from stdin, answered on stdout; the end of stdin leaves the sim running."""
 
@@ -425,6 +428,7 @@ class _StdinCommands:
         self._answer = answer or _print_answer
         self._lines = LineSplitter()
         self._watching = False
+        self._unpolled = 0
 
     def start(self) -> None:
         loop = asyncio.get_running_loop()
@@ -448,8 +452,14 @@ class _StdinCommands:
             self.close()
 
     def _read_all(self) -> None:
-        while self._chunk():
-            pass
+        # One chunk per turn of the loop, so that the board and the signal handlers keep running; an input that
+        # never ends (stdin from /dev/zero) is given up after MAX_UNPOLLABLE_STDIN bytes.
+        self._unpolled += 1
+        if self._unpolled * 65536 > MAX_UNPOLLABLE_STDIN:
+            _LOGGER.warning("sim: stdin does not end (%d bytes read); ignoring it", MAX_UNPOLLABLE_STDIN)
+            return
+        if self._chunk():
+            asyncio.get_running_loop().call_soon(self._read_all)
 
     def _chunk(self) -> bool:
         """Handle what stdin has; False at its end."""

@@ -445,3 +445,29 @@ def test_protocol_fault_knobs_through_the_control_protocol(changes: dict[str, An
 def test_protocol_fault_knobs_refuse_bad_values(changes: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         fault_plan(changes)
+
+
+def test_an_endless_stdin_does_not_stop_the_sim_from_serving_or_stopping() -> None:
+    """stdin from /dev/zero (cannot be polled, never ends): the sim still starts, and SIGTERM still stops it."""
+    with open("/dev/zero", "rb") as zero:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "gizdev", "sim", "--product", str(product_path("gokit"))],
+            cwd=REPO_ROOT,
+            stdin=zero,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    try:
+        assert proc.stdout is not None
+        first = json.loads(proc.stdout.readline())  # it got as far as announcing its pty
+        assert first["pty"].startswith("/dev/")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(15) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                stream.close()
