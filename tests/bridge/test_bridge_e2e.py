@@ -17,11 +17,22 @@ from typing import Any
 
 import pytest
 
+from gizdev.bridge.gateway import Bridge
 from gizdev.bridge.identity import IDENTITY_FILE
+from gizdev.bridge.uplink import UplinkSettings
 from gizdev.codec.p0 import load_product
 from gizdev.sim.mcu import VirtualMcu
 from gizdev.transport import open_pty_pair
-from tests.bridge.bridge_fixtures import GOKIT_PK, GOKIT_SCHEMA, CloudPlace, bridge_rig, eventually, start_cloud
+from tests.bridge.bridge_fixtures import (
+    GOKIT_PK,
+    GOKIT_SCHEMA,
+    KEEPALIVE_S,
+    CloudPlace,
+    bridge_config,
+    bridge_rig,
+    eventually,
+    start_cloud,
+)
 from tests.bridge.lanclient import DISCOVER, PASSCODE_REQUEST, RawClient, UdpPeer
 from tests.cloud.server_fixtures import CloudThread
 from tests.conftest import REPO_ROOT, product_path
@@ -273,6 +284,41 @@ def test_the_cli_registers_serves_and_stops_on_sigterm(cloud: CloudThread, tmp_p
                 if process.returncode is None:
                     process.kill()
                     await process.wait()
+                await mcu.close()
+
+    run(scenario(), 60)
+
+
+def test_encrypted_registration_and_provisioning(cloud: CloudThread, tmp_path: Path) -> None:
+    """--encrypted: the AES form of §1.3 keyed by the product secret the MCU reports in its device info."""
+    secret = "0" * 32  # the virtual GoKit's device info carries this product secret, as the SDK's default does
+    cloud.add_product(GOKIT_SCHEMA, secret=secret)
+    cloud_url = f"http://127.0.0.1:{cloud.http_port}"
+
+    async def scenario() -> None:
+        mcu = VirtualMcu(load_product(product_path("gokit")))
+        with open_pty_pair() as pty:
+            await pty.connect_master(mcu.protocol_factory)
+            mcu.start()
+            bridge = Bridge(
+                bridge_config(tmp_path / "state", Path(pty.slave_path), cloud_url, encrypted=True),
+                uplink_settings=UplinkSettings(
+                    cloud=cloud_url, encrypted=True, keepalive_s=KEEPALIVE_S, backoff_initial_s=0.1, backoff_max_s=1
+                ),
+            )
+            try:
+                async with bridge:
+                    await eventually(lambda: bool(bridge.identity.did), "registered")
+                    did = bridge.identity.did
+                    await eventually(lambda: cloud.call(cloud.storage.get_device(did)).is_online, "online")
+                    device = cloud.call(cloud.storage.get_device(did))
+                    assert device.encrypted and device.passcode == bridge.identity.passcode
+                    # The plain device API is now refused for this MAC (9048): the DID stays the sealed one.
+                    plain = cloud.form(
+                        "POST", "/dev/devices", f"passcode=OTHERPASS&mac={device.mac}&product_key={GOKIT_PK}"
+                    )
+                    assert plain.body["error_code"] == 9048
+            finally:
                 await mcu.close()
 
     run(scenario(), 60)
