@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from gizdev.cloud.identifiers import new_passcode
 from gizdev.errors import ConfigError
 
 __all__ = ["IDENTITY_FILE", "Identity", "load_identity", "new_identity", "save_identity"]
@@ -23,7 +24,6 @@ __all__ = ["IDENTITY_FILE", "Identity", "load_identity", "new_identity", "save_i
 _LOGGER = logging.getLogger(__name__)
 
 IDENTITY_FILE = "identity.json"
-PASSCODE_LEN = 10  # GA-h PASSCODE_LEN
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +45,6 @@ class Identity:
         if not self.did:
             return replace(self, passcode=new_passcode())
         return replace(self, passcode=new_passcode(), did="", cloud="", old_did=self.did, old_passcode=self.passcode)
-
-
-def new_passcode() -> str:
-    return "".join(secrets.choice(string.ascii_uppercase) for _ in range(PASSCODE_LEN))
 
 
 def new_mac() -> str:

@@ -36,6 +36,7 @@ from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from gizdev.cloud.errors import FormDecryptError, PasswordPolicyError
+from gizdev.cloud.identifiers import DID_LENGTH, PASSCODE_LENGTH, new_did, new_passcode, token_digest
 from gizdev.errors import ConfigError
 
 __all__ = [
@@ -226,11 +227,6 @@ def new_token() -> str:
     return secrets.token_hex(_TOKEN_BYTES)
 
 
-def token_digest(token: str) -> str:
-    """SHA-256 of the token (UTF-8) as 64 lowercase hex digits: the form a token is stored and looked up in."""
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
 def token_expiry(issued_at: float | None = None, lifetime_s: int = USER_TOKEN_LIFETIME_S) -> int:
     """The ``expire_at`` unix timestamp (whole seconds) of a token issued at ``issued_at`` (default: now)."""
     start = time.time() if issued_at is None else issued_at
@@ -245,23 +241,7 @@ def is_expired(expire_at: int, now: float | None = None) -> bool:
 # --------------------------------------------------------------------------------------------------------------
 # Identifiers and secrets
 
-PASSCODE_LENGTH = 10  # GA-h PASSCODE_LEN; GAgent uses 'A'..'Y', we draw from all of 'A'..'Z'
-DID_LENGTH = 22  # cloud protocol §1.1: a valid DID is 22 characters
-_DID_ALPHABET = string.ascii_letters + string.digits  # 62 symbols: 22 of them carry about 131 bits
-
-
-def _random_string(alphabet: str, length: int) -> str:
-    return "".join(secrets.choice(alphabet) for _ in range(length))
-
-
-def new_passcode() -> str:
-    """A device passcode: 10 random upper-case letters, like the ones GAgent makes."""
-    return _random_string(string.ascii_uppercase, PASSCODE_LENGTH)
-
-
-def new_did() -> str:
-    """A device id: 22 random letters and digits (about 131 bits, unguessable)."""
-    return _random_string(_DID_ALPHABET, DID_LENGTH)
+# PASSCODE_LENGTH, DID_LENGTH, new_passcode, new_did and token_digest come from gizdev.cloud.identifiers.
 
 
 def new_product_key() -> str:

@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gizdev.cloud.identifiers import token_digest
 from gizdev.cloud.storage import (
     MIGRATIONS,
     AlreadyExists,
@@ -27,7 +28,6 @@ from gizdev.cloud.storage import (
     StorageUnavailable,
     current_version,
     database_url,
-    hash_token,
     make_engine,
     migrate,
 )
@@ -541,7 +541,7 @@ def test_tokens_and_expiry(db_url: str) -> None:
     async def body(storage: Storage, clock: Clock) -> None:
         await seed(storage)
         user = await storage.create_user(APPID, phone_id="p")
-        digest = hash_token("0b5fdc3a4f6f4d6b9f1c8a1e2d3c4b5a")
+        digest = token_digest("0b5fdc3a4f6f4d6b9f1c8a1e2d3c4b5a")
         assert len(digest) == 64
         token = await storage.store_token(digest, user.uid, APPID, T0 + 3600)
         assert await storage.lookup_token(digest) == token
@@ -553,10 +553,10 @@ def test_tokens_and_expiry(db_url: str) -> None:
         with pytest.raises(AlreadyExists):
             await storage.store_token(digest, user.uid, APPID, T0 + 9999)
         with pytest.raises(NotFound):  # the user belongs to APPID, not to this app
-            await storage.store_token(hash_token("x"), user.uid, "0" * 32, T0 + 9999)
+            await storage.store_token(token_digest("x"), user.uid, "0" * 32, T0 + 9999)
         with pytest.raises(InvalidInput, match="SHA-256"):
             await storage.store_token("0b5fdc3a4f6f4d6b9f1c8a1e2d3c4b5a", user.uid, APPID, T0 + 9999)
-        fresh = hash_token("fresh")
+        fresh = token_digest("fresh")
         await storage.store_token(fresh, user.uid, APPID, T0 + 10_000)
         assert await storage.purge_expired_tokens() == 1
         assert await storage.lookup_token(fresh) is not None

@@ -22,7 +22,7 @@ from gizdev.cloud.storage.errors import (
 )
 from gizdev.cloud.storage.migrations import MIGRATIONS, Migration, current_version, migrate
 from gizdev.cloud.storage.models import App, Binding, Device, LatestData, Product, Registration, Token, User
-from gizdev.cloud.storage.store import DID_LEN, Storage, hash_token, new_did
+from gizdev.cloud.storage.store import DID_LEN, Storage
 
 __all__ = [
     "DID_LEN",
@@ -49,8 +49,6 @@ __all__ = [
     "User",
     "current_version",
     "database_url",
-    "hash_token",
     "make_engine",
     "migrate",
-    "new_did",
 ]

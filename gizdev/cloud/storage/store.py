@@ -39,10 +39,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import secrets
-import string
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from decimal import Decimal
@@ -55,6 +53,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gizdev.cloud.identifiers import DID_LENGTH, new_did
 from gizdev.cloud.storage import validate as v
 from gizdev.cloud.storage.engine import WRITE_OPTION, make_engine, make_inline_sqlite_engine
 from gizdev.cloud.storage.errors import (
@@ -74,10 +73,9 @@ from gizdev.errors import SchemaError
 from gizdev.schema.loader import parse_schema, schema_to_json
 from gizdev.schema.model import ProductSchema
 
-__all__ = ["DID_LEN", "MAX_PAGE", "Storage", "hash_token", "new_did"]
+__all__ = ["DID_LEN", "MAX_PAGE", "Storage"]
 
-DID_LEN = 22  # cloud protocol §1.1: "valid DID is 22 chars"
-_DID_ALPHABET = string.ascii_letters + string.digits  # URL-, topic- and form-safe; 22 chars ≈ 131 random bits
+DID_LEN = DID_LENGTH  # cloud protocol §1.1: "valid DID is 22 chars"
 MAX_NAME_LEN = 128
 MAX_REMARK_LEN = 1024
 MAX_ALIAS_LEN = 128
@@ -89,16 +87,6 @@ MAX_CLIENT_ID_LEN = 64
 MAX_PEER_LEN = 128
 MAX_PAGE = 1000  # largest limit a list call accepts
 MAX_SKIP = 10**9
-
-
-def new_did() -> str:
-    """A fresh, unguessable 22-character DID."""
-    return "".join(secrets.choice(_DID_ALPHABET) for _ in range(DID_LEN))
-
-
-def hash_token(token: str) -> str:
-    """The hex SHA-256 under which a token is stored (the token itself never is)."""
-    return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
 def _reason(exc: BaseException) -> str:
@@ -618,7 +606,7 @@ class Storage:
     # --- tokens ----------------------------------------------------------------------------------------------------
 
     async def store_token(self, token_hash: str, uid: str, appid: str, expire_at: int) -> Token:
-        """Keep a user token by its SHA-256 (see :func:`hash_token`); the user must belong to ``appid``."""
+        """Keep a user token by its digest (``identifiers.token_digest``); the user must belong to ``appid``."""
         token_hash = v.text("token_hash", token_hash, max_len=64, pattern=v.TOKEN_HASH)
         uid = v.text("uid", uid, max_len=32, pattern=v.UID)
         appid = v.text("appid", appid, max_len=64, pattern=v.APPID)
