@@ -56,7 +56,7 @@ class CloudContext:
     accounts: BrokerAccounts | None = None
     settings: HttpSettings = field(default_factory=HttpSettings)
     clock: Callable[[], float] = time.time
-    hashing: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+    hashing: asyncio.Semaphore = field(init=False)  # settings.hash_concurrency password hashes at once
     apps: TtlCache[str, App] = field(default_factory=TtlCache)
     tokens: TtlCache[str, Token] = field(default_factory=TtlCache)
     users: TtlCache[str, User] = field(default_factory=TtlCache)
@@ -64,6 +64,9 @@ class CloudContext:
     # their entries at once, so only another process's change (a second server on the same database) can take
     # up to the TTL to be seen. Presence is never cached (the device bus has it).
     device_access: TtlCache[tuple[str, str], tuple[Device, bool]] = field(default_factory=lambda: TtlCache(ttl_s=60.0))
+
+    def __post_init__(self) -> None:
+        self.hashing = asyncio.Semaphore(self.settings.hash_concurrency)
 
     def now(self) -> int:
         return int(self.clock())

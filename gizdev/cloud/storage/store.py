@@ -37,7 +37,6 @@ write lock), so two concurrent requests for the same device cannot both create a
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import secrets
@@ -216,9 +215,6 @@ class Storage:
         """Wrap an engine made by ``make_engine`` whose database is migrated; prefer :meth:`open`."""
         self._engine = engine
         self._clock = clock
-        # SQLite has one writer at a time anyway; queueing this process's writers here instead of in SQLite's busy
-        # handler (which polls with sleeps) keeps write latency low. The busy timeout still covers other processes.
-        self._write_lock: asyncio.Lock | None = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._inline = make_inline_sqlite_engine(engine)
 
     @classmethod
@@ -254,28 +250,27 @@ class Storage:
 
     @contextlib.asynccontextmanager
     async def _transaction(self, *, write: bool) -> AsyncIterator[_Conn]:
-        lock = self._write_lock if write and self._write_lock is not None else contextlib.nullcontext()
-        async with lock:
-            if self._inline is not None:
-                # SQLite: the whole transaction on this thread (make_inline_sqlite_engine says why). Nothing inside a
-                # transaction suspends, so transactions of this process never interleave.
-                try:
-                    with self._inline.connect() as sync_conn:
-                        if write:
-                            sync_conn.execution_options(**{WRITE_OPTION: True})  # in place, as on the async side
-                        with sync_conn.begin():
-                            yield _InlineConnection(sync_conn)
-                except (SQLAlchemyError, OSError) as exc:
-                    raise StorageUnavailable(_reason(exc)) from exc
-                return
+        if self._inline is not None:
+            # SQLite: the whole transaction on this thread (make_inline_sqlite_engine says why). Nothing inside a
+            # transaction suspends, so this process's transactions never interleave and its writers need no queue;
+            # SQLite's busy timeout still covers other processes.
             try:
-                async with self._engine.connect() as conn:
+                with self._inline.connect() as sync_conn:
                     if write:
-                        await conn.execution_options(**{WRITE_OPTION: True})
-                    async with conn.begin():
-                        yield conn
-            except (SQLAlchemyError, OSError) as exc:  # our own StorageErrors pass through untouched
+                        sync_conn.execution_options(**{WRITE_OPTION: True})  # in place, as on the async side
+                    with sync_conn.begin():
+                        yield _InlineConnection(sync_conn)
+            except (SQLAlchemyError, OSError) as exc:
                 raise StorageUnavailable(_reason(exc)) from exc
+            return
+        try:
+            async with self._engine.connect() as conn:
+                if write:
+                    await conn.execution_options(**{WRITE_OPTION: True})
+                async with conn.begin():
+                    yield conn
+        except (SQLAlchemyError, OSError) as exc:  # our own StorageErrors pass through untouched
+            raise StorageUnavailable(_reason(exc)) from exc
 
     @staticmethod
     async def _insert(conn: _Conn, stmt: sa.Insert, clash: AlreadyExists) -> None:
