@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -33,7 +32,7 @@ import time
 from pathlib import Path
 
 import aiohttp
-from benchlib import machine
+from benchlib import free_port, machine
 
 from gizdev.cloud.security import KdfParams, new_app_id, new_app_secret
 from gizdev.cloud.server import CloudConfig, CloudServer
@@ -45,12 +44,6 @@ from gizdev.transport import open_pty_pair
 ROOT = Path(__file__).resolve().parent.parent
 GOKIT = ROOT / "protocols" / "gokit.json"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def cpu_seconds(pid: int) -> float:

@@ -24,7 +24,6 @@ import json
 import random
 import resource
 import shutil
-import socket
 import statistics
 import tempfile
 import time
@@ -34,7 +33,7 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
-from benchlib import machine
+from benchlib import free_port, machine
 
 from gizdev.cloud.broker import DeviceAccount
 from gizdev.cloud.devicebus import DeviceBus
@@ -45,12 +44,6 @@ from gizdev.schema.loader import load_schema
 ROOT = Path(__file__).resolve().parent.parent
 GOKIT = ROOT / "protocols" / "gokit.json"
 FAST_KDF = KdfParams(time_cost=1, memory_kib=8 * 1024, parallelism=1)  # one user is created; not measured
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _mqtt_string(text: str) -> bytes:

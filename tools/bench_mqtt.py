@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import shutil
-import socket
 import statistics
 import subprocess
 import tempfile
@@ -21,18 +20,12 @@ import time
 from pathlib import Path
 
 import aiomqtt
-from benchlib import machine
+from benchlib import free_port, machine
 
 from gizdev.cloud.broker import find_mosquitto
 from gizdev.transport.mqtt import MQTT_31, MqttClient
 
 PAYLOAD = bytes.fromhex("000000030e000091040100000005000d000000")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def with_aiomqtt(port: int, count: int) -> float:
