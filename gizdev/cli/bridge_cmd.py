@@ -7,9 +7,12 @@ import asyncio
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gizdev.bridge.config import DEFAULT_STATE_DIR, load_config
+
+if TYPE_CHECKING:  # imported for real only when the command runs (start-up time)
+    from gizdev.bridge.gateway import Bridge
 
 __all__ = ["register"]
 
@@ -97,7 +100,7 @@ def _run(args: argparse.Namespace) -> int:
     return asyncio.run(_serve(Bridge(config)))
 
 
-async def _serve(bridge: Any) -> int:
+async def _serve(bridge: Bridge) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):

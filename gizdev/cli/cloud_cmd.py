@@ -9,13 +9,16 @@ import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gizdev.errors import ConfigError
 from gizdev.schema.loader import load_schema
 
 # The cloud's modules (aiohttp, SQLAlchemy, argon2) take about a second to import: only the cloud commands pay for
 # them, inside their run functions, so that `gizdev decode` and the board tools start at once.
+
+if TYPE_CHECKING:  # imported for real only when the command runs (start-up time)
+    from gizdev.cloud.server import CloudConfig
 
 __all__ = ["DEFAULT_DATA_DIR", "host_port", "register"]
 
@@ -140,7 +143,7 @@ def _run_serve(args: argparse.Namespace) -> int:
     return asyncio.run(_serve(config))
 
 
-async def _serve(config: Any) -> int:
+async def _serve(config: CloudConfig) -> int:
     from gizdev.cloud.server import CloudServer  # noqa: PLC0415 - start-up time
 
     stop = asyncio.Event()

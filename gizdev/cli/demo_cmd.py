@@ -9,10 +9,13 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gizdev.cli.cloud_cmd import host_port
 from gizdev.products import builtin_product_path
+
+if TYPE_CHECKING:  # imported for real only when the command runs (start-up time)
+    from gizdev.demo import DemoSettings
 
 __all__ = ["register"]
 
@@ -60,7 +63,7 @@ def _show(attrs: dict[str, Any]) -> None:
     print(f"{time.strftime('%H:%M:%S')} report: {values}", flush=True)
 
 
-async def _demo(settings: Any) -> int:
+async def _demo(settings: DemoSettings) -> int:
     from gizdev.demo import Demo  # noqa: PLC0415 - start-up time (the cloud's modules)
 
     stop = asyncio.Event()
