@@ -28,6 +28,7 @@ from gizdev.bridge.config import BridgeConfig, LanConfig
 from gizdev.bridge.gateway import Bridge
 from gizdev.cloud.security import new_app_id, new_app_secret, new_product_secret
 from gizdev.cloud.server import CloudConfig, CloudServer
+from gizdev.cloud.storage import AlreadyExists
 from gizdev.codec.p0 import Product, load_product
 from gizdev.errors import CloudError, ConfigError
 from gizdev.sim.mcu import VirtualMcu
@@ -105,7 +106,7 @@ class Demo:
         storage = self.cloud.storage
         assert storage is not None
         self.appid = (await storage.add_app(new_app_id(), new_app_secret(), "gizdev demo")).appid
-        with contextlib.suppress(Exception):  # a kept data dir already has it
+        with contextlib.suppress(AlreadyExists):  # a kept data dir already has it
             await storage.add_product(product.product_key, new_product_secret(), product.name, product.schema)
 
         self.mcu = VirtualMcu(product, name="gokit")

@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from gizdev.bridge.config import BridgeConfig
@@ -39,14 +39,12 @@ from gizdev.codec.envelope import BusinessCmd
 from gizdev.codec.p0 import P0Message, Product, load_product
 from gizdev.errors import ConfigError, GizdevError
 from gizdev.link import ModuleSession
-from gizdev.link.connection import ModuleConnection
+from gizdev.link.connection import ModuleConnection, Opener
 from gizdev.link.module import ModuleEvent
 
 __all__ = ["Bridge"]
 
 _LOGGER = logging.getLogger(__name__)
-
-Opener = Callable[..., Awaitable[tuple[asyncio.Transport, Any]]]
 
 
 class Bridge:

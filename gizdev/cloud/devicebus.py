@@ -254,7 +254,7 @@ class DeviceBus:
             raise CodecError(f"unexpected topic {topic!r}")
         did = parts[1]
         envelope = decode_envelope(payload)
-        await self._heard_from(did)
+        self._heard_from(did)
         if (
             envelope.cmd in (BusinessCmd.TRANSMIT_REPLY, BusinessCmd.CONTROL, BusinessCmd.CONTROL_REPLY)
             and envelope.payload
@@ -266,7 +266,7 @@ class DeviceBus:
                 f"app2dev/{did}/{CLOUD_CLIENT_ID}", encode_envelope(BusinessCmd.CONTROL_REPLY, sn=envelope.sn)
             )
 
-    async def _heard_from(self, did: str) -> None:
+    def _heard_from(self, did: str) -> None:
         if did not in self._online:
             # Traffic proves a connection even when the broker gives no events (an external broker).
             self._presence.put_nowait(Presence(client_id=did, online=True))
