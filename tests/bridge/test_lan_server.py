@@ -573,7 +573,7 @@ def test_settings_are_checked() -> None:
         {"broadcast_rounds": -1},
     ):
         with pytest.raises(ConfigError):
-            LanSettings(**{"hosts": ("127.0.0.1",), **bad})
+            LanSettings(**{"hosts": ("127.0.0.1",), **bad})  # type: ignore[arg-type]
 
 
 def test_port_in_use_is_a_transport_error() -> None:

@@ -203,6 +203,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL is required when CI is set, but: {server}")
         pytest.skip(f"PostgreSQL unavailable: {server}")
+    assert isinstance(server, PostgresServer)
     asyncio.run(_admin(server, _RESET_DATABASE, database=TEST_DATABASE))
     return server.url(TEST_DATABASE)
 

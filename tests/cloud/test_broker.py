@@ -392,7 +392,7 @@ def test_cancelled_owner_leaves_no_process(mosquitto_binary: str, broker_dir: Pa
             await asyncio.Event().wait()
 
     async def scenario() -> None:
-        started, pids = asyncio.Event(), []
+        started, pids = asyncio.Event(), list[int]()
         task = asyncio.create_task(owner(started, pids))
         await started.wait()
         task.cancel()

@@ -74,23 +74,23 @@ SPEC_REQUESTS = {
 
 def test_command_codes_cover_the_spec_table() -> None:
     assert sorted(int(c) for c in Command) == list(range(0x01, 0x2B))
-    assert Command.DEVICE_INFO_REQUEST == 0x01
-    assert Command.DEVICE_INFO_REPLY == 0x02
-    assert Command.P0_DOWN == 0x03
-    assert Command.P0_DOWN_ACK == 0x04
-    assert Command.P0_UP == 0x05
-    assert Command.P0_UP_ACK == 0x06
-    assert Command.HEARTBEAT == 0x07
-    assert Command.HEARTBEAT_ACK == 0x08
-    assert Command.CONFIG_MODE == 0x09
-    assert Command.ILLEGAL_MESSAGE == 0x11
-    assert Command.ILLEGAL_MESSAGE_REPLY == 0x12
-    assert Command.NETWORK_TIME_REQUEST == 0x17
-    assert Command.NETWORK_TIME_REPLY == 0x18
-    assert Command.MODULE_INFO_REQUEST == 0x21
-    assert Command.MODULE_INFO_REPLY == 0x22
-    assert Command.MODULE_RESTART == 0x29
-    assert Command.MODULE_RESTART_ACK == 0x2A
+    assert int(Command.DEVICE_INFO_REQUEST) == 0x01
+    assert int(Command.DEVICE_INFO_REPLY) == 0x02
+    assert int(Command.P0_DOWN) == 0x03
+    assert int(Command.P0_DOWN_ACK) == 0x04
+    assert int(Command.P0_UP) == 0x05
+    assert int(Command.P0_UP_ACK) == 0x06
+    assert int(Command.HEARTBEAT) == 0x07
+    assert int(Command.HEARTBEAT_ACK) == 0x08
+    assert int(Command.CONFIG_MODE) == 0x09
+    assert int(Command.ILLEGAL_MESSAGE) == 0x11
+    assert int(Command.ILLEGAL_MESSAGE_REPLY) == 0x12
+    assert int(Command.NETWORK_TIME_REQUEST) == 0x17
+    assert int(Command.NETWORK_TIME_REPLY) == 0x18
+    assert int(Command.MODULE_INFO_REQUEST) == 0x21
+    assert int(Command.MODULE_INFO_REPLY) == 0x22
+    assert int(Command.MODULE_RESTART) == 0x29
+    assert int(Command.MODULE_RESTART_ACK) == 0x2A
 
 
 @pytest.mark.parametrize(("request_cmd", "direction"), sorted(SPEC_REQUESTS.items()))

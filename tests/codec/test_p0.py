@@ -165,7 +165,7 @@ def test_full_status_needs_every_datapoint_and_nothing_else(gokit: Product) -> N
         gokit.encode("report", {**partial, "Humidty": 3})
     assert caught.value.path == "attrs/Humidty"
     with pytest.raises(PayloadError, match="object of datapoint values"):
-        gokit.encode("report", [1, 2, 3])  # type: ignore[arg-type]
+        gokit.encode("report", [1, 2, 3])  # type: ignore[list-item]
 
 
 def test_write_refusals(gokit: Product, fan: Product) -> None:

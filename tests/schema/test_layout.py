@@ -521,7 +521,7 @@ def group_ordered(draw: st.DrawFn) -> tuple[dict[str, Any], int, int, list[tuple
                 continue
             count = draw(st.integers(1, 9)) if kind == "enum" else 0
             length = max(1, (count - 1).bit_length()) if kind == "enum" else 1
-            attr = {"type": group, "data_type": kind}
+            attr: dict[str, Any] = {"type": group, "data_type": kind}
             if kind == "enum":
                 attr["enum"] = [f"v{i}" for i in range(count)]
             attr["position"] = {

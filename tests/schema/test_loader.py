@@ -851,7 +851,7 @@ JSON_VALUES = st.recursive(
     max_leaves=25,
 )
 # Values that the validator actually looks at: keys, type names, boundaries.
-INTERESTING = st.sampled_from(
+INTERESTING: st.SearchStrategy[Any] = st.sampled_from(
     [
         0,
         1,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import random
 from collections.abc import Iterator
@@ -82,7 +83,9 @@ def test_idle_is_reported_once_per_burst_per_direction() -> None:
                 for _ in range(5):  # bytes 5 ms apart: one burst, not five
                     wire.mcu_transport.write(b"\x01")
                     await asyncio.sleep(0.005)
-                await until(lambda n=burst: len(observer.idles) == n + 1, what=f"idle after burst {burst + 1}")
+                await until(
+                    functools.partial(_has_idles, observer.idles, burst + 1), what=f"idle after burst {burst + 1}"
+                )
                 await asyncio.sleep(0.1)
                 assert observer.idles == [MCU] * (burst + 1)
             assert bytes(wire.module_end.data) == b"\x01" * 15
@@ -197,3 +200,7 @@ def test_an_unopenable_port_is_a_transport_error_and_nothing_stays_open() -> Non
         await relay.close()
 
     run(main())
+
+
+def _has_idles(idles: list[Direction], count: int) -> bool:
+    return len(idles) == count

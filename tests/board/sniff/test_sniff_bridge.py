@@ -68,7 +68,7 @@ def test_sniffer_decodes_a_bridge_session_exactly(tmp_path: Path) -> None:
         try:
             await mcu_pty.connect_master(mcu.protocol_factory)
             assert mcu.session.link is not None
-            tap_sent(mcu.session.link, mcu_wire)  # type: ignore[arg-type]
+            tap_sent(mcu.session.link, mcu_wire)
             await relay_pty.connect_master(lambda: left)
             await bridge_pty.connect_master(lambda: right)
             await relay.open(mcu_pty.slave_path, relay_pty.slave_path)
