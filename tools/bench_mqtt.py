@@ -23,7 +23,7 @@ import aiomqtt
 from benchlib import free_port, machine
 
 from gizdev.cloud.broker import find_mosquitto
-from gizdev.transport.mqtt import MQTT_31, MqttClient
+from gizdev.mqtt import MQTT_31, MqttClient
 
 PAYLOAD = bytes.fromhex("000000030e000091040100000005000d000000")
 
@@ -63,7 +63,7 @@ async def main(args: argparse.Namespace) -> None:
         a, g = (statistics.median(results[k]) for k in ("aiomqtt", "gizdev"))
         print(f"machine: {machine()}")
         print(f"CPU per PUBLISH, median of {args.runs} x {args.count}: aiomqtt {a * 1e6:.1f} us, "
-              f"gizdev.transport.mqtt {g * 1e6:.1f} us ({a / g:.0f}x less)")  # fmt: skip
+              f"gizdev.mqtt {g * 1e6:.1f} us ({a / g:.0f}x less)")  # fmt: skip
     finally:
         broker.terminate()
         broker.wait(10)

@@ -1,7 +1,7 @@
 """The bridge's uplink to a Gizwits-compatible cloud: the device protocol as GAgent speaks it.
 
 Registration (``POST /dev/devices``, or the encrypted ``POST /dev/<pk>/device``), provisioning (``GET``, which
-names the MQTT broker and gives the server time), then MQTT 3.1 (through :mod:`gizdev.transport.mqtt`) with
+names the MQTT broker and gives the server time), then MQTT 3.1 (through :mod:`gizdev.mqtt`) with
 client id = user = DID and password = passcode, subscribed to ``ser2cli_noti/<pk>``, ``ser2cli_res/<did>`` and
 ``app2dev/<did>/#`` in GAgent's order (cloud protocol §1.1-§1.5). Apps' 0x0090/0x0093 frames are handed to the
 bridge; what it publishes goes to ``dev2app/<did>`` (0x0091) or ``dev2app/<did>/<clientid>`` (0x0094).
@@ -24,6 +24,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
 
+from gizdev.backoff import Backoff
 from gizdev.bridge.identity import Identity
 from gizdev.cloud.security import decrypt_form, encrypt_form
 from gizdev.codec.envelope import (
@@ -35,7 +36,7 @@ from gizdev.codec.envelope import (
     encode_service,
 )
 from gizdev.errors import BrokerError, CloudError, CodecError
-from gizdev.transport.mqtt import MQTT_31, MqttClient
+from gizdev.mqtt import MQTT_31, MqttClient
 
 __all__ = ["AppCommand", "CloudUplink", "Provision", "UplinkSettings", "cancel_and_wait"]
 
@@ -186,7 +187,7 @@ class CloudUplink:
     # -- the loop -------------------------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        delay = self.settings.backoff_initial_s
+        backoff = Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s)
         while True:
             await self._active.wait()
             self._restart.clear()
@@ -197,15 +198,12 @@ class CloudUplink:
                     identity = await self._registered(http)
                     provision = await self._provision(http, identity)
                 await self._connected(identity, provision)
-                delay = self.settings.backoff_initial_s
+                backoff.reset()
             except (aiohttp.ClientError, TimeoutError, OSError, CloudError, CodecError) as exc:
                 self._failed(exc)
             if self._restart.is_set():
                 continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._restart.wait()
-            delay = min(delay * 2, self.settings.backoff_max_s)
+            await backoff.wait(self._restart)
 
     def _failed(self, exc: BaseException) -> None:
         text = f"{type(exc).__name__}: {exc}"

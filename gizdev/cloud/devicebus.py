@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from gizdev.backoff import Backoff
 from gizdev.cloud.broker.settings import BrokerSettings
 from gizdev.cloud.presence import (
     EMQX_EVENT_TOPIC,
@@ -43,7 +44,7 @@ from gizdev.codec.envelope import (
 )
 from gizdev.codec.p0 import Action
 from gizdev.errors import BrokerError, CodecError
-from gizdev.transport.mqtt import MqttClient
+from gizdev.mqtt import MqttClient
 
 __all__ = ["CLOUD_CLIENT_ID", "AppActivity", "BusStats", "DeviceBus"]
 
@@ -199,7 +200,7 @@ class DeviceBus:
     # -- the connection -------------------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        delay = RECONNECT_INITIAL_S
+        backoff = Backoff(RECONNECT_INITIAL_S, RECONNECT_MAX_S)
         broker = self.broker
         while True:
             client = MqttClient(
@@ -219,17 +220,16 @@ class DeviceBus:
                 self._ready.set()
                 self.stats.connects += 1
                 _LOGGER.info("device bus connected to %s", broker)
-                delay = RECONNECT_INITIAL_S
+                backoff.reset()
                 async for message in client.messages():
                     await self._dispatch(message.topic, message.payload)
             except BrokerError as exc:
-                _LOGGER.warning("device bus: broker connection lost (%s); retrying in %.1f s", exc, delay)
+                _LOGGER.warning("device bus: broker connection lost (%s); retrying in %.1f s", exc, backoff.delay)
             finally:
                 self._client = None
                 self._ready.clear()
                 await client.close()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, RECONNECT_MAX_S)
+            await backoff.wait()
 
     async def _dispatch(self, topic: str, payload: bytes) -> None:
         try:

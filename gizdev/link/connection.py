@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gizdev.backoff import Backoff
 from gizdev.errors import AckTimeout, HandshakeError, LinkClosed, TransportError
 from gizdev.link.module import ModuleSession
 from gizdev.link.protocol import SerialLink
@@ -73,14 +74,13 @@ class ModuleConnection:
 
     async def run(self) -> None:
         """Connect, handshake, watch the link; reconnect with backoff. Runs until cancelled."""
-        delay = self.backoff_initial
+        backoff = Backoff(self.backoff_initial, self.backoff_max)
         while True:
             link = await self._connect_once()
             if link is None:
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, self.backoff_max)
+                await backoff.wait()
                 continue
-            delay = self.backoff_initial
+            backoff.reset()
             reason = await link.wait_closed()
             self.ready.clear()
             _LOGGER.warning("%s: link lost (%s); reconnecting", self.url, reason or "closed")

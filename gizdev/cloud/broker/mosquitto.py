@@ -47,6 +47,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from gizdev.backoff import Backoff
 from gizdev.cloud.broker.files import (
     SERVICE_USERNAME,
     FileOwner,
@@ -661,25 +662,24 @@ class ManagedMosquitto:
     async def _supervise(self) -> None:
         """Restart mosquitto whenever it exits, with backoff, until cancelled by :meth:`stop`."""
         loop = asyncio.get_running_loop()
-        delay = self.backoff_initial_s
+        backoff = Backoff(self.backoff_initial_s, self.backoff_max_s)
         while True:
             child = self._child
             if child is not None:
                 code = await child.wait_exit()
                 uptime = loop.time() - child.started_at
                 if uptime >= STABLE_RUN_S:
-                    delay = self.backoff_initial_s
+                    backoff.reset()
                 _LOGGER.warning(
                     "mosquitto (pid %d) exited with code %d after %.1f s; restarting in %.1f s; its last output:\n%s",
                     child.pid,
                     code,
                     uptime,
-                    delay,
+                    backoff.delay,
                     child.tail(10),
                 )
                 self._child = None
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, self.backoff_max_s)
+            await backoff.wait()
             try:
                 async with self._lock:
                     version = self._write_files(config=True)
@@ -688,7 +688,7 @@ class ManagedMosquitto:
             except Exception as exc:  # the supervisor's outermost loop: log, keep trying
                 _LOGGER.error(
                     "restarting mosquitto failed; next attempt in %.1f s: %s",
-                    delay,
+                    backoff.delay,
                     exc,
                     exc_info=not isinstance(exc, (BrokerError, OSError)),
                 )

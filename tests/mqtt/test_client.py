@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 
 from gizdev.errors import BrokerError
-from gizdev.transport.mqtt import MQTT_31, MQTT_311, MqttClient, MqttMessage, encode_remaining_length
+from gizdev.mqtt import MQTT_31, MQTT_311, MqttClient, MqttMessage, encode_remaining_length
 from tests.cloud.broker_fixtures import (  # noqa: F401
     BrokerThread,
     broker_dir_fixture,
