@@ -16,7 +16,6 @@ PK = "0123456789abcdef0123456789abcdef"
 DID = "dEvIcE0123456789abcdef"
 
 # open-api-seed "创建定时任务", with real values for the placeholders (val, xxx).
-WEEKLY_RAW: dict[str, Any] = {"raw": "01", "time": "07:00", "repeat": "mon"}
 SEED_BODY: dict[str, Any] = {
     "date": "2015-01-01",
     "time": "12:00",
