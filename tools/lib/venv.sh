@@ -68,3 +68,28 @@ _venv_install() {
     fi
     _venv_want "$extras" "$root" >>"$VENV/.gizdev-installed"
 }
+
+ensure_ha_venv() {
+    # Home Assistant's own Python environment in .venv-ha, for the tests that hand our MQTT discovery configs to HA's
+    # platform schemas and template engine (tests/bridge/ha_check.py). pip picks the newest Home Assistant that this
+    # Python runs (2024.3.3 on Python 3.11); the MQTT integration's own requirements come from its manifest.
+    local root stamp
+    root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+    HA_VENV="$root/.venv-ha"
+    stamp="$HA_VENV/.gizdev-installed"
+    [ -x "$HA_VENV/bin/python" ] && [ -f "$stamp" ] && return 0
+    ensure_python
+    echo "gizdev: installing Home Assistant into $HA_VENV for the discovery tests; this takes a few minutes once" >&2
+    rm -rf "$HA_VENV"
+    "$PYTHON" -m venv "$HA_VENV"
+    if ! { "$HA_VENV/bin/python" -m pip install -q --disable-pip-version-check homeassistant &&
+        "$HA_VENV/bin/python" -m pip install -q --disable-pip-version-check $("$HA_VENV/bin/python" -c '
+import json, pathlib, homeassistant.components.mqtt as mqtt
+print(" ".join(json.loads((pathlib.Path(mqtt.__file__).parent / "manifest.json").read_text())["requirements"]))'); } \
+        >"$root/.venv-ha.log" 2>&1; then
+        cat "$root/.venv-ha.log" >&2
+        echo "gizdev: installing Home Assistant failed (log above, also in $root/.venv-ha.log)" >&2
+        exit 1
+    fi
+    "$HA_VENV/bin/python" -c 'import homeassistant.const as c; print(c.__version__)' >"$stamp"
+}
