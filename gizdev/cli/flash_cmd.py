@@ -21,7 +21,7 @@ from gizdev.board.flash.port import open_stream
 from gizdev.board.flash.progress import NullProgress, Progress, ProgressReporter
 from gizdev.board.flash.stm32 import ANSWER_TIMEOUT_S, ERASE_TIMEOUT_S, Stm32Bootloader
 from gizdev.board.flash.stm32_flasher import FlashPlan, flash_stm32
-from gizdev.board.flash.stm32_protocol import FLASH_BASE
+from gizdev.protocol.stm32_boot import FLASH_BASE
 from gizdev.cli import options
 from gizdev.errors import ConfigError
 from gizdev.sim.stm32_bootloader import BootloaderConfig, BootloaderFaults, PtyBootloader, VirtualStm32Bootloader
