@@ -300,7 +300,7 @@ class ManagedMosquitto:
     ``pin_client_ids`` (default) makes mosquitto replace every client id by the username
     (``use_username_as_clientid``), so that a device connecting with another DID as client id cannot take that
     device's session over. The price: the service user has one connection at a time (a second one replaces the
-    first), so the cloud shares one :func:`service_client`.
+    first), so the cloud keeps one service connection (its device bus).
     """
 
     def __init__(
