@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gizdev.bridge.config import DEFAULT_STATE_DIR, load_config
+from gizdev.cli import options
 
 if TYPE_CHECKING:  # imported for real only when the command runs (start-up time)
     from gizdev.bridge.gateway import Bridge
@@ -48,11 +49,17 @@ def register(commands: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     bridge.add_argument("--config", type=Path, help="TOML file with the settings below")
-    bridge.add_argument(
-        "--port", help="the MCU's serial port: /dev/ttyUSB0, /dev/serial0, socket://host:port, pty path"
+    options.add_port_option(
+        bridge, required=False, help="the MCU's serial port: /dev/ttyUSB0, /dev/serial0, socket://host:port, pty path"
     )
-    bridge.add_argument("--baudrate", "--baud", type=int, help="serial speed (default 9600, the protocol's)")
-    bridge.add_argument("--product", type=Path, help="the product's datapoint schema (Gizwits JSON export)")
+    options.add_baud_option(
+        bridge,
+        aliases=("--baudrate",),
+        dest="baudrate",
+        default=None,
+        help="serial speed (default 9600, the protocol's)",
+    )
+    options.add_product_option(bridge, as_path=True, help="the product's datapoint schema (Gizwits JSON export)")
     bridge.add_argument("--cloud", help="the cloud's HTTP API, e.g. http://127.0.0.1:8080 (default: LAN only)")
     bridge.add_argument("--state-dir", type=Path, help=f"where identity.json is kept (default {DEFAULT_STATE_DIR})")
     bridge.add_argument("--mac", help="the MAC to register with (12 hex digits; default: a random one, kept)")

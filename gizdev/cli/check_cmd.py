@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gizdev.board.check import CHECKS, Status, check_board, render_table, report_json
+from gizdev.board.check import CHECKS, Status, check_board, render_table, report_json, select_checks
 from gizdev.cli import options
 from gizdev.codec.p0 import load_product
 from gizdev.errors import ConfigError
@@ -39,38 +39,32 @@ DEFAULT_OBSERVE_S = 2.0
 
 
 def register(commands: Any) -> None:
-    listing = "\n".join(f"  {name:<17} {title}" for name, title in CHECKS)
-    check = commands.add_parser(
+    listing = "\n".join(f"  {check.name:<17} {check.title}" for check in CHECKS)
+    parser = commands.add_parser(
         "check-board",
         help="serial-protocol conformance checks against an MCU",
         description=CHECK_HELP.format(checks=listing),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    check.add_argument(
-        "--port", required=True, help="serial device, pty path or socket://HOST:PORT where the MCU answers"
-    )
-    check.add_argument(
-        "--product", metavar="FILE", required=True, help="product schema the MCU should implement (its datapoints)"
-    )
-    check.add_argument(
-        "--baud",
-        type=options.positive_int,
-        default=9600,
+    options.add_port_option(parser, help="serial device, pty path or socket://HOST:PORT where the MCU answers")
+    options.add_product_option(parser, required=True, help="product schema the MCU should implement (its datapoints)")
+    options.add_baud_option(
+        parser,
         help="line speed of a serial port (default 9600, the protocol's); answer deadlines include the time "
         "frames take on the line at this speed",
     )
-    check.add_argument(
+    parser.add_argument(
         "--json",
         metavar="REPORT",
         dest="json_report",
         help="also write a machine-readable report to this file ('-' for stdout, instead of the table)",
     )
-    check.add_argument(
+    parser.add_argument(
         "--quick",
         action="store_true",
         help="write one changed value per writable datapoint (and back) instead of every edge value",
     )
-    check.add_argument(
+    parser.add_argument(
         "--observe",
         metavar="SECONDS",
         type=options.seconds,
@@ -78,14 +72,14 @@ def register(commands: Any) -> None:
         help=f"listen this long after the probes, before judging report rates (default {DEFAULT_OBSERVE_S:g}; "
         "a board with sensors shows its own reports meanwhile)",
     )
-    check.add_argument(
+    parser.add_argument(
         "--only",
         metavar="NAME",
         action="append",
         default=[],
         help="run only this check (repeat for more); the names are listed above",
     )
-    check.set_defaults(run=run_check)
+    parser.set_defaults(run=run_check)
 
 
 def _progress(index: int, total: int, name: str) -> None:
@@ -94,10 +88,7 @@ def _progress(index: int, total: int, name: str) -> None:
 
 def run_check(args: argparse.Namespace) -> int:
     product = load_product(args.product)
-    known = {name for name, _ in CHECKS}
-    unknown = [name for name in args.only if name not in known]
-    if unknown:
-        raise ConfigError(f"unknown check {', '.join(unknown)} (see --help for the list)")
+    select_checks(args.only)  # an unknown name is refused before the port is opened
     results, elapsed = asyncio.run(
         check_board(
             args.port,

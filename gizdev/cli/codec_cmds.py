@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
+from gizdev.cli import options
 from gizdev.codec.commands import Command
 from gizdev.codec.describe import describe_frame
 from gizdev.codec.frame import encode_frame, parse_frame
@@ -48,7 +49,7 @@ def register(commands: Any) -> None:
         description=DECODE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    decode.add_argument("--product", metavar="FILE", help="product schema (needed to decode P0 datapoints)")
+    options.add_product_option(decode, help="product schema (needed to decode P0 datapoints)")
     decode.add_argument("frames", nargs="*", metavar="HEX", help="frames as hex; stdin lines when none given")
     decode.set_defaults(run=run_decode)
 
@@ -58,7 +59,7 @@ def register(commands: Any) -> None:
         description=ENCODE_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    encode.add_argument("--product", metavar="FILE", help="product schema (needed for P0 actions)")
+    options.add_product_option(encode, help="product schema (needed for P0 actions)")
     encode.add_argument("--cmd", help="command number or name (single-frame mode)")
     encode.add_argument("--sn", type=lambda text: int(text, 0), default=0, help="sequence number (default 0)")
     encode.add_argument("--flags", type=lambda text: int(text, 0), default=0, help="frame flags (default 0)")

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gizdev.cli import options
 from gizdev.cli.cloud_cmd import host_port
 from gizdev.products import builtin_product_path
 
@@ -41,7 +42,7 @@ def register(commands: Any) -> None:
     demo.add_argument("--mqtt", type=host_port, default=("127.0.0.1", 18830), metavar="HOST:PORT",
                       help="the managed broker's listener (default 127.0.0.1:18830)")  # fmt: skip
     demo.add_argument("--data-dir", type=Path, help="keep the state here (default: a temporary directory)")
-    demo.add_argument("--product", type=Path, help="the board's schema (default: the built-in GoKit)")
+    options.add_product_option(demo, as_path=True, help="the board's schema (default: the built-in GoKit)")
     demo.set_defaults(run=_run)
 
 

@@ -21,9 +21,9 @@ from gizdev.board.flash.port import open_stream
 from gizdev.board.flash.progress import NullProgress, Progress, ProgressReporter
 from gizdev.board.flash.stm32 import ANSWER_TIMEOUT_S, ERASE_TIMEOUT_S, Stm32Bootloader
 from gizdev.board.flash.stm32_flasher import FlashPlan, flash_stm32
-from gizdev.board.flash.stm32_protocol import FLASH_BASE
 from gizdev.cli import options
 from gizdev.errors import ConfigError
+from gizdev.protocol.stm32_boot import FLASH_BASE
 from gizdev.sim.stm32_bootloader import BootloaderConfig, BootloaderFaults, PtyBootloader, VirtualStm32Bootloader
 
 _LOGGER = logging.getLogger(__name__)
@@ -113,10 +113,8 @@ def _register_stm32(targets: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     stm32.add_argument("firmware", metavar="FIRMWARE", type=Path, help="image: Intel HEX (.hex) or raw binary")
-    stm32.add_argument("--port", required=True, help="serial device or pty path (or a pyserial URL: socket://...)")
-    stm32.add_argument(
-        "--baud", type=options.positive_int, default=115200, help="line speed, 8E1 (default 115200; 57600 is safer)"
-    )
+    options.add_port_option(stm32, help="serial device or pty path (or a pyserial URL: socket://...)")
+    options.add_baud_option(stm32, default=115200, help="line speed, 8E1 (default 115200; 57600 is safer)")
     stm32.add_argument(
         "--address",
         type=address,
@@ -182,8 +180,8 @@ def _register_module(targets: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     module.add_argument("firmware", metavar="FIRMWARE", type=Path, help="raw binary image for the module")
-    module.add_argument("--port", required=True, help="serial device of the module")
-    module.add_argument("--baud", type=options.positive_int, default=115200, help="flashing speed (default 115200)")
+    options.add_port_option(module, help="serial device of the module")
+    options.add_baud_option(module, default=115200, help="flashing speed (default 115200)")
     module.add_argument("--address", type=address, default=0, help="flash offset (default 0x0), 4 KiB aligned")
     module.add_argument("--flash-mode", choices=FLASH_MODES, default="keep", help="SPI flash mode (default keep)")
     module.add_argument("--flash-size", metavar="SIZE", help="SPI flash size for the image header (e.g. 4MB)")
@@ -210,10 +208,8 @@ def _register_sim(targets: Any) -> None:
     sim.add_argument(
         "--extended-erase", action="store_true", help="offer Extended Erase (0x44) instead of Erase (0x43)"
     )
-    sim.add_argument(
-        "--baud",
-        type=options.positive_int,
-        help="take as long per byte as a UART at this speed, 8E1 (default: as fast as the pty goes)",
+    options.add_baud_option(
+        sim, default=None, help="take as long per byte as a UART at this speed, 8E1 (default: as fast as the pty goes)"
     )
     sim.add_argument("--initial", metavar="FILE", type=Path, help="flash contents at start (a raw binary)")
     sim.add_argument("--dump", metavar="FILE", type=Path, help="write the flash contents to FILE when stopped")

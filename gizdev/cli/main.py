@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ModuleNotFoundError as exc:
         if (exc.name or "").startswith("gizdev"):
             raise
-        # The networked commands need the optional extras (aiohttp, aiomqtt, SQLAlchemy...).
+        # The networked commands need the optional extras (aiohttp, SQLAlchemy...).
         print(f"gizdev {args.command}: needs {exc.name}: pip install 'gizdev[all]'", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -4,39 +4,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
-import os
 import signal
-import socket
 import urllib.parse
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from gizdev.cli import options
 from gizdev.codec.p0 import Product, load_product
-from gizdev.errors import ConfigError, GizdevError, TransportError
-from gizdev.link.protocol import SerialLink
-from gizdev.sim.control import (
-    ControlServer,
-    LineSplitter,
-    SimController,
-    bind_listener,
-    fault_plan,
-    format_address,
-    text_value,
-)
-from gizdev.sim.mcu import PERIODIC_INTERVAL_S, READONLY_MIN_INTERVAL_S, FaultPlan, VirtualMcu
-from gizdev.transport import LinkTransport, connect_fd, open_pty_pair
+from gizdev.errors import ConfigError, GizdevError
+from gizdev.sim.control import fault_plan, text_value
+from gizdev.sim.mcu import PERIODIC_INTERVAL_S, READONLY_MIN_INTERVAL_S
+from gizdev.sim.serve import Address, SimConfig, serve_sim
 
 _LOGGER = logging.getLogger(__name__)
-
-#: How long a closing link may take to flush before it is cut (a peer that stopped reading never lets it finish).
-CLOSE_GRACE_S = 1.0
-#: Pause after a failed accept() (e.g. out of file descriptors), so that the loop does not spin.
-ACCEPT_RETRY_S = 0.5
 
 SIM_HELP = """\
 Run a virtual MCU board for a product schema: it answers the module's requests, applies writes and reports its
@@ -76,34 +57,15 @@ examples:
 """
 
 
-@dataclass(frozen=True, slots=True)
-class _Address:
-    host: str
-    port: int
-
-
-@dataclass(frozen=True, slots=True)
-class _SimConfig:
-    product: Product
-    values: dict[str, object]
-    faults: FaultPlan
-    periodic_s: float
-    readonly_interval_s: float
-    listen: _Address | None  # None: a pty
-    control: _Address | None  # None: no control API
-    baud: int | None
-    allow_remote: bool
-
-
 def register(commands: Any) -> None:
-    sim = commands.add_parser(
+    parser = commands.add_parser(
         "sim",
         help="run a virtual MCU on a pty or a TCP port",
         description=SIM_HELP,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    sim.add_argument("--product", metavar="FILE", required=True, help="product schema (the Gizwits JSON export)")
-    where = sim.add_mutually_exclusive_group()
+    options.add_product_option(parser, required=True)
+    where = parser.add_mutually_exclusive_group()
     where.add_argument(
         "--pty",
         action="store_true",
@@ -114,26 +76,26 @@ def register(commands: Any) -> None:
         metavar="socket://HOST:PORT",
         help="serve on a TCP port instead (raw serial bytes, as ser2net); port 0 picks a free one",
     )
-    sim.add_argument(
+    parser.add_argument(
         "--allow-remote",
         action="store_true",
         help="allow --listen and --control on addresses other than loopback (anyone reaching them controls the sim)",
     )
-    sim.add_argument(
+    parser.add_argument(
         "--set",
         metavar="NAME=VALUE",
         action="append",
         default=[],
         help="initial value of a datapoint (repeatable; VALUE is JSON, else a string; binary as hex)",
     )
-    sim.add_argument(
+    parser.add_argument(
         "--periodic",
         metavar="SECONDS",
         type=options.positive_seconds,
         default=PERIODIC_INTERVAL_S,
         help=f"interval of the full status report (default {PERIODIC_INTERVAL_S:g}, the SDK's 10 minutes)",
     )
-    sim.add_argument(
+    parser.add_argument(
         "--readonly-interval",
         metavar="SECONDS",
         type=options.seconds,
@@ -141,7 +103,7 @@ def register(commands: Any) -> None:
         help="least time between reports caused only by read-only numbers changing "
         f"(default {READONLY_MIN_INTERVAL_S:g}, as the SDK)",
     )
-    faults = sim.add_argument_group("fault injection (what the sim sends; change them later with 'fault')")
+    faults = parser.add_argument_group("fault injection (what the sim sends; change them later with 'fault')")
     faults.add_argument(
         "--drop-acks",
         metavar="P",
@@ -164,22 +126,22 @@ def register(commands: Any) -> None:
     )
     faults.add_argument("--silent", action="store_true", help="send nothing at all (a dead or unpowered board)")
     faults.add_argument("--seed", metavar="N", type=int, help="random seed, for faults that repeat run after run")
-    sim.add_argument(
-        "--baud",
+    options.add_baud_option(
+        parser,
+        default=None,
         metavar="N",
-        type=options.positive_int,
         help="pace what the sim sends at N baud (8N1), as a real UART would (default: as fast as possible)",
     )
-    sim.add_argument(
+    parser.add_argument(
         "--control",
         metavar="HOST:PORT",
         default="127.0.0.1:0",
         help="address of the JSON control API (default 127.0.0.1:0, a free loopback port); 'none' disables it",
     )
-    sim.set_defaults(run=run_sim)
+    parser.set_defaults(run=run_sim)
 
 
-def _parse_listen(url: str) -> _Address:
+def _parse_listen(url: str) -> Address:
     # Not transport.parse_socket_url: that one is for clients and refuses port 0, which a server may ask for.
     parts = urllib.parse.urlsplit(url)
     try:
@@ -188,17 +150,17 @@ def _parse_listen(url: str) -> _Address:
         raise ConfigError(f"--listen {url}: bad port: {exc}") from None
     if parts.scheme != "socket" or not parts.hostname or port is None or parts.path or parts.query:
         raise ConfigError(f"--listen {url}: expected socket://HOST:PORT (e.g. socket://127.0.0.1:0)")
-    return _Address(parts.hostname, port)
+    return Address(parts.hostname, port)
 
 
-def _parse_control(text: str) -> _Address | None:
+def _parse_control(text: str) -> Address | None:
     if text.strip().lower() == "none":
         return None
     host, sep, port_text = text.rpartition(":")
     host = host.removeprefix("[").removesuffix("]")
     if not sep or not host or not port_text.isdigit() or int(port_text) > 0xFFFF:
         raise ConfigError(f"--control {text}: expected HOST:PORT (e.g. 127.0.0.1:0) or none")
-    return _Address(host, int(port_text))
+    return Address(host, int(port_text))
 
 
 def _initial_values(product: Product, settings: list[str]) -> dict[str, object]:
@@ -216,12 +178,9 @@ def _initial_values(product: Product, settings: list[str]) -> dict[str, object]:
         raise ConfigError(f"--set: {exc}") from None
 
 
-# ---- running ------------------------------------------------------------------------------------------------------
-
-
 def run_sim(args: argparse.Namespace) -> int:
     product = load_product(args.product)
-    config = _SimConfig(
+    config = SimConfig(
         product=product,
         values=_initial_values(product, args.set),
         faults=fault_plan(
@@ -244,13 +203,13 @@ def run_sim(args: argparse.Namespace) -> int:
     return asyncio.run(_serve(config))
 
 
-async def _serve(config: _SimConfig) -> int:
+async def _serve(config: SimConfig) -> int:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, _stop_on_signal, stop, signum)
     try:
-        status = await _run(config, stop)
+        status = await serve_sim(config, stop, announce=_print_line, answer=_print_answer)
     finally:
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
@@ -258,228 +217,13 @@ async def _serve(config: _SimConfig) -> int:
     return status
 
 
-async def _run(config: _SimConfig, stop: asyncio.Event) -> int:
-    """Serve until ``stop`` is set (0) or the pty fails (1); everything opened is closed on the way out."""
-    try:
-        mcu = VirtualMcu(
-            config.product,
-            values=config.values,
-            periodic_interval_s=config.periodic_s,
-            readonly_min_interval_s=config.readonly_interval_s,
-            faults=config.faults,
-        )
-    except GizdevError as exc:
-        raise ConfigError(f"--set: {exc}") from None
-    controller = SimController(mcu, on_quit=stop.set)
-    async with contextlib.AsyncExitStack() as stack:
-        endpoint: _PtyEndpoint | _TcpEndpoint
-        if config.listen is None:
-            endpoint = _PtyEndpoint(mcu, config.baud)
-        else:
-            endpoint = _TcpEndpoint(mcu, config.listen, config.baud, allow_remote=config.allow_remote)
-        stack.push_async_callback(endpoint.close)
-        announce = await endpoint.open()
-        # Registered after the endpoint, so it runs before it: the reporter stops, then the link closes.
-        stack.push_async_callback(mcu.close)
-        announce["control"] = None
-        if config.control is not None:
-            server = ControlServer(
-                controller, config.control.host, config.control.port, allow_remote=config.allow_remote
-            )
-            stack.push_async_callback(server.close)
-            announce["control"] = format_address(*await server.start())
-        mcu.start()
-        print(json.dumps(announce), flush=True)
-        _LOGGER.info("sim: %s (%s) ready: %s", config.product.name, config.product.product_key, json.dumps(announce))
-        commands = _StdinCommands(controller)
-        commands.start()
-        stack.callback(commands.close)
-        loop = asyncio.get_running_loop()
-        failed = loop.create_task(endpoint.failed(), name="sim-endpoint")
-        stopped = loop.create_task(stop.wait(), name="sim-stop")
-        try:
-            await asyncio.wait({failed, stopped}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (failed, stopped):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        _LOGGER.info("sim: stopping")
-        if failed.done() and not failed.cancelled():
-            _LOGGER.error("sim: %s", failed.result())
-            return 1
-    return 0
-
-
 def _stop_on_signal(stop: asyncio.Event, signum: int) -> None:
     _LOGGER.info("sim: %s received", signal.Signals(signum).name)
     stop.set()
 
 
-async def _close_link(link: SerialLink, transport: LinkTransport) -> None:
-    """Close a link, giving it CLOSE_GRACE_S to flush; a peer that stopped reading gets cut off."""
-    transport.close()
-    try:
-        async with asyncio.timeout(CLOSE_GRACE_S):
-            await link.wait_closed()
-    except TimeoutError:
-        transport.abort()
-        await link.wait_closed()
-
-
-class _PtyEndpoint:
-    """The virtual MCU on the master side of a pty; the pair keeps a slave fd, so modules may come and go."""
-
-    def __init__(self, mcu: VirtualMcu, baud: int | None) -> None:
-        self.mcu = mcu
-        self.baud = baud
-        self._pair = open_pty_pair()
-        self._link: SerialLink | None = None
-        self._transport: LinkTransport | None = None
-
-    async def open(self) -> dict[str, Any]:
-        self._transport, self._link = await self._pair.connect_master(
-            self.mcu.protocol_factory, throttle_baud=self.baud
-        )
-        _LOGGER.info("sim: on pty %s%s", self._pair.slave_path, f" at {self.baud} baud" if self.baud else "")
-        return {"pty": self._pair.slave_path}
-
-    async def failed(self) -> str:
-        """Returns (the reason) only if the pty link ends while the sim runs."""
-        assert self._link is not None
-        reason = await self._link.wait_closed()
-        return f"pty {self._pair.slave_path} closed: {reason}"
-
-    async def close(self) -> None:
-        if self._link is not None and self._transport is not None:
-            await _close_link(self._link, self._transport)
-        self._pair.close()
-
-
-class _TcpEndpoint:
-    """The virtual MCU behind a TCP port: each accepted connection gets a fresh link and replaces the last one."""
-
-    def __init__(self, mcu: VirtualMcu, address: _Address, baud: int | None, *, allow_remote: bool) -> None:
-        self.mcu = mcu
-        self.baud = baud
-        self._socket = bind_listener(address.host, address.port, allow_remote=allow_remote, what="--listen")
-        self.url = f"socket://{format_address(*self._socket.getsockname()[:2])}"
-        self._accepting: asyncio.Task[None] | None = None
-        self._current: tuple[SerialLink, LinkTransport] | None = None
-
-    async def open(self) -> dict[str, Any]:
-        self._accepting = asyncio.get_running_loop().create_task(self._accept(), name="sim-accept")
-        _LOGGER.info("sim: listening on %s%s", self.url, f" at {self.baud} baud" if self.baud else "")
-        return {"listen": self.url}
-
-    async def failed(self) -> str:
-        # A connection that ends is normal here: the next module connects again, so this never returns.
-        never: asyncio.Future[str] = asyncio.get_running_loop().create_future()
-        return await never
-
-    async def close(self) -> None:
-        if self._accepting is not None:
-            self._accepting.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._accepting
-        self._socket.close()
-        if self._current is not None:
-            await _close_link(*self._current)
-            self._current = None
-
-    async def _accept(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            try:
-                conn, peer = await loop.sock_accept(self._socket)
-            except OSError as exc:  # e.g. out of file descriptors: wait and try again
-                _LOGGER.warning("sim: accept failed: %s", exc)
-                await asyncio.sleep(ACCEPT_RETRY_S)
-                continue
-            name = f"socket://{format_address(*peer[:2])}"
-            # Small frames under a 200 ms ACK budget: do not let Nagle hold them back.
-            with contextlib.suppress(OSError):
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if self._current is not None:
-                _LOGGER.info("sim: %s replaces the previous module connection", name)
-                link, transport = self._current
-                self._current = None
-                transport.abort()
-            try:
-                # The socket's fd under the same transport as a serial port: EOF or reset ends the link.
-                transport, link = await connect_fd(
-                    conn.detach(), self.mcu.protocol_factory, throttle_baud=self.baud, path=name
-                )
-            except (OSError, TransportError) as exc:
-                _LOGGER.warning("sim: %s: cannot serve the connection: %s", name, exc)
-                continue
-            self._current = (link, transport)
-            _LOGGER.info("sim: module connected from %s", name)
-
-
-MAX_UNPOLLABLE_STDIN = 16 * 1024 * 1024  # a command file this large is not a command file
-
-
-class _StdinCommands:
-    """Text commands from stdin, answered on stdout; the end of stdin leaves the sim running."""
-
-    def __init__(self, controller: SimController, answer: Callable[[dict[str, Any]], None] | None = None) -> None:
-        self.controller = controller
-        self._answer = answer or _print_answer
-        self._lines = LineSplitter()
-        self._watching = False
-        self._unpolled = 0
-
-    def start(self) -> None:
-        loop = asyncio.get_running_loop()
-        try:
-            # Watched without making fd 0 non-blocking: a terminal shares that flag with stdout and the shell.
-            loop.add_reader(0, self._readable)
-            self._watching = True
-        except PermissionError:
-            # A regular file or /dev/null cannot be polled; it never blocks either, so read it now.
-            loop.call_soon(self._read_all)
-        except (OSError, ValueError):
-            _LOGGER.info("sim: no stdin; commands only through the control API")
-
-    def close(self) -> None:
-        if self._watching:
-            asyncio.get_running_loop().remove_reader(0)
-            self._watching = False
-
-    def _readable(self) -> None:
-        if not self._chunk():
-            self.close()
-
-    def _read_all(self) -> None:
-        # One chunk per turn of the loop, so that the board and the signal handlers keep running; an input that
-        # never ends (stdin from /dev/zero) is given up after MAX_UNPOLLABLE_STDIN bytes.
-        self._unpolled += 1
-        if self._unpolled * 65536 > MAX_UNPOLLABLE_STDIN:
-            _LOGGER.warning("sim: stdin does not end (%d bytes read); ignoring it", MAX_UNPOLLABLE_STDIN)
-            return
-        if self._chunk():
-            asyncio.get_running_loop().call_soon(self._read_all)
-
-    def _chunk(self) -> bool:
-        """Handle what stdin has; False at its end."""
-        try:
-            data = os.read(0, 65536)
-        except BlockingIOError:
-            return True
-        except OSError as exc:
-            _LOGGER.info("sim: stdin unreadable (%s); commands only through the control API", exc)
-            return False
-        if not data:
-            for line in self._lines.flush():
-                self._answer(self.controller.handle_text(line))
-            _LOGGER.info("sim: end of stdin; running on until SIGINT or SIGTERM")
-            return False
-        for line in self._lines.feed(data):
-            if line is not None and not line.strip():
-                continue
-            self._answer(self.controller.handle_text(line))
-        return True
+def _print_line(announcement: dict[str, Any]) -> None:
+    print(json.dumps(announcement), flush=True)
 
 
 def _print_answer(answer: dict[str, Any]) -> None:

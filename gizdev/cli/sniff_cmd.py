@@ -77,19 +77,12 @@ def register(commands: Any) -> None:
     )
     sniff.add_argument("--module-side", metavar="PORT", help="port wired to the WiFi module's UART")
     sniff.add_argument("--replay", metavar="FILE", help="decode a capture file instead of live ports (- for stdin)")
-    sniff.add_argument(
-        "--product", metavar="FILE", help="product schema, to decode P0 datapoints by name (else shown as hex)"
-    )
+    options.add_product_option(sniff, help="product schema, to decode P0 datapoints by name (else shown as hex)")
     sniff.add_argument("--json", action="store_true", help="print one JSON object per event instead of text")
     sniff.add_argument(
         "--record", metavar="FILE", help="live only: also write what passes into a capture file (replayable)"
     )
-    sniff.add_argument(
-        "--baud",
-        type=options.positive_int,
-        default=9600,
-        help="line speed of both serial ports (default 9600, the protocol's)",
-    )
+    options.add_baud_option(sniff, help="line speed of both serial ports (default 9600, the protocol's)")
     sniff.add_argument(
         "--idle-ms",
         type=options.positive_seconds,

@@ -7,9 +7,15 @@ needs little: CONNECT with user name and password, SUBSCRIBE at QoS 0 one topic 
 QoS 0 both ways, PINGREQ for keepalive, DISCONNECT. That is all this client does; QoS 1/2, will messages,
 retained-message flags on output and MQTT 5 are out of scope.
 
-Packets (MQTT 3.1.1 §2-§3; 3.1 differs only in the protocol name ``MQIsdp`` and level 3)::
+Packets are built by :mod:`gizdev.mqtt.packets`.
 
-    fixed header: type << 4 | flags, remaining length (1-4 bytes, 7 bits each, LSB group first)
+Inbound messages wait in a bounded queue until the consumer takes them from :meth:`MqttClient.messages`: at most
+``max_queued`` messages and ``max_queued_bytes`` of payload (defaults :data:`MAX_QUEUED_MESSAGES`,
+:data:`MAX_QUEUED_BYTES`). A broker that sends faster than the consumer reads does not grow memory: when a new
+message would exceed a bound, the *oldest* queued messages are dropped (QoS 0 is at-most-once anyway, and for
+device traffic the newest state and command matter most), counted in :attr:`MqttClient.dropped_messages` and
+logged once per overflow (a WARNING when dropping starts; it starts again after the consumer has caught up). The
+read loop itself never waits for the consumer, so keepalive answers and SUBACKs are still seen.
 """
 
 from __future__ import annotations
@@ -18,21 +24,44 @@ import asyncio
 import contextlib
 import logging
 import ssl
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from gizdev.errors import BrokerError
+from gizdev.mqtt.packets import (
+    CONNACK,
+    DISCONNECT,
+    MQTT_31,
+    MQTT_311,
+    PINGREQ,
+    PINGRESP,
+    PUBACK,
+    PUBLISH,
+    SUBACK,
+    SUBSCRIBE,
+    connect_packet,
+    encode_remaining_length,
+    encode_string,
+    packet,
+)
 
-__all__ = ["MQTT_31", "MQTT_311", "MqttClient", "MqttMessage", "encode_remaining_length"]
+__all__ = [
+    "MAX_QUEUED_BYTES",
+    "MAX_QUEUED_MESSAGES",
+    "MQTT_31",
+    "MQTT_311",
+    "MqttClient",
+    "MqttMessage",
+    "encode_remaining_length",
+]
 
 _LOGGER = logging.getLogger(__name__)
 
-MQTT_31 = 3  # "MQIsdp", what GAgent sends
-MQTT_311 = 4  # "MQTT"
-
-CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK = 1, 2, 3, 4, 8, 9
-PINGREQ, PINGRESP, DISCONNECT = 12, 13, 14
 MAX_PACKET = 1 << 20  # a broker sending more than this to a device is broken or hostile
+#: Inbound messages held for a slow consumer (see the module doc for what happens beyond).
+MAX_QUEUED_MESSAGES = 1000
+MAX_QUEUED_BYTES = 4 * MAX_PACKET
 _CONNACK_REASONS = {
     1: "unacceptable protocol version",
     2: "identifier rejected",
@@ -48,33 +77,67 @@ class MqttMessage:
     payload: bytes
 
 
-def encode_remaining_length(length: int) -> bytes:
-    if not 0 <= length < 1 << 28:
-        raise ValueError(f"MQTT packet of {length} bytes is too large")
-    out = bytearray()
-    while True:
-        byte, length = length & 0x7F, length >> 7
-        out.append(byte | (0x80 if length else 0))
-        if not length:
-            return bytes(out)
+class _Inbox:
+    """Messages for the consumer, bounded in count and payload bytes by dropping the oldest; then the end."""
 
+    def __init__(self, name: str, max_messages: int, max_bytes: int) -> None:
+        self.name = name
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self.dropped = 0
+        self._items: deque[MqttMessage] = deque()
+        self._bytes = 0
+        self._end: BaseException | None = None
+        self._ready = asyncio.Event()
+        self._overflowing = False
 
-def _string(text: str) -> bytes:
-    data = text.encode("utf-8")
-    if len(data) > 0xFFFF:
-        raise ValueError("MQTT string longer than 65535 bytes")
-    return len(data).to_bytes(2, "big") + data
+    def put(self, message: MqttMessage) -> None:
+        self._items.append(message)
+        self._bytes += len(message.payload)
+        while len(self._items) > self.max_messages or self._bytes > self.max_bytes:
+            old = self._items.popleft()
+            self._bytes -= len(old.payload)
+            self.dropped += 1
+            if not self._overflowing:
+                self._overflowing = True
+                _LOGGER.warning(
+                    "MQTT %s: messages arrive faster than they are read; dropping the oldest (queue limit %d "
+                    "messages, %d bytes)",
+                    self.name,
+                    self.max_messages,
+                    self.max_bytes,
+                )
+        self._ready.set()
 
+    def end(self, reason: BaseException) -> None:
+        if self._end is None:
+            self._end = reason
+            self._ready.set()
 
-def _packet(kind: int, body: bytes, flags: int = 0) -> bytes:
-    return bytes([kind << 4 | flags]) + encode_remaining_length(len(body)) + body
+    async def get(self) -> MqttMessage:
+        while not self._items:
+            if self._end is not None:
+                end = self._end
+                raise end if isinstance(end, BrokerError) else BrokerError(str(end))
+            self._ready.clear()
+            await self._ready.wait()
+        message = self._items.popleft()
+        self._bytes -= len(message.payload)
+        if not self._items:
+            self._overflowing = False  # caught up: a later overflow is news again
+        return message
+
+    def __len__(self) -> int:
+        return len(self._items)
 
 
 class MqttClient:
     """One connection: ``await connect()``, ``subscribe``, ``publish``, ``async for message in messages()``.
 
-    The connection ends (and :meth:`messages` raises :class:`BrokerError`) when the broker closes it, sends
-    something malformed, or misses two keepalive answers. ``close()`` sends DISCONNECT and closes.
+    The connection ends (and :meth:`messages` raises :class:`BrokerError`, after the messages still queued) when
+    the broker closes it, sends something malformed, or misses two keepalive answers. ``close()`` sends
+    DISCONNECT and closes. At most ``max_queued`` messages (``max_queued_bytes`` of payload) wait for the
+    consumer; beyond, the oldest are dropped (module doc).
     """
 
     def __init__(
@@ -89,11 +152,15 @@ class MqttClient:
         protocol: int = MQTT_311,
         timeout_s: float = 10.0,
         tls: ssl.SSLContext | None = None,
+        max_queued: int = MAX_QUEUED_MESSAGES,
+        max_queued_bytes: int = MAX_QUEUED_BYTES,
     ) -> None:
         if protocol not in (MQTT_31, MQTT_311):
             raise ValueError(f"unsupported MQTT protocol level {protocol}")
         if not 0 <= keepalive_s <= 0xFFFF:
             raise ValueError("keepalive must be within 0..65535 s")
+        if max_queued < 1 or max_queued_bytes < 0:
+            raise ValueError("the inbound queue must hold at least one message")
         self.host = host
         self.port = port
         self.client_id = client_id
@@ -105,7 +172,7 @@ class MqttClient:
         self.tls = tls
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._messages: asyncio.Queue[MqttMessage | BaseException] = asyncio.Queue()
+        self._inbox = _Inbox(client_id, max_queued, max_queued_bytes)
         self._acks: dict[int, asyncio.Future[bytes]] = {}
         self._next_id = 0
         self._tasks: list[asyncio.Task[None]] = []
@@ -141,24 +208,20 @@ class MqttClient:
             self._tasks.append(loop.create_task(self._keepalive(), name=f"mqtt-ping-{self.client_id}"))
 
     def _connect_packet(self) -> bytes:
-        name = "MQIsdp" if self.protocol == MQTT_31 else "MQTT"
-        flags = 0x02  # clean session
-        payload = _string(self.client_id)
-        if self.username is not None:
-            flags |= 0x80
-            payload += _string(self.username)
-            if self.password is not None:
-                flags |= 0x40
-                payload += _string(self.password)
-        variable = _string(name) + bytes([self.protocol, flags]) + self.keepalive_s.to_bytes(2, "big")
-        return _packet(CONNECT, variable + payload)
+        return connect_packet(
+            self.client_id,
+            username=self.username,
+            password=self.password,
+            keepalive_s=self.keepalive_s,
+            protocol=self.protocol,
+        )
 
     async def close(self) -> None:
         """DISCONNECT and close; idempotent."""
         writer = self._writer
         if writer is not None and not writer.is_closing():
             with contextlib.suppress(OSError, RuntimeError):
-                writer.write(_packet(DISCONNECT, b""))
+                writer.write(packet(DISCONNECT, b""))
         await self._drop()
 
     async def _drop(self, reason: BaseException | None = None) -> None:
@@ -178,7 +241,7 @@ class MqttClient:
     def _end(self, reason: BaseException | None) -> None:
         if self.closed is not None and not self.closed.done():
             self.closed.set_result(reason)
-            self._messages.put_nowait(reason or BrokerError("the connection was closed"))
+            self._inbox.end(reason or BrokerError("the connection was closed"))
         for future in self._acks.values():
             if not future.done():
                 future.set_exception(reason or BrokerError("the connection was closed"))
@@ -187,6 +250,16 @@ class MqttClient:
     @property
     def connected(self) -> bool:
         return self.closed is not None and not self.closed.done()
+
+    @property
+    def dropped_messages(self) -> int:
+        """Inbound messages dropped because the consumer fell behind (see the module doc)."""
+        return self._inbox.dropped
+
+    @property
+    def queued_messages(self) -> int:
+        """Inbound messages waiting for the consumer."""
+        return len(self._inbox)
 
     # -- sending ------------------------------------------------------------------------------------------------
 
@@ -205,7 +278,7 @@ class MqttClient:
 
     def publish_nowait(self, topic: str, payload: bytes) -> bool:
         """PUBLISH at QoS 0 from synchronous code; False if the socket's buffer is over 64 KiB (slow broker)."""
-        self._write(_packet(PUBLISH, _string(topic) + payload))
+        self._write(packet(PUBLISH, encode_string(topic) + payload))
         writer = self._writer
         return writer is None or writer.transport.get_write_buffer_size() <= 64 * 1024
 
@@ -215,7 +288,7 @@ class MqttClient:
         packet_id = self._next_id
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self._acks[packet_id] = future
-        self._write(_packet(SUBSCRIBE, packet_id.to_bytes(2, "big") + _string(topic) + b"\x00", flags=0x02))
+        self._write(packet(SUBSCRIBE, packet_id.to_bytes(2, "big") + encode_string(topic) + b"\x00", flags=0x02))
         try:
             async with asyncio.timeout(self.timeout_s):
                 granted = await future
@@ -229,13 +302,9 @@ class MqttClient:
     # -- receiving ----------------------------------------------------------------------------------------------
 
     async def messages(self) -> AsyncIterator[MqttMessage]:
-        """Messages as they arrive; raises BrokerError when the connection ends."""
+        """Messages as they arrive; raises BrokerError when the connection ends (every later call too)."""
         while True:
-            item = await self._messages.get()
-            if isinstance(item, BaseException):
-                self._messages.put_nowait(item)  # every later call ends the same way
-                raise item if isinstance(item, BrokerError) else BrokerError(str(item))
-            yield item
+            yield await self._inbox.get()
 
     async def _read_packet(self) -> tuple[int, int, bytes]:
         reader = self._reader
@@ -290,15 +359,15 @@ class MqttClient:
         except UnicodeDecodeError:
             raise BrokerError(f"PUBLISH with a topic that is not UTF-8: {body[2 : 2 + size].hex()}") from None
         if qos == 1:  # we subscribe at QoS 0, but a broker may still deliver at 1: acknowledge it
-            self._write(_packet(PUBACK, body[2 + size : start]))
-        self._messages.put_nowait(MqttMessage(topic, body[start:]))
+            self._write(packet(PUBACK, body[2 + size : start]))
+        self._inbox.put(MqttMessage(topic, body[start:]))
 
     async def _keepalive(self) -> None:
         interval = self.keepalive_s / 2
         while True:
             await asyncio.sleep(interval)
             self._pong.clear()
-            self._write(_packet(PINGREQ, b""))
+            self._write(packet(PINGREQ, b""))
             try:
                 async with asyncio.timeout(interval * 2):
                     await self._pong.wait()

@@ -18,7 +18,8 @@ as hex. A request may carry an ``"id"``, which its answer echoes. Malformed JSON
 value or an over-long line is answered with an error and the connection goes on.
 
 The text form of the sim's stdin (``set NAME VALUE``, ``fault KEY VALUE`` ...) is parsed by
-:func:`parse_text_command` into the same request objects, so both front ends share :class:`SimController`.
+:func:`parse_text_command` into the same request objects, so both front ends (:class:`ControlServer` on TCP,
+:class:`StdinCommands` on a file descriptor) share :class:`SimController`.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import ipaddress
 import json
 import logging
 import math
+import os
 import socket
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -44,6 +46,7 @@ __all__ = [
     "ControlServer",
     "LineSplitter",
     "SimController",
+    "StdinCommands",
     "bind_listener",
     "fault_plan",
     "format_address",
@@ -443,3 +446,79 @@ class ControlServer:
             _LOGGER.exception("control: %s: request failed", peer)
             answer = {"ok": False, "error": "internal error (see the sim's log)"}
         return json.dumps(answer, ensure_ascii=False).encode() + b"\n"
+
+
+# ---- stdin ---------------------------------------------------------------------------------------------------------
+
+#: A command file this large is not a command file (stdin from /dev/zero, say).
+MAX_UNPOLLABLE_STDIN = 16 * 1024 * 1024
+_STDIN_CHUNK_BYTES = 64 * 1024
+
+
+class StdinCommands:
+    """Text commands from a file descriptor (stdin), each answer handed to ``answer``; its end leaves the sim running.
+
+    A terminal or a pipe is watched by the event loop; a regular file or /dev/null, which cannot be polled, is
+    read a chunk per turn of the loop, and given up after :data:`MAX_UNPOLLABLE_STDIN` bytes.
+    """
+
+    def __init__(self, controller: SimController, answer: Callable[[dict[str, Any]], None], *, fd: int = 0) -> None:
+        self.controller = controller
+        self.fd = fd
+        self._answer = answer
+        self._lines = LineSplitter()
+        self._watching = False
+        self._unpolled = 0
+
+    def start(self) -> None:
+        """Begin answering what arrives on the fd."""
+        loop = asyncio.get_running_loop()
+        try:
+            # Watched without making the fd non-blocking: a terminal shares that flag with stdout and the shell.
+            loop.add_reader(self.fd, self._readable)
+            self._watching = True
+        except PermissionError:
+            # A regular file or /dev/null cannot be polled; it never blocks either, so read it now.
+            loop.call_soon(self._read_all)
+        except (OSError, ValueError):
+            _LOGGER.info("sim: no stdin; commands only through the control API")
+
+    def close(self) -> None:
+        """Stop watching the fd (it stays open: it is not ours)."""
+        if self._watching:
+            asyncio.get_running_loop().remove_reader(self.fd)
+            self._watching = False
+
+    def _readable(self) -> None:
+        if not self._chunk():
+            self.close()
+
+    def _read_all(self) -> None:
+        # One chunk per turn of the loop, so that the board and the signal handlers keep running; an input that
+        # never ends (stdin from /dev/zero) is given up after MAX_UNPOLLABLE_STDIN bytes.
+        self._unpolled += 1
+        if self._unpolled * _STDIN_CHUNK_BYTES > MAX_UNPOLLABLE_STDIN:
+            _LOGGER.warning("sim: stdin does not end (%d bytes read); ignoring it", MAX_UNPOLLABLE_STDIN)
+            return
+        if self._chunk():
+            asyncio.get_running_loop().call_soon(self._read_all)
+
+    def _chunk(self) -> bool:
+        """Handle what the fd has; False at its end."""
+        try:
+            data = os.read(self.fd, _STDIN_CHUNK_BYTES)
+        except BlockingIOError:
+            return True
+        except OSError as exc:
+            _LOGGER.info("sim: stdin unreadable (%s); commands only through the control API", exc)
+            return False
+        if not data:
+            for line in self._lines.flush():
+                self._answer(self.controller.handle_text(line))
+            _LOGGER.info("sim: end of stdin; running on until SIGINT or SIGTERM")
+            return False
+        for line in self._lines.feed(data):
+            if line is not None and not line.strip():
+                continue
+            self._answer(self.controller.handle_text(line))
+        return True

@@ -24,7 +24,7 @@ import time
 from collections.abc import Generator
 from dataclasses import dataclass, field
 
-from gizdev.board.flash.stm32_protocol import (
+from gizdev.protocol.stm32_boot import (
     ACK,
     CHIPS,
     CMD_ERASE,

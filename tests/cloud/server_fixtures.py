@@ -2,7 +2,8 @@
 
 ``cloud`` runs :class:`CloudServer` on a background thread's event loop, on SQLite and on PostgreSQL (through
 ``db_url``), HTTP on a free loopback port, Mosquitto on another. Tests talk to it like any client: HTTP with
-:meth:`CloudThread.api` (stdlib, synchronous), MQTT with ``RawMqtt31`` or aiomqtt from their own event loop.
+:meth:`CloudThread.api` (stdlib, synchronous), MQTT with ``RawMqtt31`` or :class:`gizdev.mqtt.MqttClient` from
+their own event loop.
 
 Import the fixtures into a test module::
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
@@ -232,3 +233,18 @@ def test_silent_broker_times_out_on_connect_and_on_pings() -> None:
             await client.close()
 
     run(main(), timeout=20)
+
+
+def test_a_broker_that_is_away_is_named_without_the_password() -> None:
+    """(What the removed aiomqtt service_client promised, now of the client the cloud uses.)"""
+    with socket.socket() as unused:  # bound, never listening: the connection is refused
+        unused.bind(("127.0.0.1", 0))
+        port = unused.getsockname()[1]
+
+        async def main() -> None:
+            client = MqttClient("127.0.0.1", port, client_id="cloud", username="cloud", password="s3cret")
+            with pytest.raises(BrokerError, match=rf"cannot connect to the broker at 127\.0\.0\.1:{port}") as info:
+                await client.connect()
+            assert "s3cret" not in str(info.value) and not client.connected
+
+        run(main(), timeout=10)

@@ -29,7 +29,6 @@ __all__ = [
     "check_resends",
     "decode_report",
     "stuffing_problem",
-    "wire_s",
 ]
 
 PROTOCOL_VERSION = "00000004"  # serial protocol §2.1
@@ -38,7 +37,6 @@ ATTRIBUTE_ALWAYS_SET = 0x02  # §2.1: device attributes byte 7 bit 1, always set
 SDK_TRANSMISSIONS = DEFAULT_RESENDS + 1  # §3: SDK V03030000 sends a report 3 times in all
 DOC_TRANSMISSIONS = 4  # §3 / §8.1: the docs' "resend at most 3 times"
 READONLY_MIN_INTERVAL_S = 6.0  # §3: REPORT_TIME_MAX between reports of read-only numbers alone
-BITS_PER_BYTE_ON_WIRE = 10  # 8N1: start + 8 data + stop (§1.6)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +58,6 @@ class Timing:
     resend_quiet_s: float = 1.2  # no further transmission for this long: the MCU gave up
     resend_listen_max_s: float = 6.0  # the most the resend check listens
     rate_tolerance_s: float = 0.2
-
-
-def wire_s(nbytes: int, baud: int) -> float:
-    """Time ``nbytes`` take on an 8N1 line."""
-    return nbytes * BITS_PER_BYTE_ON_WIRE / baud
 
 
 # ---- device info -------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 
 from gizdev.board.check.result import CheckResult, Evidence, Status, evidence_error, evidence_frame
@@ -25,9 +25,9 @@ from gizdev.board.check.rules import (
     edge_values,
     evidence_of,
     stuffing_problem,
-    wire_s,
 )
 from gizdev.board.check.wire import Seen, Sent, Tap
+from gizdev.board.line import DEVICE_INFO_PAYLOAD_BYTES, FRAME_OVERHEAD_BYTES, status_payload_bytes, wire_s
 from gizdev.codec.commands import Command, IllegalMessageCode, WifiStatus, encode_payload
 from gizdev.codec.frame import Frame, encode_frame, encode_logical_frame, parse_frame, stuff
 from gizdev.codec.p0 import Action, Product
@@ -35,7 +35,7 @@ from gizdev.codec.values import Value
 from gizdev.errors import ChecksumError, CodecError, ConfigError
 from gizdev.transport import open_port
 
-__all__ = ["CHECKS", "CHECK_NAMES", "Checker", "Exchange", "check_board"]
+__all__ = ["CHECKS", "CHECK_NAMES", "Check", "Checker", "Exchange", "check_board", "select_checks"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -43,7 +43,6 @@ _LOGGER = logging.getLogger(__name__)
 UNKNOWN_CMD = 0x60
 HEARTBEATS = 3
 BOOT_TRIES = 3  # device info requests before giving up (GAgent asks up to 10 times at boot, §2.1)
-DEVICE_INFO_BYTES = 106  # §2.1
 #: What the module tells the MCU in the wifi-status check: station, router and cloud connected, rssi 5 (§7 ex. 6).
 WIFI_STATUS_WORD = 0x0532
 #: After this many writes without their report, later writes wait only briefly: a board that never reports would
@@ -54,27 +53,6 @@ SHORT_REPORT_WAIT_S = 0.1
 #: checksum 0xFF (00 + 05 + 08 + sn + 00 + 00 = 0xFF).
 STUFFING_SNS = (0xFF, 0xFF - 0x05 - Command.HEARTBEAT_ACK)
 
-#: (name, what it checks), in run order.
-CHECKS: tuple[tuple[str, str], ...] = (
-    ("device-info", "0x01/0x02 versions, product key, sizes, attributes"),
-    ("heartbeat", "0x07 answered by 0x08 within the ACK time"),
-    ("wifi-status", "0x0D module status acknowledged by 0x0E"),
-    ("read-reply", "0x03 read: the reply decodes with every datapoint"),
-    ("write-report", "each writable point at its edge values, then a report with the new value"),
-    ("write-readback", "a read after each write shows the written value"),
-    ("out-of-range", "a write beyond a point's declared range is refused (optional)"),
-    ("illegal-checksum", "a frame with a bad checksum gets 0x12 code 0x01, and the line recovers"),
-    ("illegal-command", "an unknown command gets 0x12 code 0x02"),
-    ("resend", "an unacknowledged report is resent, same sn, after 200 ms, 3 times in all"),
-    ("stuffing", "0xFF bytes arrive as FF 55; stuffed frames from us are understood"),
-    ("frame-integrity", "every frame from the MCU has a good checksum and length"),
-    ("ack-timing", "every request of ours answered within the ACK time"),
-    ("sn-echo", "every answer carries the sn of its request"),
-    ("report-rate", "no more unsolicited reports than §3 allows"),
-)
-CHECK_NAMES = tuple(name for name, _ in CHECKS)
-#: Checks that send nothing: they judge everything the run saw.
-JUDGEMENTS = frozenset({"frame-integrity", "ack-timing", "sn-echo", "report-rate"})
 _NOTICES = (Command.ILLEGAL_MESSAGE, Command.ILLEGAL_MESSAGE_REPLY)
 
 
@@ -129,19 +107,16 @@ class Checker:
         observe_s: float = 0.0,
         progress: Callable[[int, int, str], None] | None = None,
     ) -> None:
-        unknown = [name for name in only if name not in CHECK_NAMES]
-        if unknown:
-            raise ConfigError(f"unknown check {', '.join(unknown)} (known: {', '.join(CHECK_NAMES)})")
+        self.selected = select_checks(only)
         self.tap = tap
         self.product = product
         self.baud = baud
         self.quick = quick
-        self.selected = [name for name in CHECK_NAMES if not only or name in only]
         self.timing = timing or Timing()
         self.progress = progress
         self.observe_s = observe_s  # quiet listening before the judgements, for the report rate
         self.run_state = Run()
-        self.results: dict[str, CheckResult] = {name: CheckResult(name, title) for name, title in CHECKS}
+        self.results: dict[str, CheckResult] = {check.name: CheckResult(check.name, check.title) for check in CHECKS}
 
     # ---- plumbing ------------------------------------------------------------------------------------------
 
@@ -171,7 +146,7 @@ class Checker:
 
     def allowed_s(self, request_wire: int, answer_payload: int) -> float:
         """The ACK time plus the time both frames take on the line and the host's slack."""
-        wire = wire_s(request_wire + answer_payload + 9, self.baud)
+        wire = wire_s(request_wire + answer_payload + FRAME_OVERHEAD_BYTES, self.baud)
         return self.timing.ack_timeout_s + wire + self.timing.host_slack_s
 
     async def request(
@@ -197,7 +172,7 @@ class Checker:
             what, [], allowed_s=self.allowed_s(len(wire), answer_payload), expects_ack=expects_ack, boot=boot
         )
         answers = (cmd + 1, *_NOTICES)
-        wait = self.timing.answer_wait_s + wire_s(len(wire) + answer_payload + 9, self.baud)
+        wait = self.timing.answer_wait_s + wire_s(len(wire) + answer_payload + FRAME_OVERHEAD_BYTES, self.baud)
         for _ in range(tries):
             start = len(tap.seen)
             exchange.sent.append(tap.send_wire(wire, cmd, sn))
@@ -225,13 +200,7 @@ class Checker:
         return exchange, state
 
     def _status(self) -> int:
-        product = self.product
-        if product.fixed is not None:
-            return 1 + product.fixed.layout.status_len
-        assert product.varlen is not None
-        points = [codec.datapoint for codec in product.codecs.values()]
-        bits = sum(dp.bit_len for dp in points if dp.is_bits)
-        return 1 + product.varlen.flags_len + (bits + 7) // 8 + sum(dp.byte_len for dp in points if not dp.is_bits)
+        return status_payload_bytes(self.product)
 
     async def settle_write(self, what: str, name: str, value: Value) -> None:
         """Write a value back (not judged); its report counts as one that followed a write."""
@@ -240,7 +209,7 @@ class Checker:
         await self.request(what, Command.P0_DOWN, self.product.encode("write", {name: value}))
         report = await self.tap.wait_for(
             lambda seen: self._carries(seen, name, expected),
-            self.timing.report_after_write_s + wire_s(self._status() + 9, self.baud),
+            self.timing.report_after_write_s + wire_s(self._status() + FRAME_OVERHEAD_BYTES, self.baud),
             start,
         )
         if report is not None:
@@ -261,40 +230,23 @@ class Checker:
     async def run(self) -> list[CheckResult]:
         """Every selected check, in order; returns their results."""
         self.run_state.started = self.tap.now()
-        probes = {
-            "device-info": self.check_device_info,
-            "heartbeat": self.check_heartbeat,
-            "wifi-status": self.check_wifi_status,
-            "read-reply": self.check_read_reply,
-            "write-report": self.check_writes,
-            "out-of-range": self.check_out_of_range,
-            "illegal-checksum": self.check_illegal_checksum,
-            "illegal-command": self.check_illegal_command,
-            "resend": self.check_resend,
-            "stuffing": self.check_stuffing,
-            "frame-integrity": self.check_frame_integrity,
-            "ack-timing": self.check_ack_timing,
-            "sn-echo": self.check_sn_echo,
-            "report-rate": self.check_report_rate,
-        }
         total = len(self.selected)
-        writes_done = observed = False
-        for index, name in enumerate(self.selected, 1):
+        done: set[Callable[[Checker], Awaitable[None]]] = set()
+        observed = False
+        for index, check in enumerate(self.selected, 1):
             if self.progress is not None:
-                self.progress(index, total, name)
-            if name in JUDGEMENTS and not observed:
+                self.progress(index, total, check.name)
+            if check.judgement and not observed:
                 observed = True
                 await self.tap.quiet(self.observe_s)
-            if name in ("write-report", "write-readback"):
-                if not writes_done:
-                    await self.check_writes()
-                    writes_done = True
-                continue
+            if check.run in done:
+                continue  # one probe gives several results (the writes give write-report and write-readback)
             if not self.tap.is_open:
-                self.results[name].fail("the port closed during the run")
+                self.results[check.name].fail("the port closed during the run")
                 continue
-            await probes[name]()
-        return [self.results[name] for name in self.selected]
+            done.add(check.run)
+            await check.run(self)
+        return [self.results[check.name] for check in self.selected]
 
     # ---- probes ----------------------------------------------------------------------------------------------
 
@@ -304,7 +256,7 @@ class Checker:
         for _ in range(BOOT_TRIES):
             # A new request (new sn) each time, as GAgent asks at boot: a board may still be starting up.
             exchange = await self.request(
-                "device info", Command.DEVICE_INFO_REQUEST, tries=1, answer_payload=DEVICE_INFO_BYTES, boot=True
+                "device info", Command.DEVICE_INFO_REQUEST, tries=1, answer_payload=DEVICE_INFO_PAYLOAD_BYTES, boot=True
             )
             if exchange.frame is not None:
                 break
@@ -417,11 +369,11 @@ class Checker:
         if frame.payload:
             report_result.warn(f"write {shown}: the ACK carries {len(frame.payload)} bytes; the SDK's is empty")
 
-        window = self.timing.report_after_write_s + wire_s(self._status() + 9, self.baud)
+        window = self.timing.report_after_write_s + wire_s(self._status() + FRAME_OVERHEAD_BYTES, self.baud)
         if self.run_state.missing_reports == MAX_MISSING_REPORTS:
             report_result.note(f"{MAX_MISSING_REPORTS} reports missing: later writes wait {SHORT_REPORT_WAIT_S} s")
         if self.run_state.missing_reports >= MAX_MISSING_REPORTS:
-            window = SHORT_REPORT_WAIT_S + wire_s(self._status() + 9, self.baud)
+            window = SHORT_REPORT_WAIT_S + wire_s(self._status() + FRAME_OVERHEAD_BYTES, self.baud)
         report = await tap.wait_for(lambda seen: self._carries(seen, name, expected), window, start)
         got = 0
         if report is None:
@@ -553,7 +505,7 @@ class Checker:
             await self.request(
                 f"write {name} (to provoke a report)", Command.P0_DOWN, product.encode("write", {name: value})
             )
-            window = timing.report_after_write_s + wire_s(self._status() + 9, self.baud)
+            window = timing.report_after_write_s + wire_s(self._status() + FRAME_OVERHEAD_BYTES, self.baud)
             first = await tap.wait_for(lambda s: s.frame is not None and s.frame.cmd == Command.P0_UP, window, start)
             if first is None or first.frame is None:
                 result.skip(f"no report came after writing {name}, so there was none to withhold an ACK from")
@@ -712,6 +664,57 @@ class Checker:
         """A point whose change alone may be reported only every 6 s: a read-only number (§3)."""
         codec = self.product.codecs.get(name)
         return codec is not None and not codec.datapoint.writable and not codec.datapoint.is_bits
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    """One line of the report: its name (for ``--only``), what it checks, and the probe that gives its result."""
+
+    name: str
+    title: str
+    run: Callable[[Checker], Awaitable[None]]
+    #: Sends nothing: judges everything the run saw (run last, after the quiet listening).
+    judgement: bool = False
+
+
+#: Every check, in run order: the one list the runner, ``--only`` and the report's table follow.
+CHECKS: tuple[Check, ...] = (
+    Check("device-info", "0x01/0x02 versions, product key, sizes, attributes", Checker.check_device_info),
+    Check("heartbeat", "0x07 answered by 0x08 within the ACK time", Checker.check_heartbeat),
+    Check("wifi-status", "0x0D module status acknowledged by 0x0E", Checker.check_wifi_status),
+    Check("read-reply", "0x03 read: the reply decodes with every datapoint", Checker.check_read_reply),
+    Check(
+        "write-report", "each writable point at its edge values, then a report with the new value", Checker.check_writes
+    ),
+    Check("write-readback", "a read after each write shows the written value", Checker.check_writes),
+    Check("out-of-range", "a write beyond a point's declared range is refused (optional)", Checker.check_out_of_range),
+    Check(
+        "illegal-checksum",
+        "a frame with a bad checksum gets 0x12 code 0x01, and the line recovers",
+        Checker.check_illegal_checksum,
+    ),
+    Check("illegal-command", "an unknown command gets 0x12 code 0x02", Checker.check_illegal_command),
+    Check("resend", "an unacknowledged report is resent, same sn, after 200 ms, 3 times in all", Checker.check_resend),
+    Check("stuffing", "0xFF bytes arrive as FF 55; stuffed frames from us are understood", Checker.check_stuffing),
+    Check(
+        "frame-integrity",
+        "every frame from the MCU has a good checksum and length",
+        Checker.check_frame_integrity,
+        judgement=True,
+    ),
+    Check("ack-timing", "every request of ours answered within the ACK time", Checker.check_ack_timing, judgement=True),
+    Check("sn-echo", "every answer carries the sn of its request", Checker.check_sn_echo, judgement=True),
+    Check("report-rate", "no more unsolicited reports than §3 allows", Checker.check_report_rate, judgement=True),
+)
+CHECK_NAMES = tuple(check.name for check in CHECKS)
+
+
+def select_checks(only: Sequence[str] = ()) -> list[Check]:
+    """The checks named in ``only`` (all when empty), in run order; ConfigError names an unknown one."""
+    unknown = [name for name in only if name not in CHECK_NAMES]
+    if unknown:
+        raise ConfigError(f"unknown check {', '.join(unknown)} (known: {', '.join(CHECK_NAMES)})")
+    return [check for check in CHECKS if not only or check.name in only]
 
 
 class _Missing:

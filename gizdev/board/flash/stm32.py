@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from gizdev.board.flash.errors import BootloaderNack, BootloaderTimeout, FlashError
 from gizdev.board.flash.port import ByteStream
-from gizdev.board.flash.stm32_protocol import (
+from gizdev.protocol.stm32_boot import (
     ACK,
     CMD_ERASE,
     CMD_EXTENDED_ERASE,

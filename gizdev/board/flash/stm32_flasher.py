@@ -17,7 +17,7 @@ from gizdev.board.flash.errors import BootloaderNack, FlashError, ImageTooLarge,
 from gizdev.board.flash.image import FirmwareImage
 from gizdev.board.flash.progress import NullProgress, Progress
 from gizdev.board.flash.stm32 import BootloaderInfo, Stm32Bootloader
-from gizdev.board.flash.stm32_protocol import (
+from gizdev.protocol.stm32_boot import (
     CHIPS,
     CMD_ERASE,
     CMD_EXTENDED_ERASE,

@@ -4,7 +4,7 @@ Embedded default: :class:`ManagedMosquitto` runs ``mosquitto`` on loopback with 
 device (client id = username = DID, password = passcode; MQTT 3.1 and 3.1.1) and topic ACLs so that a device
 uses only its own topics (``files``), restarts it if it dies and stops it with the server (``mosquitto``).
 The cloud itself logs in as a service user whose random password lives in the data dir
-(:func:`service_client`).
+(``BrokerSettings``, used by the device bus with :class:`gizdev.mqtt.MqttClient`).
 
 External broker: ``BrokerSettings.from_url("mqtt://user:pass@host:port")``; no process is managed and the device
 accounts and ACLs are then the broker operator's job (:func:`files.render_acl` shows the rules we use).
@@ -12,7 +12,6 @@ accounts and ACLs are then the broker operator's job (:func:`files.render_acl` s
 
 from __future__ import annotations
 
-from gizdev.cloud.broker.client import service_client
 from gizdev.cloud.broker.files import SERVICE_USERNAME, hash_password, render_acl, verify_password
 from gizdev.cloud.broker.mosquitto import DeviceAccount, ManagedMosquitto, find_mosquitto
 from gizdev.cloud.broker.settings import BrokerSettings
@@ -25,6 +24,5 @@ __all__ = [
     "find_mosquitto",
     "hash_password",
     "render_acl",
-    "service_client",
     "verify_password",
 ]

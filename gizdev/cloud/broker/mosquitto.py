@@ -63,6 +63,7 @@ from gizdev.cloud.broker.files import (
 )
 from gizdev.cloud.broker.settings import BrokerSettings
 from gizdev.errors import BrokerError
+from gizdev.mqtt.packets import connect_packet
 
 __all__ = [
     "BACKOFF_INITIAL_S",
@@ -239,11 +240,8 @@ def _connect_host(host: str) -> str:
     return {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
 
 
-def _probe_connect_packet() -> bytes:
-    # MQTT 3.1.1 CONNECT: protocol "MQTT" level 4, clean session, keepalive 10 s, client id, no credentials.
-    client_id = b"gizdev-probe"
-    body = b"\x00\x04MQTT\x04\x02\x00\x0a" + len(client_id).to_bytes(2, "big") + client_id
-    return bytes([0x10, len(body)]) + body
+#: MQTT 3.1.1 CONNECT without credentials (refused by our broker, answered all the same), built once.
+_PROBE_CONNECT = connect_packet("gizdev-probe", keepalive_s=10)
 
 
 async def _probe(host: str, port: int) -> int:
@@ -256,7 +254,7 @@ async def _probe(host: str, port: int) -> int:
     reader, writer = await asyncio.open_connection(_connect_host(host), port)
     try:
         local_port = int(writer.get_extra_info("sockname")[1])
-        writer.write(_probe_connect_packet())
+        writer.write(_PROBE_CONNECT)
         await writer.drain()
         await reader.read(4)
     finally:
@@ -302,7 +300,7 @@ class ManagedMosquitto:
     ``pin_client_ids`` (default) makes mosquitto replace every client id by the username
     (``use_username_as_clientid``), so that a device connecting with another DID as client id cannot take that
     device's session over. The price: the service user has one connection at a time (a second one replaces the
-    first), so the cloud shares one :func:`service_client`.
+    first), so the cloud keeps one service connection (its device bus).
     """
 
     def __init__(

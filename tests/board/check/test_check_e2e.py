@@ -11,7 +11,7 @@ from gizdev.board.check import CHECK_NAMES, CheckResult, Status, check_board
 from gizdev.codec.p0 import load_product
 from gizdev.sim.mcu import FaultPlan, VirtualMcu
 from gizdev.transport import open_pty_pair
-from tests.cli.test_probe_cli import SpecBoard
+from tests.board.test_probe import SpecBoard
 from tests.conftest import product_path
 from tests.link.helpers import run
 

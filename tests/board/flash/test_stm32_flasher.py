@@ -11,7 +11,7 @@ from gizdev.board.flash.errors import BootloaderNack, BootloaderTimeout, FlashEr
 from gizdev.board.flash.image import FirmwareImage, Segment, parse_intel_hex
 from gizdev.board.flash.progress import ProgressReporter
 from gizdev.board.flash.stm32_flasher import FlashPlan, erase_pages, flash_stm32, identify, write_blocks
-from gizdev.board.flash.stm32_protocol import CHIPS
+from gizdev.protocol.stm32_boot import CHIPS
 from gizdev.sim.stm32_bootloader import BootloaderConfig, BootloaderFaults
 from tests.board.flash.helpers import FLASH, RecordingProgress, client, firmware, served
 from tests.board.flash.test_image import EOF_LINE, record
