@@ -48,7 +48,8 @@ import socket
 from dataclasses import dataclass
 from typing import Protocol, cast
 
-from gizdev.bridge.lan_wire import (
+from gizdev.codec.envelope import PROTOCOL_VERSION, Envelope, EnvelopeDeframer, decode_envelope, encode_envelope
+from gizdev.codec.lan import (
     MCU_ATTR_LEN,
     DiscoveryInfo,
     LanCmd,
@@ -58,7 +59,6 @@ from gizdev.bridge.lan_wire import (
     build_module_info,
     build_passcode,
 )
-from gizdev.codec.envelope import PROTOCOL_VERSION, Envelope, EnvelopeDeframer, decode_envelope, encode_envelope
 from gizdev.errors import CodecError, ConfigError, GizdevError, TransportError
 
 __all__ = [

@@ -1,7 +1,8 @@
 """The command table of the serial protocol (§2) and the payloads of every non-P0 command.
 
-Each payload layout is a construct declaration; values cross the codec boundary as frozen slotted dataclasses
-(:func:`decode_payload` / :func:`encode_payload`), never as construct Containers.
+Each payload is declared once, as a frozen slotted dataclass whose fields carry their wire types
+(:mod:`gizdev.codec.declare` derives parse, build, size, checks and JSON from it); values cross the codec boundary
+as those dataclasses (:func:`decode_payload` / :func:`encode_payload`), never as construct Containers.
 
 What :func:`decode_payload` returns:
 
@@ -14,32 +15,30 @@ What :func:`decode_payload` returns:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import IntEnum
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, cast
 
-from construct import (
-    Adapter,
-    BitsInteger,
-    BitStruct,
-    Bytes,
-    Const,
-    ConstructError,
-    FixedSized,
-    Flag,
-    GreedyBytes,
-    Int8ub,
-    Int16ub,
-    Int32ub,
-    NullStripped,
-    Prefixed,
-    Struct,
-    Terminated,
-    ValidationError,
+from gizdev.codec.declare import (
+    FLAG,
+    U8,
+    U16,
+    U32,
+    Bit,
+    Bits,
+    Blob,
+    Declared,
+    EnumU8,
+    Reserved,
+    Text,
+    declared,
+    decode,
+    decode_any,
+    encode,
+    wire,
 )
-
 from gizdev.errors import PayloadError
 
 __all__ = [
@@ -140,39 +139,24 @@ class IllegalMessageCode(IntEnum):
     FIRMWARE_MISMATCH = 4  # GAgent only, OTA
 
 
-def _enum_json(value: int, enum: type[IntEnum]) -> dict[str, Any]:
-    try:
-        name: str | None = enum(value).name
-    except ValueError:
-        name = None
-    return {"value": int(value), "name": name}
-
-
-def _known(value: int, enum: type[IntEnum]) -> int:
-    """`value` as a member of `enum` when it is one, else the plain int (unknown codes stay visible)."""
-    try:
-        return enum(value)
-    except ValueError:
-        return value
-
-
 # -- payload values ------------------------------------------------------------------------------------------
 
 GATEWAY_ATTRIBUTE_BIT = 0x01  # device attributes byte 7 bit 0: DEV_IS_GATEWAY, §2.1
+_VERSION = Text(8)  # the protocol's version fields: 8 ASCII bytes, NUL padded
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceInfo:
+@declared("device_info", tail="device_attributes")
+class DeviceInfo(Declared):
     """Command 0x02 (§2.1): 106 bytes, or the 2015 66-byte form without attributes and secret (both None)."""
 
-    protocol_version: str
-    p0_version: str
-    hardware_version: str
-    software_version: str
-    product_key: str
-    binding_timeout_s: int
-    device_attributes: bytes | None = None
-    product_secret: str | None = None
+    protocol_version: str = wire(_VERSION)  # "00000004"
+    p0_version: str = wire(_VERSION)  # "00000002", fixed- and variable-length SDKs alike
+    hardware_version: str = wire(_VERSION)
+    software_version: str = wire(_VERSION)
+    product_key: str = wire(Text(32))
+    binding_timeout_s: int = wire(U16)  # seconds bindable after onboarding; 0: always bindable
+    device_attributes: bytes | None = wire(Blob(8), default=None)
+    product_secret: str | None = wire(Text(32), default=None)
 
     @property
     def is_gateway(self) -> bool:
@@ -181,93 +165,69 @@ class DeviceInfo:
         return bool(attrs and len(attrs) == 8 and attrs[7] & GATEWAY_ATTRIBUTE_BIT)
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict (bytes as hex)."""
-        return {
-            "protocol_version": self.protocol_version,
-            "p0_version": self.p0_version,
-            "hardware_version": self.hardware_version,
-            "software_version": self.software_version,
-            "product_key": self.product_key,
-            "binding_timeout_s": self.binding_timeout_s,
-            "device_attributes": None if self.device_attributes is None else self.device_attributes.hex(),
-            "is_gateway": self.is_gateway,
-            "product_secret": self.product_secret,
-        }
+        """JSON-ready dict (bytes as hex), with `is_gateway` after the attributes it is read from."""
+        out = Declared.to_json(self)
+        secret = out.pop("product_secret")
+        return {**out, "is_gateway": self.is_gateway, "product_secret": secret}
 
 
-_WIFI_RESERVED_MASK = 0xE0C0  # bits 6-7 and 13-15 of the status word, §2.4
-
-
-@dataclass(frozen=True, slots=True)
-class WifiStatus:
+@declared("wifi_status", word=2)
+class WifiStatus(Declared):
     """Command 0x0D (§2.4): the module status word; `reserved` keeps bits 6-7 and 13-15 in place."""
 
-    softap: bool = False
-    station: bool = False
-    onboarding: bool = False
-    binding: bool = False
-    router_connected: bool = False
-    cloud_connected: bool = False
-    rssi: int = 0
-    app_connected: bool = False
-    test_mode: bool = False
-    reserved: int = 0
+    softap: bool = wire(Bit(0), default=False)
+    station: bool = wire(Bit(1), default=False)
+    onboarding: bool = wire(Bit(2), default=False)
+    binding: bool = wire(Bit(3), default=False)
+    router_connected: bool = wire(Bit(4), default=False)
+    cloud_connected: bool = wire(Bit(5), default=False)
+    rssi: int = wire(Bits(8, 3), default=0)
+    app_connected: bool = wire(Bit(11), default=False)
+    test_mode: bool = wire(Bit(12), default=False)
+    reserved: int = wire(Reserved(0xE0C0), default=0)
 
     @property
     def word(self) -> int:
         """The 16-bit status word."""
-        return int.from_bytes(encode_payload(Command.WIFI_STATUS, self), "big")
+        return int.from_bytes(encode(self), "big")
 
     @classmethod
     def from_word(cls, word: int) -> WifiStatus:
         """Decode a 16-bit status word."""
         if not 0 <= word <= 0xFFFF:
             raise PayloadError(f"status word {word} out of range 0..0xffff", path="wifi_status")
-        value = decode_payload(Command.WIFI_STATUS, word.to_bytes(2, "big"))
-        assert isinstance(value, WifiStatus)
-        return value
+        return decode(cls, word.to_bytes(2, "big"))
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict, with the raw word as hex."""
-        out: dict[str, Any] = {"word": f"0x{self.word:04x}"}
-        for f in fields(self):
-            out[f.name] = getattr(self, f.name)
-        return out
+        return {"word": f"0x{self.word:04x}", **Declared.to_json(self)}
 
 
-@dataclass(frozen=True, slots=True)
-class ConfigMode:
+@declared("config_mode")
+class ConfigMode(Declared):
     """Command 0x09 (§2.3): `mode` is a :class:`ConfigModeKind` when known, else the raw byte."""
 
-    mode: int
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict (mode as number and name)."""
-        return {"mode": _enum_json(self.mode, ConfigModeKind)}
+    mode: int = wire(EnumU8(ConfigModeKind))
 
 
-@dataclass(frozen=True, slots=True)
-class IllegalMessage:
+@declared("illegal_message")
+class IllegalMessage(Declared):
     """Commands 0x11/0x12 (§2.5): `code` is an :class:`IllegalMessageCode` when known, else the raw byte."""
 
-    code: int
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict (code as number and name)."""
-        return {"code": _enum_json(self.code, IllegalMessageCode)}
+    code: int = wire(EnumU8(IllegalMessageCode))
 
 
-@dataclass(frozen=True, slots=True)
-class NetworkTime:
+@declared("network_time")
+class NetworkTime(Declared):
     """Command 0x18 (§2.6): the module's local calendar time and `ntp`, Unix seconds (UTC)."""
 
-    year: int
-    month: int
-    day: int
-    hour: int
-    minute: int
-    second: int
-    ntp: int
+    year: int = wire(U16)  # year to second: the module's local time (GAgent 4.x: UTC+8); all 0 when offline
+    month: int = wire(U8)
+    day: int = wire(U8)
+    hour: int = wire(U8)
+    minute: int = wire(U8)
+    second: int = wire(U8)
+    ntp: int = wire(U32)  # payload bytes 7..10, big-endian (the SDK's unpacked struct gets this wrong)
 
     @property
     def ntp_datetime(self) -> datetime:
@@ -275,142 +235,101 @@ class NetworkTime:
         return datetime.fromtimestamp(self.ntp, UTC)
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["ntp_utc"] = self.ntp_datetime.isoformat()
-        return out
+        """JSON-ready dict, with `ntp` as an ISO time too."""
+        return {**Declared.to_json(self), "ntp_utc": self.ntp_datetime.isoformat()}
 
 
-@dataclass(frozen=True, slots=True)
-class ModuleInfoRequest:
+@declared("module_info_request")
+class ModuleInfoRequest(Declared):
     """Command 0x21 (§2.7): the requested info type (the SDK sends 0)."""
 
-    info_type: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return {"info_type": self.info_type}
+    info_type: int = wire(U8, default=0)
 
 
-@dataclass(frozen=True, slots=True)
-class ModuleInfo:
+@declared("module_info")
+class ModuleInfo(Declared):
     """Command 0x22 (§2.7), WiFi variant (65 bytes); `mac` and `ip` are ASCII as sent."""
 
-    module_type: int
-    protocol_version: str
-    hardware_version: str
-    software_version: str
-    mac: str
-    ip: str
-    device_attributes: bytes
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict (bytes as hex)."""
-        out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["device_attributes"] = self.device_attributes.hex()
-        return out
+    module_type: int = wire(U8)  # 0x01: WiFi
+    protocol_version: str = wire(_VERSION)  # the serial protocol's
+    hardware_version: str = wire(_VERSION)  # the module's, as are the next three
+    software_version: str = wire(_VERSION)
+    mac: str = wire(Text(16))
+    ip: str = wire(Text(16))
+    device_attributes: bytes = wire(Blob(8))  # an echo of the MCU's (device info)
 
 
-@dataclass(frozen=True, slots=True)
-class BigDataOffer:
+@declared("big_data_offer")
+class BigDataOffer(Declared):
     """Command 0x19 (§2.8): the module offers a file of `file_length` bytes with its MD5 (hex text)."""
 
-    file_length: int
-    md5: str
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return {"file_length": self.file_length, "md5": self.md5}
+    file_length: int = wire(U32)
+    md5: str = wire(Text())
 
 
-@dataclass(frozen=True, slots=True)
-class BigDataReady:
+@declared("big_data_ready")
+class BigDataReady(Declared):
     """Command 0x1B (§2.8): the MCU is ready; header flags bit 0 (not part of this payload) asks for HEX lines."""
 
-    md5: str
-    piece_size: int
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return {"md5": self.md5, "piece_size": self.piece_size}
+    md5: str = wire(Text())
+    piece_size: int = wire(U16)
 
 
-@dataclass(frozen=True, slots=True)
-class BigDataPiece:
+@declared("big_data_piece")
+class BigDataPiece(Declared):
     """Command 0x1D (§2.8): piece `number` (1-based) of `count`."""
 
-    number: int
-    count: int
-    data: bytes
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict (data as hex)."""
-        return {"number": self.number, "count": self.count, "data": self.data.hex()}
+    number: int = wire(U16)
+    count: int = wire(U16)
+    data: bytes = wire(Blob())
 
 
-@dataclass(frozen=True, slots=True)
-class OtaCheckRequest:
+# Commands 0x23 and 0x25 carry several payloads, told apart by their leading TYPE byte (§2.8).
+
+
+@declared("ota_check_request")
+class OtaCheckRequest(Declared):
     """Command 0x23, type 0x01 (§2.8): ask the module to check the cloud for MCU firmware."""
 
     TYPE: ClassVar[int] = 0x01
-    product_key: str
-    did: str
-    hardware_version: str
-    software_version: str
-    check: int
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return {"type": self.TYPE, **{f.name: getattr(self, f.name) for f in fields(self)}}
+    product_key: str = wire(Text(32))
+    did: str = wire(Text(32))
+    hardware_version: str = wire(_VERSION)
+    software_version: str = wire(_VERSION)
+    check: int = wire(U8)
 
 
-@dataclass(frozen=True, slots=True)
-class OtaDownloadRequest:
+@declared("ota_download_request")
+class OtaDownloadRequest(Declared):
     """Command 0x23, type 0x03 (§2.8): ask the module to download `url`."""
 
     TYPE: ClassVar[int] = 0x03
-    url: str
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return {"type": self.TYPE, "url": self.url}
+    url: str = wire(Text())
 
 
-@dataclass(frozen=True, slots=True)
-class OtaCheckResult:
+@declared("ota_check_result")
+class OtaCheckResult(Declared):
     """Command 0x25, type 0x02 with one byte (§2.8): whether an update is needed."""
 
     TYPE: ClassVar[int] = 0x02
-    update_needed: bool
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return {"type": self.TYPE, "update_needed": self.update_needed}
+    update_needed: bool = wire(FLAG)
 
 
-@dataclass(frozen=True, slots=True)
-class OtaUpdateInfo:
-    """Command 0x25, type 0x02 with version and URL (§2.8): the available firmware."""
+@declared("ota_update_info")
+class OtaUpdateInfo(Declared):
+    """Command 0x25, type 0x02 with version and URL (§2.8): the available firmware (told apart by its length)."""
 
     TYPE: ClassVar[int] = 0x02
-    software_version: str
-    url: str
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return {"type": self.TYPE, "software_version": self.software_version, "url": self.url}
+    software_version: str = wire(_VERSION)
+    url: str = wire(Text())
 
 
-@dataclass(frozen=True, slots=True)
-class OtaDownloadResult:
+@declared("ota_download_result")
+class OtaDownloadResult(Declared):
     """Command 0x25, type 0x04 (§2.8): the module's download result byte."""
 
     TYPE: ClassVar[int] = 0x04
-    result: int
-
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict."""
-        return {"type": self.TYPE, "result": self.result}
+    result: int = wire(U8)
 
 
 Payload = (
@@ -432,355 +351,6 @@ Payload = (
 )
 
 
-# -- construct declarations ----------------------------------------------------------------------------------
-
-
-class _Ascii(Adapter):  # type: ignore[misc]  # construct is untyped
-    """bytes <-> str, ASCII only; errors carry construct's field path."""
-
-    def _decode(self, obj: bytes, context: Any, path: str) -> str:
-        # Trailing NUL padding is already stripped; a NUL inside would not survive encoding, so reject it here.
-        if b"\x00" in obj:
-            raise ValidationError(f"NUL inside text: {obj.hex()}", path=path)
-        try:
-            return obj.decode("ascii")
-        except UnicodeDecodeError as exc:
-            raise ValidationError(f"not ASCII: {obj.hex()}", path=path) from exc
-
-    def _encode(self, obj: str, context: Any, path: str) -> bytes:
-        if not isinstance(obj, str):
-            raise ValidationError(f"expected a string, got {type(obj).__name__}", path=path)
-        if "\x00" in obj:
-            raise ValidationError("NUL is the padding byte and cannot be part of the text", path=path)
-        try:
-            return obj.encode("ascii")
-        except UnicodeEncodeError as exc:
-            raise ValidationError(f"not ASCII: {obj!r}", path=path) from exc
-
-
-def _padded(size: int) -> Any:
-    """Fixed-size ASCII text, NUL padded (trailing NULs are stripped on parse)."""
-    return _Ascii(FixedSized(size, NullStripped(GreedyBytes)))
-
-
-_LENGTH_PREFIXED_ASCII = _Ascii(Prefixed(Int16ub, GreedyBytes))
-
-_DEVICE_INFO_SHORT_FIELDS = (
-    "protocol_version" / _padded(8),
-    "p0_version" / _padded(8),
-    "hardware_version" / _padded(8),
-    "software_version" / _padded(8),
-    "product_key" / _padded(32),
-    "binding_timeout_s" / Int16ub,
-)
-DEVICE_INFO_SHORT = Struct(*_DEVICE_INFO_SHORT_FIELDS)  # 66 bytes, 2015 firmware
-DEVICE_INFO = Struct(  # 106 bytes, SDK V03030000
-    *_DEVICE_INFO_SHORT_FIELDS,
-    "device_attributes" / Bytes(8),
-    "product_secret" / _padded(32),
-)
-# Bit 15 of the big-endian word first.
-WIFI_STATUS = BitStruct(
-    "reserved_high" / BitsInteger(3),
-    "test_mode" / Flag,
-    "app_connected" / Flag,
-    "rssi" / BitsInteger(3),
-    "reserved_low" / BitsInteger(2),
-    "cloud_connected" / Flag,
-    "router_connected" / Flag,
-    "binding" / Flag,
-    "onboarding" / Flag,
-    "station" / Flag,
-    "softap" / Flag,
-)
-CONFIG_MODE = Struct("mode" / Int8ub)
-ILLEGAL_MESSAGE = Struct("code" / Int8ub)
-NETWORK_TIME = Struct(
-    "year" / Int16ub,
-    "month" / Int8ub,
-    "day" / Int8ub,
-    "hour" / Int8ub,
-    "minute" / Int8ub,
-    "second" / Int8ub,
-    "ntp" / Int32ub,  # payload bytes 7..10, big-endian (the SDK's unpacked struct gets this wrong)
-)
-MODULE_INFO_REQUEST = Struct("info_type" / Int8ub)
-MODULE_INFO = Struct(
-    "module_type" / Int8ub,
-    "protocol_version" / _padded(8),
-    "hardware_version" / _padded(8),
-    "software_version" / _padded(8),
-    "mac" / _padded(16),
-    "ip" / _padded(16),
-    "device_attributes" / Bytes(8),
-)
-BIG_DATA_OFFER = Struct("file_length" / Int32ub, "md5" / _LENGTH_PREFIXED_ASCII, Terminated)
-BIG_DATA_READY = Struct("md5" / _LENGTH_PREFIXED_ASCII, "piece_size" / Int16ub, Terminated)
-BIG_DATA_PIECE = Struct("number" / Int16ub, "count" / Int16ub, "data" / GreedyBytes)
-OTA_CHECK_REQUEST = Struct(
-    Const(bytes((OtaCheckRequest.TYPE,))),
-    "product_key" / _padded(32),
-    "did" / _padded(32),
-    "hardware_version" / _padded(8),
-    "software_version" / _padded(8),
-    "check" / Int8ub,
-)
-OTA_DOWNLOAD_REQUEST = Struct(Const(bytes((OtaDownloadRequest.TYPE,))), "url" / _LENGTH_PREFIXED_ASCII, Terminated)
-OTA_CHECK_RESULT = Struct(Const(bytes((OtaCheckResult.TYPE,))), "update_needed" / Flag)
-OTA_UPDATE_INFO = Struct(
-    Const(bytes((OtaUpdateInfo.TYPE,))),
-    "software_version" / _padded(8),
-    "url" / _LENGTH_PREFIXED_ASCII,
-    Terminated,
-)
-OTA_DOWNLOAD_RESULT = Struct(Const(bytes((OtaDownloadResult.TYPE,))), "result" / Int8ub)
-
-
-# -- per-type codecs -----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Codec:
-    """How one payload dataclass maps to its construct layout."""
-
-    name: str  # first element of error paths
-    layout: Any
-    size: int | None  # fixed payload size, checked before parsing for a clear message
-    ranges: Mapping[str, tuple[int, int]]  # integer fields and their inclusive range
-    blobs: Mapping[str, int]  # bytes fields of fixed size
-    texts: Mapping[str, int]  # text fields and their maximum size in bytes
-    bools: tuple[str, ...] = ()
-    to_fields: Callable[[Any], dict[str, Any]] | None = None
-    from_fields: Callable[[dict[str, Any]], Any] | None = None
-
-
-def _wifi_to_fields(value: WifiStatus) -> dict[str, Any]:
-    out = {f.name: getattr(value, f.name) for f in fields(value) if f.name != "reserved"}
-    out["reserved_high"] = value.reserved >> 13 & 0x7
-    out["reserved_low"] = value.reserved >> 6 & 0x3
-    return out
-
-
-def _wifi_from_fields(parsed: dict[str, Any]) -> WifiStatus:
-    high = parsed.pop("reserved_high")
-    low = parsed.pop("reserved_low")
-    return WifiStatus(**parsed, reserved=high << 13 | low << 6)
-
-
-_VERSION_TEXTS = {"protocol_version": 8, "hardware_version": 8, "software_version": 8}
-_U8 = (0, 0xFF)
-_U16 = (0, 0xFFFF)
-
-_CODECS: dict[type, _Codec] = {
-    DeviceInfo: _Codec(
-        "device_info",
-        DEVICE_INFO,
-        106,
-        {"binding_timeout_s": _U16},
-        {"device_attributes": 8},
-        {**_VERSION_TEXTS, "p0_version": 8, "product_key": 32, "product_secret": 32},
-    ),
-    WifiStatus: _Codec(
-        "wifi_status",
-        WIFI_STATUS,
-        2,
-        {"rssi": (0, 7), "reserved": (0, _WIFI_RESERVED_MASK)},
-        {},
-        {},
-        tuple(f.name for f in fields(WifiStatus) if f.type == "bool"),
-        _wifi_to_fields,
-        _wifi_from_fields,
-    ),
-    ConfigMode: _Codec(
-        "config_mode",
-        CONFIG_MODE,
-        1,
-        {"mode": _U8},
-        {},
-        {},
-        from_fields=lambda p: ConfigMode(_known(p["mode"], ConfigModeKind)),
-    ),
-    IllegalMessage: _Codec(
-        "illegal_message",
-        ILLEGAL_MESSAGE,
-        1,
-        {"code": _U8},
-        {},
-        {},
-        from_fields=lambda p: IllegalMessage(_known(p["code"], IllegalMessageCode)),
-    ),
-    NetworkTime: _Codec(
-        "network_time",
-        NETWORK_TIME,
-        11,
-        {
-            "year": _U16,
-            "month": _U8,
-            "day": _U8,
-            "hour": _U8,
-            "minute": _U8,
-            "second": _U8,
-            "ntp": (0, 0xFFFF_FFFF),
-        },
-        {},
-        {},
-    ),
-    ModuleInfoRequest: _Codec("module_info_request", MODULE_INFO_REQUEST, 1, {"info_type": _U8}, {}, {}),
-    ModuleInfo: _Codec(
-        "module_info",
-        MODULE_INFO,
-        65,
-        {"module_type": _U8},
-        {"device_attributes": 8},
-        {**_VERSION_TEXTS, "mac": 16, "ip": 16},
-    ),
-    BigDataOffer: _Codec(
-        "big_data_offer", BIG_DATA_OFFER, None, {"file_length": (0, 0xFFFF_FFFF)}, {}, {"md5": 0xFFFF}
-    ),
-    BigDataReady: _Codec("big_data_ready", BIG_DATA_READY, None, {"piece_size": _U16}, {}, {"md5": 0xFFFF}),
-    BigDataPiece: _Codec("big_data_piece", BIG_DATA_PIECE, None, {"number": _U16, "count": _U16}, {"data": -1}, {}),
-    OtaCheckRequest: _Codec(
-        "ota_check_request",
-        OTA_CHECK_REQUEST,
-        82,
-        {"check": _U8},
-        {},
-        {"product_key": 32, "did": 32, "hardware_version": 8, "software_version": 8},
-    ),
-    OtaDownloadRequest: _Codec("ota_download_request", OTA_DOWNLOAD_REQUEST, None, {}, {}, {"url": 0xFFFF}),
-    OtaCheckResult: _Codec("ota_check_result", OTA_CHECK_RESULT, 2, {}, {}, {}, ("update_needed",)),
-    OtaUpdateInfo: _Codec("ota_update_info", OTA_UPDATE_INFO, None, {}, {}, {"software_version": 8, "url": 0xFFFF}),
-    OtaDownloadResult: _Codec("ota_download_result", OTA_DOWNLOAD_RESULT, 2, {"result": _U8}, {}, {}),
-}
-_DEVICE_INFO_SHORT_CODEC = _Codec(
-    "device_info",
-    DEVICE_INFO_SHORT,
-    66,
-    {"binding_timeout_s": _U16},
-    {},
-    {**_VERSION_TEXTS, "p0_version": 8, "product_key": 32},
-    from_fields=lambda p: DeviceInfo(**p),
-)
-
-
-def _construct_path(name: str, exc: ConstructError) -> str:
-    # construct reports e.g. "(parsing) -> product_key"; we report "device_info/product_key".
-    parts = [part.strip() for part in str(exc.path or "").split("->")[1:]]
-    return "/".join([name, *parts])
-
-
-def _construct_reason(exc: ConstructError) -> str:
-    text = str(exc)
-    return text.split("\n", 1)[1] if text.startswith("Error in path") and "\n" in text else text
-
-
-def _validate(codec: _Codec, value: Any) -> None:
-    for name, (low, high) in codec.ranges.items():
-        item = getattr(value, name)
-        if not isinstance(item, int) or isinstance(item, bool):
-            raise PayloadError(f"expected an integer, got {type(item).__name__}", path=f"{codec.name}/{name}")
-        if not low <= item <= high:
-            raise PayloadError(f"{item} out of range {low}..{high}", path=f"{codec.name}/{name}")
-    if isinstance(value, WifiStatus) and value.reserved & ~_WIFI_RESERVED_MASK:
-        raise PayloadError(
-            f"reserved bits 0x{value.reserved:04x} outside mask 0x{_WIFI_RESERVED_MASK:04x}",
-            path=f"{codec.name}/reserved",
-        )
-    for name in codec.bools:
-        if not isinstance(getattr(value, name), bool):
-            raise PayloadError(
-                f"expected a bool, got {type(getattr(value, name)).__name__}", path=f"{codec.name}/{name}"
-            )
-    for name, size in codec.blobs.items():
-        item = getattr(value, name)
-        if not isinstance(item, bytes | bytearray):
-            raise PayloadError(f"expected bytes, got {type(item).__name__}", path=f"{codec.name}/{name}")
-        if size >= 0 and len(item) != size:
-            raise PayloadError(f"expected {size} bytes, got {len(item)}", path=f"{codec.name}/{name}")
-    for name, size in codec.texts.items():
-        item = getattr(value, name)
-        if not isinstance(item, str):
-            raise PayloadError(f"expected a string, got {type(item).__name__}", path=f"{codec.name}/{name}")
-        if not item.isascii() or "\x00" in item:
-            raise PayloadError(f"not NUL-free ASCII: {item!r}", path=f"{codec.name}/{name}")
-        if len(item) > size:
-            raise PayloadError(f"{len(item)} characters, at most {size} fit", path=f"{codec.name}/{name}")
-
-
-def _encode(value: Any, codec: _Codec | None = None) -> bytes:
-    codec = codec or _CODECS[type(value)]
-    _validate(codec, value)
-    if codec.to_fields is not None:
-        build = codec.to_fields(value)
-    else:
-        build = {f.name: getattr(value, f.name) for f in fields(value)}
-    try:
-        return bytes(codec.layout.build(build))
-    except ConstructError as exc:  # a backstop: _validate should have caught it with a clearer message
-        raise PayloadError(_construct_reason(exc), path=_construct_path(codec.name, exc)) from exc
-
-
-def _decode(cls: type, payload: bytes, codec: _Codec | None = None) -> Any:
-    codec = codec or _CODECS[cls]
-    if codec.size is not None and len(payload) != codec.size:
-        raise PayloadError(f"expected {codec.size} bytes, got {len(payload)}", path=codec.name, data=payload)
-    try:
-        parsed = codec.layout.parse(payload)
-    except ConstructError as exc:
-        raise PayloadError(_construct_reason(exc), path=_construct_path(codec.name, exc), data=payload) from exc
-    values = {key: value for key, value in parsed.items() if not key.startswith("_")}
-    if codec.from_fields is not None:
-        return codec.from_fields(values)
-    return cls(**values)
-
-
-# -- payload dispatch per command ----------------------------------------------------------------------------
-
-
-def _decode_device_info(payload: bytes) -> DeviceInfo:
-    # 66 bytes: 2015 firmware without attributes and secret (§2.1); anything else must be the 106-byte form.
-    short = len(payload) == _DEVICE_INFO_SHORT_CODEC.size
-    decoded: DeviceInfo = _decode(DeviceInfo, payload, _DEVICE_INFO_SHORT_CODEC if short else None)
-    return decoded
-
-
-def _encode_device_info(value: DeviceInfo) -> bytes:
-    if value.device_attributes is None and value.product_secret is None:
-        return _encode(value, _DEVICE_INFO_SHORT_CODEC)
-    if value.device_attributes is None or value.product_secret is None:
-        raise PayloadError(
-            "device_attributes and product_secret are both set (106-byte form) or both None (66-byte form)",
-            path="device_info",
-        )
-    return _encode(value)
-
-
-def _decode_transaction_request(payload: bytes) -> OtaCheckRequest | OtaDownloadRequest:
-    kind = payload[:1]
-    if kind == bytes((OtaCheckRequest.TYPE,)):
-        check: OtaCheckRequest = _decode(OtaCheckRequest, payload)
-        return check
-    if kind == bytes((OtaDownloadRequest.TYPE,)):
-        download: OtaDownloadRequest = _decode(OtaDownloadRequest, payload)
-        return download
-    raise PayloadError("unknown transaction request type (want 01 or 03)", path="transaction_request", data=payload)
-
-
-def _decode_transaction_result(payload: bytes) -> OtaCheckResult | OtaUpdateInfo | OtaDownloadResult:
-    kind = payload[:1]
-    if kind == bytes((OtaCheckResult.TYPE,)):
-        # Type 02 comes in two shapes (§2.8): one flag byte, or version + URL; only the length tells them apart.
-        if len(payload) == 2:
-            flag: OtaCheckResult = _decode(OtaCheckResult, payload)
-            return flag
-        info: OtaUpdateInfo = _decode(OtaUpdateInfo, payload)
-        return info
-    if kind == bytes((OtaDownloadResult.TYPE,)):
-        result: OtaDownloadResult = _decode(OtaDownloadResult, payload)
-        return result
-    raise PayloadError("unknown transaction result type (want 02 or 04)", path="transaction_result", data=payload)
-
-
 # -- the command table ---------------------------------------------------------------------------------------
 
 
@@ -793,7 +363,7 @@ class CommandSpec:
     direction: Direction  # the usual sender → receiver (0x11/0x12 are accepted both ways, §2.5)
     ack: Command | None  # the code that answers this request; None for replies
     waits_for_ack: bool  # whether the sender resends until `ack` arrives (§3)
-    payload_types: tuple[type, ...]  # dataclasses decode_payload may return; empty: no payload (or P0)
+    payload_types: tuple[type[Declared], ...]  # dataclasses decode_payload may return; empty: no payload (or P0)
     p0: bool = False  # payload is P0, decoded by the P0 codec
 
     @property
@@ -818,8 +388,8 @@ def _pair(
     request: Command,
     name: str,
     direction: Direction,
-    request_types: tuple[type, ...] = (),
-    reply_types: tuple[type, ...] = (),
+    request_types: tuple[type[Declared], ...] = (),
+    reply_types: tuple[type[Declared], ...] = (),
     *,
     waits: bool = True,
     p0: bool = False,
@@ -869,13 +439,6 @@ _TABLE = (
 
 COMMAND_SPECS: Mapping[int, CommandSpec] = {spec.code: spec for spec in _TABLE}
 
-_DECODERS: dict[int, Callable[[bytes], Any]] = {
-    Command.DEVICE_INFO_REPLY: _decode_device_info,
-    Command.TRANSACTION_REQUEST: _decode_transaction_request,
-    Command.TRANSACTION_RESULT: _decode_transaction_result,
-}
-_ENCODERS: dict[type, Callable[[Any], bytes]] = {DeviceInfo: _encode_device_info}
-
 
 def spec_for(cmd: int) -> CommandSpec | None:
     """The table row for a command code, or None for a code the table does not know."""
@@ -912,13 +475,7 @@ def decode_payload(cmd: int, payload: bytes) -> Payload | bytes | None:
                 f"expected an empty payload, got {len(payload)} bytes", path=spec.code.name.lower(), data=payload
             )
         return None
-    decoder = _DECODERS.get(cmd)
-    if decoder is not None:
-        decoded: Payload = decoder(payload)
-        return decoded
-    (cls,) = spec.payload_types
-    value: Payload = _decode(cls, payload)
-    return value
+    return cast(Payload, decode_any(spec.payload_types, payload, spec.code.name.lower()))
 
 
 def encode_payload(cmd: int, value: Payload | bytes | None) -> bytes:
@@ -937,8 +494,7 @@ def encode_payload(cmd: int, value: Payload | bytes | None) -> bytes:
         if value is None or value == b"":
             return b""
         raise PayloadError(f"{spec.code.name} carries no payload, got {type(value).__name__}", path=path)
-    if type(value) not in spec.payload_types:
+    if not isinstance(value, Declared) or type(value) not in spec.payload_types:
         wanted = " or ".join(t.__name__ for t in spec.payload_types)
         raise PayloadError(f"{spec.code.name} takes {wanted}, got {type(value).__name__}", path=path)
-    encoder = _ENCODERS.get(type(value), _encode)
-    return encoder(value)
+    return encode(value)

@@ -12,7 +12,7 @@ import pytest
 
 from gizdev.bridge.lan import LanIdentity, LanServer, LanSettings
 from gizdev.bridge.lan_device import BindingWindow, ModuleSessionLanDevice, forward_reports
-from gizdev.bridge.lan_wire import parse_discovery
+from gizdev.codec.lan import parse_discovery
 from gizdev.codec.p0 import Action
 from tests.bridge.lanclient import DISCOVER, PASSCODE_REQUEST, RawClient, UdpPeer
 from tests.conftest import load_vectors

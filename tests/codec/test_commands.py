@@ -42,6 +42,7 @@ from gizdev.codec.commands import (
 )
 from gizdev.codec.frame import encode_frame, parse_frame
 from gizdev.errors import CodecError, PayloadError
+from tests.codec.common import common
 from tests.conftest import vector_meta, vectors_of_kind
 
 # -- the table -----------------------------------------------------------------------------------------------
@@ -148,10 +149,39 @@ def payload_of(wire_hex: str) -> tuple[int, bytes]:
     return frame.cmd, frame.payload
 
 
+# Fixed payload sizes in bytes, from the spec tables (§2.1-§2.8); None: variable. DeviceInfo: 106, or 66 (2015).
+SPEC_SIZES: dict[type, int | None] = {
+    WifiStatus: 2,
+    ConfigMode: 1,
+    IllegalMessage: 1,
+    NetworkTime: 11,
+    ModuleInfoRequest: 1,
+    ModuleInfo: 65,
+    BigDataOffer: None,
+    BigDataReady: None,
+    BigDataPiece: None,
+    OtaCheckRequest: 82,
+    OtaDownloadRequest: None,
+    OtaCheckResult: 2,
+    OtaUpdateInfo: None,
+    OtaDownloadResult: 2,
+}
+
+
+def spec_size(value: Payload | None) -> int | None:
+    """The size the spec gives a payload value (0 for an empty payload)."""
+    if value is None:
+        return 0
+    if isinstance(value, DeviceInfo):
+        return 66 if value.product_secret is None else 106
+    return SPEC_SIZES[type(value)]
+
+
 def roundtrip(cmd: int, payload: bytes) -> Any:
-    """Decode, check that encoding gives the same bytes back, return the value."""
+    """Decode, check the value with common() (it builds the same bytes, at the spec's size), return it."""
     value = decode_payload(cmd, payload)
-    assert encode_payload(cmd, value) == payload
+    assert not isinstance(value, bytes)
+    common(value, payload, spec_size(value), cmd=cmd)
     return value
 
 
@@ -174,6 +204,17 @@ def test_device_info_vectors(name: str, vector: dict[str, Any]) -> None:
     assert info.device_attributes == bytes(7) + b"\x02"  # SDK: byte 7 bit 1 always set (§2.1)
     assert not info.is_gateway
     assert json.loads(json.dumps(info.to_json()))["product_key"] == meta["product_key"]
+    expected = DeviceInfo(
+        "00000004",
+        "00000002",
+        meta["hardware_version"],
+        meta["software_version"],
+        meta["product_key"],
+        0,
+        bytes(7) + b"\x02",
+        meta["product_secret"],
+    )
+    common(expected, payload, 106, cmd=cmd)
 
 
 def test_device_info_short_2015_form() -> None:
@@ -185,12 +226,14 @@ def test_device_info_short_2015_form() -> None:
     assert len(encode_frame(0x02, 0, payload)) == 0x47 + 4
     assert decode_payload(0x02, payload) == short
     assert not short.is_gateway
+    common(short, payload, 66, cmd=0x02)
 
 
 def test_device_info_gateway_bit() -> None:
     info = DeviceInfo("00000004", "00000002", "1", "2", "k" * 32, 600, bytes(7) + b"\x03", "s" * 32)
     assert info.is_gateway
     assert decode_payload(0x02, encode_payload(0x02, info)) == info
+    common(info, encode_payload(0x02, info), 106, cmd=0x02)
 
 
 # §2.4 bit positions, written out from the spec table
@@ -211,6 +254,10 @@ def check_wifi_word(status: WifiStatus, word: int) -> None:
         assert getattr(status, name) == bool(word >> bit & 1), name
     assert status.rssi == word >> 8 & 7
     assert status.word == word
+    expected = WifiStatus(
+        **{name: bool(word >> bit & 1) for name, bit in WIFI_BITS.items()}, rssi=word >> 8 & 7, reserved=word & 0xE0C0
+    )
+    common(expected, word.to_bytes(2, "big"), 2, cmd=0x0D)
 
 
 @pytest.mark.parametrize(("name", "vector"), vectors_of_kind("wifi_status_ack"))
@@ -227,6 +274,7 @@ def test_wifi_status_vectors(name: str, vector: dict[str, Any]) -> None:
     assert json.loads(json.dumps(status.to_json()))["word"] == f"0x{word:04x}"
     assert payload_of(vector["frame_hex"]) == (0x0E, b"")
     assert decode_payload(0x0E, b"") is None
+    common(None, b"", 0, cmd=0x0E)
 
 
 @pytest.mark.parametrize(
@@ -271,6 +319,7 @@ def test_error_reply_vectors(name: str, vector: dict[str, Any]) -> None:
     assert value == IllegalMessage(code)
     assert value.code == {1: IllegalMessageCode.CHECKSUM, 2: IllegalMessageCode.COMMAND}[code]
     assert value.to_json() == {"code": {"value": code, "name": IllegalMessageCode(code).name}}
+    common(IllegalMessage(code), payload, 1, cmd=cmd)
 
 
 def test_unknown_command_vector_input_is_passed_through() -> None:
@@ -302,6 +351,9 @@ def test_network_time_vectors(name: str, vector: dict[str, Any]) -> None:
     # §2.6: ntp is payload bytes 7..10, big-endian.
     assert value.ntp == int.from_bytes(payload[7:11], "big")
     assert json.loads(json.dumps(value.to_json()))["ntp"] == value.ntp
+    ntp = int.from_bytes(payload[7:11], "big")
+    expected = NetworkTime(sdk["year"], sdk["month"], sdk["day"], sdk["hour"], sdk["minute"], sdk["second"], ntp)
+    common(expected, payload, 11, cmd=cmd)
 
 
 @pytest.mark.parametrize(("name", "vector"), vectors_of_kind("ntp_reply_parse"))
@@ -322,6 +374,7 @@ def test_network_time_spec_example() -> None:
     assert isinstance(value, NetworkTime)
     assert value.ntp_datetime == datetime(2024, 1, 1, 19, 4, 5, tzinfo=UTC)  # the local time is UTC+8
     assert encode_payload(0x18, value) == payload
+    common(NetworkTime(2024, 1, 2, 3, 4, 5, 1704135845), payload, 11, cmd=0x18)
 
 
 @pytest.mark.parametrize(("name", "vector"), vectors_of_kind("heartbeat_reply", "reboot_ack"))
@@ -332,6 +385,7 @@ def test_empty_payload_vectors(name: str, vector: dict[str, Any]) -> None:
         assert payload == b""
         assert decode_payload(cmd, payload) is None
         assert encode_payload(cmd, None) == b""
+        common(None, payload, 0, cmd=cmd)
         spec = spec_for(cmd)
         assert spec is not None
         assert spec.payload_types == ()
@@ -353,15 +407,18 @@ def test_p0_commands_pass_through(name: str, vector: dict[str, Any]) -> None:
 def test_mcu_request_vectors(name: str, vector: dict[str, Any]) -> None:
     cmd, payload = payload_of(vector["frame_hex"])
     assert cmd == vector["cmd"]
-    value = roundtrip(cmd, payload)
     mode = re.search(r"gizwitsSetMode\((\d)\)", vector["note"])
+    if cmd == 0x05:  # P0 (pass-through up): the P0 codec's, not a declared payload
+        assert decode_payload(cmd, payload) == b"\x06" + bytes.fromhex(vector["passthrough_data_hex"])
+        assert encode_payload(cmd, payload) == payload
+        return
+    value = roundtrip(cmd, payload)
     if cmd == 0x09:
         assert mode is not None
         assert value == ConfigMode(int(mode.group(1)))
         assert isinstance(value, ConfigMode)
         assert value.mode is ConfigModeKind(int(mode.group(1)))
-    elif cmd == 0x05:
-        assert value == b"\x06" + bytes.fromhex(vector["passthrough_data_hex"])
+        common(ConfigMode(int(mode.group(1))), payload, 1, cmd=cmd)
     else:
         assert cmd in (0x0B, 0x13, 0x15, 0x17, 0x21)
         assert value is None
@@ -373,6 +430,10 @@ def test_spec_example_payloads() -> None:
     assert decode_payload(0x21, b"\x00") == ModuleInfoRequest(0)
     assert decode_payload(0x12, b"\x02") == IllegalMessage(IllegalMessageCode.COMMAND)
     assert decode_payload(0x0B, b"") is None
+    common(ConfigMode(ConfigModeKind.AIRLINK), b"\x02", 1, cmd=0x09)
+    common(ModuleInfoRequest(0), b"\x00", 1, cmd=0x21)
+    common(IllegalMessage(IllegalMessageCode.COMMAND), b"\x02", 1, cmd=0x12)
+    common(None, b"", 0, cmd=0x0B)
 
 
 def test_config_mode_json() -> None:
@@ -404,6 +465,8 @@ def test_module_info() -> None:
     assert encode_payload(0x22, value) == payload
     assert isinstance(value, ModuleInfo)
     assert value.to_json()["device_attributes"] == "0000000000000002"
+    expected = ModuleInfo(1, "00000004", "04020006", "04020006", "AABBCCDDEEFF", "192.168.1.20", bytes(7) + b"\x02")
+    common(expected, payload, 65, cmd=0x22)
 
 
 def test_big_data_and_transaction_layouts_by_hand() -> None:
@@ -427,6 +490,7 @@ def test_big_data_and_transaction_layouts_by_hand() -> None:
         assert decode_payload(cmd, payload) == value, value
         assert encode_payload(cmd, value) == payload, value
         json.dumps(value.to_json())
+        common(value, payload, spec_size(value), cmd=cmd)
 
 
 # -- hostile payloads ----------------------------------------------------------------------------------------
@@ -630,6 +694,7 @@ def test_payload_round_trip(cmd: int, data: st.DataObject) -> None:
     value = data.draw(PAYLOAD_STRATEGIES[cmd])
     payload = encode_payload(cmd, value)
     assert decode_payload(cmd, payload) == value
+    common(value, payload, spec_size(value), cmd=cmd)
     sn = data.draw(u8)
     frame = parse_frame(encode_frame(cmd, sn, payload))
     assert (frame.cmd, frame.sn) == (cmd, sn)
