@@ -16,8 +16,8 @@ import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from gizdev.cloud.identifiers import new_passcode
 from gizdev.errors import ConfigError
+from gizdev.protocol.identifiers import new_passcode
 
 __all__ = ["IDENTITY_FILE", "Identity", "load_identity", "new_identity", "save_identity"]
 

@@ -26,7 +26,6 @@ import aiohttp
 
 from gizdev.backoff import Backoff
 from gizdev.bridge.identity import Identity
-from gizdev.cloud.security import decrypt_form, encrypt_form
 from gizdev.codec.envelope import (
     BusinessCmd,
     ServiceCmd,
@@ -37,6 +36,7 @@ from gizdev.codec.envelope import (
 )
 from gizdev.errors import BrokerError, CloudError, CodecError
 from gizdev.mqtt import MQTT_31, MqttClient
+from gizdev.protocol.device_api import decrypt_form, encrypt_form
 
 __all__ = ["AppCommand", "CloudUplink", "Provision", "UplinkSettings", "cancel_and_wait"]
 
