@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 
 from gizdev.bridge.config import BridgeConfig, LanConfig
+from gizdev.bridge.factory import build_bridge
 from gizdev.bridge.gateway import Bridge
 from gizdev.cloud.security import new_app_id, new_app_secret, new_product_secret
 from gizdev.cloud.server import CloudConfig, CloudServer
@@ -113,7 +114,7 @@ class Demo:
         self._pair = open_pty_pair()
         await self._pair.connect_master(self.mcu.protocol_factory)
         self.mcu.start()
-        self.bridge = Bridge(
+        self.bridge = build_bridge(
             BridgeConfig(
                 port=self._pair.slave_path,
                 product=settings.product,

@@ -37,8 +37,9 @@ from benchlib import free_port, machine
 
 from gizdev.cloud.broker import DeviceAccount
 from gizdev.cloud.devicebus import DeviceBus
-from gizdev.cloud.security import KdfParams, new_app_id, new_app_secret, new_passcode
+from gizdev.cloud.security import KdfParams, new_app_id, new_app_secret
 from gizdev.cloud.server import CloudConfig, CloudServer
+from gizdev.protocol.identifiers import new_passcode
 from gizdev.schema.loader import load_schema
 
 ROOT = Path(__file__).resolve().parent.parent

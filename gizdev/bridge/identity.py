@@ -3,6 +3,9 @@
 GAgent keeps the same facts in its config dump (gagent-wire-observations §5): losing them means a new
 registration, a new DID and every app binding gone, so the file is replaced atomically (write, fsync, rename) and
 never left half-written. A reset requested by the MCU clears the DID and makes a new passcode.
+
+The bridge and its uplinks share one :class:`IdentityStore`: the bridge renews the identity (the MCU's reset,
+another product on the UART), the cloud uplink records its registration, the LAN server answers with it.
 """
 
 from __future__ import annotations
@@ -16,10 +19,10 @@ import tempfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from gizdev.cloud.identifiers import new_passcode
 from gizdev.errors import ConfigError
+from gizdev.protocol.identifiers import new_passcode
 
-__all__ = ["IDENTITY_FILE", "Identity", "load_identity", "new_identity", "save_identity"]
+__all__ = ["IDENTITY_FILE", "Identity", "IdentityStore", "load_identity", "new_identity", "save_identity"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -102,3 +105,44 @@ def save_identity(state_dir: Path, identity: Identity) -> None:
     except OSError as exc:
         raise ConfigError(f"cannot save the bridge identity in {state_dir}: {exc}") from exc
     _LOGGER.debug("identity saved: did %s, mac %s", identity.did or "(none)", identity.mac)
+
+
+class IdentityStore:
+    """The bridge's current identity, saved in ``state_dir`` atomically whenever it changes."""
+
+    def __init__(self, state_dir: Path, identity: Identity) -> None:
+        self.state_dir = state_dir
+        self._identity = identity
+
+    @classmethod
+    def open(cls, state_dir: Path, *, mac: str = "") -> IdentityStore:
+        """The saved identity, else a new one with ``mac`` (default: random); ConfigError if the file is corrupt.
+
+        Nothing is written until :meth:`save` or :meth:`update`: a bridge that fails to start leaves no file.
+        """
+        identity = load_identity(state_dir) or new_identity(mac or None)
+        if mac and identity.mac != mac.upper():
+            _LOGGER.warning(
+                "configured mac %s differs from the saved identity's %s; keeping the saved one",
+                mac.upper(),
+                identity.mac,
+            )
+        return cls(state_dir, identity)
+
+    @property
+    def identity(self) -> Identity:
+        return self._identity
+
+    def update(self, identity: Identity) -> None:
+        """Make ``identity`` the current one and save it."""
+        self._identity = identity
+        self.save()
+
+    def save(self) -> None:
+        """Write the current identity (ConfigError if the state dir cannot take it)."""
+        save_identity(self.state_dir, self._identity)
+
+    def reset(self) -> Identity:
+        """A new passcode and no DID (the old one kept to be disabled on the cloud): :meth:`Identity.reset`."""
+        self.update(self._identity.reset())
+        return self._identity

@@ -1,9 +1,9 @@
 """The LAN server's view of the device, implemented over a :class:`~gizdev.link.ModuleSession`.
 
-An app's P0 is decoded with the product schema and turned into the session's own calls (``read``, ``write``,
-``passthrough``), so the MCU sees exactly what the link would send for the same request, and a P0 the schema
-refuses never reaches the UART. Reports come out of the session decoded; :func:`encode_report` turns them back
-into P0 for the LAN (and the cloud) uplink.
+An app's P0 goes to the MCU through :class:`~gizdev.bridge.mcu.SessionMcu` (checked against the schema first).
+Reports come out of the session decoded; :func:`encode_report` turns them back into P0 for the LAN server. The
+bridge serves its LAN apps through :class:`~gizdev.bridge.lan_uplink.LanUplink` instead; this device serves a LAN
+server on a bare session (tests, the LAN benchmark).
 """
 
 from __future__ import annotations
@@ -14,11 +14,13 @@ import time
 from collections.abc import Callable
 
 from gizdev.bridge.lan import LanIdentity
-from gizdev.codec.p0 import Action, P0Message, Product
-from gizdev.errors import GizdevError, PayloadError
+from gizdev.bridge.mcu import SessionMcu
+from gizdev.codec.commands import DeviceInfo
+from gizdev.codec.p0 import P0Message, Product
+from gizdev.errors import GizdevError
 from gizdev.link.module import ModuleEvent, ModuleSession
 
-__all__ = ["BindingWindow", "ModuleSessionLanDevice", "encode_report", "forward_reports"]
+__all__ = ["BindingWindow", "ModuleSessionLanDevice", "encode_report", "forward_reports", "with_device_info"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -46,27 +48,32 @@ class BindingWindow:
         return self.timeout_s == 0 or self.clock() - self._opened_at < self.timeout_s
 
 
+def with_device_info(identity: LanIdentity, info: DeviceInfo | None) -> LanIdentity:
+    """``identity`` with what the MCU said in its handshake (product key, versions, attributes), if it did."""
+    if info is None:
+        return identity
+    return dataclasses.replace(
+        identity,
+        product_key=info.product_key,
+        mcu_hardware_version=info.hardware_version,
+        mcu_software_version=info.software_version,
+        p0_version=info.p0_version,
+        mcu_attributes=info.device_attributes or identity.mcu_attributes,
+    )
+
+
 class ModuleSessionLanDevice:
-    """A :class:`~gizdev.bridge.lan.LanDevice` over a ModuleSession (the bridge's MCU link)."""
+    """A :class:`~gizdev.bridge.lan.LanDevice` over a bare ModuleSession."""
 
     def __init__(self, session: ModuleSession, identity: LanIdentity, binding: BindingWindow) -> None:
         self.session = session
         self.identity = identity
         self.binding = binding
+        self._mcu = SessionMcu(session)
 
     def lan_identity(self) -> LanIdentity:
         """The configured identity, with what the MCU said in its handshake (product key, versions, attributes)."""
-        info = self.session.device_info
-        if info is None:
-            return self.identity
-        return dataclasses.replace(
-            self.identity,
-            product_key=info.product_key,
-            mcu_hardware_version=info.hardware_version,
-            mcu_software_version=info.software_version,
-            p0_version=info.p0_version,
-            mcu_attributes=info.device_attributes or self.identity.mcu_attributes,
-        )
+        return with_device_info(self.identity, self.session.device_info)
 
     def binding_open(self) -> bool:
         return self.binding.is_open()
@@ -79,21 +86,7 @@ class ModuleSessionLanDevice:
 
     async def control(self, p0: bytes) -> bytes | None:
         """Run an app's P0 against the MCU; the read reply P0, or None when the MCU only acknowledged."""
-        product = self.session.product
-        message = product.decode(p0, strict=True)
-        action = message.action
-        if action in (Action.WRITE, Action.VAR_WRITE):
-            await self.session.write(message.attrs)
-            return None
-        if action in (Action.READ, Action.VAR_READ):
-            status = await self.session.read()
-            if action is Action.VAR_READ and message.requested:
-                status = {name: status[name] for name in message.requested if name in status}
-            return product.encode("read_reply", status)
-        if action is Action.TRANSPARENT_DOWN:
-            await self.session.passthrough(message.data)
-            return None
-        raise PayloadError(f"an app may not send {action.name} to the MCU", data=p0, path="action")
+        return await self._mcu.control(p0)
 
 
 def encode_report(product: Product, message: P0Message) -> bytes:

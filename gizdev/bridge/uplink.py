@@ -8,6 +8,15 @@ bridge; what it publishes goes to ``dev2app/<did>`` (0x0091) or ``dev2app/<did>/
 
 The loop never gives up: every failure (cloud down, broker down, refused login) is logged once and retried with
 backoff; a provisioning that says the DID is unknown (the cloud lost us) clears it and registers again.
+
+As an :class:`~gizdev.bridge.interface.Uplink`: connected while the MCU is online (offline, it disconnects, so that
+the cloud shows the device offline); on (re)connecting it publishes the MCU's status read afresh (a report held
+while offline would be stale). MCU reports go out as 0x0091 byte for byte as the MCU sent them. Apps' P0 goes
+through the bridge's :class:`~gizdev.bridge.interface.Mcu`; the answer follows GAgent (gagent-wire-observations
+§3.4): a 0x0090 gets a 0x0091 on ``dev2app/<did>`` (empty for a write's ACK, the status for a read), a 0x0093 a
+0x0094 with the same sn to the requester; the MCU unreachable: no answer (the protocol has no error frame),
+logged. The identity (registration, a reset's new passcode, the old DID disabled) lives in the shared
+:class:`~gizdev.bridge.identity.IdentityStore`.
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -25,8 +34,9 @@ from urllib.parse import parse_qsl, urlencode
 import aiohttp
 
 from gizdev.backoff import Backoff
-from gizdev.bridge.identity import Identity
-from gizdev.cloud.security import decrypt_form, encrypt_form
+from gizdev.bridge.identity import Identity, IdentityStore
+from gizdev.bridge.interface import Mcu, UplinkStatus
+from gizdev.codec.commands import DeviceInfo
 from gizdev.codec.envelope import (
     BusinessCmd,
     ServiceCmd,
@@ -35,8 +45,11 @@ from gizdev.codec.envelope import (
     encode_envelope,
     encode_service,
 )
-from gizdev.errors import BrokerError, CloudError, CodecError
+from gizdev.codec.p0 import P0Message
+from gizdev.errors import BrokerError, CloudError, CodecError, ConfigError, GizdevError
+from gizdev.link.module import ModuleEvent
 from gizdev.mqtt import MQTT_31, MqttClient
+from gizdev.protocol.device_api import decrypt_form, encrypt_form
 
 __all__ = ["AppCommand", "CloudUplink", "Provision", "UplinkSettings", "cancel_and_wait"]
 
@@ -98,30 +111,17 @@ class _Refused(CloudError):
 
 
 class CloudUplink:
-    """Keeps the device registered, provisioned and connected while :meth:`set_active` says so."""
+    """Keeps the device registered, provisioned and connected while the MCU is online."""
 
-    def __init__(
-        self,
-        settings: UplinkSettings,
-        *,
-        identity: Callable[[], Identity],
-        save_identity: Callable[[Identity], None],
-        product_secret: Callable[[], str],
-        on_command: Callable[[AppCommand], Coroutine[Any, Any, None]],
-        on_connected: Callable[[], Awaitable[None]],
-        on_change: Callable[[], None],
-    ) -> None:
+    def __init__(self, settings: UplinkSettings, identities: IdentityStore, *, product_secret: str = "") -> None:
         self.settings = settings
-        self._identity = identity
-        self._save_identity = save_identity
-        self._product_secret = product_secret
-        self._on_command = on_command
-        self._on_connected = on_connected
-        self._on_change = on_change
+        self.identities = identities
+        self.product_secret = product_secret  # for the encrypted API; default: the one in the MCU's device info
         self.connected = False
         self.online_apps = 0
         self.connects = 0
         self.server_ts: int | None = None
+        self._mcu: Mcu | None = None
         self._client: MqttClient | None = None
         self._active = asyncio.Event()
         self._restart = asyncio.Event()
@@ -129,14 +129,38 @@ class CloudUplink:
         self._last_error = ""
         self._commands: set[asyncio.Task[None]] = set()
 
-    # -- control --------------------------------------------------------------------------------------------------
+    # -- Uplink ---------------------------------------------------------------------------------------------------
 
-    def start(self) -> None:
+    async def start(self, mcu: Mcu) -> None:
+        self._mcu = mcu
         self._task = asyncio.get_running_loop().create_task(self._run(), name="cloud-uplink")
 
     async def close(self) -> None:
         task, self._task = self._task, None
         await cancel_and_wait([t for t in (task, *self._commands) if t is not None])
+
+    def mcu_report(self, p0: bytes, message: P0Message) -> None:
+        self.publish_report_nowait(p0)
+
+    def mcu_online(self, info: DeviceInfo | None) -> None:
+        self.set_active(True)
+
+    def mcu_offline(self) -> None:
+        self.set_active(False)
+
+    def mcu_event(self, event: ModuleEvent) -> None:
+        # module_reset: the bridge renewed the identity, which is registered from the start; module_restart: GAgent
+        # reconnects to the cloud.
+        if event.kind in ("module_reset", "module_restart"):
+            self.restart()
+
+    def status(self) -> UplinkStatus:
+        return UplinkStatus(cloud=self.connected, router=self.connected, apps=self.online_apps)
+
+    def describe(self) -> str:
+        return f"cloud {self.settings.cloud}"
+
+    # -- control --------------------------------------------------------------------------------------------------
 
     def set_active(self, active: bool) -> None:
         """Connect while active (the MCU is there); disconnect when not, so that the cloud shows us offline."""
@@ -149,6 +173,51 @@ class CloudUplink:
     def restart(self) -> None:
         """Drop the connection and start over from the identity (e.g. after a reset cleared the DID)."""
         self._restart.set()
+
+    def _identity(self) -> Identity:
+        return self.identities.identity
+
+    def _save_identity(self, identity: Identity) -> None:
+        self.identities.update(identity)
+
+    def _changed(self) -> None:
+        if self._mcu is not None:
+            self._mcu.uplink_changed()
+
+    def _product_secret(self) -> str:
+        if self.product_secret:
+            return self.product_secret
+        info = self._mcu.device_info if self._mcu is not None else None
+        if info is None or not info.product_secret:
+            raise ConfigError("the encrypted device API needs the product secret (the MCU did not send one)")
+        return info.product_secret
+
+    # -- apps' commands -------------------------------------------------------------------------------------------
+
+    async def _command(self, command: AppCommand) -> None:
+        assert self._mcu is not None
+        try:
+            reply = await self._mcu.control(command.p0)
+        except GizdevError as exc:
+            # The MCU did not take it (down, refused P0): GAgent sends nothing back either.
+            _LOGGER.warning("cloud command from %s not delivered: %s", command.client_id, exc)
+            return
+        if command.cmd == BusinessCmd.CONTROL and command.sn is not None:
+            await self.publish_ack(command.client_id, command.sn, reply or b"")
+        else:
+            await self.publish_report(reply or b"")
+
+    async def _publish_current_state(self) -> None:
+        """On (re)connecting: the MCU's status now, read afresh (a report held while offline would be stale)."""
+        mcu = self._mcu
+        if mcu is None or not mcu.online:
+            return
+        try:
+            status = await mcu.read()
+        except GizdevError as exc:
+            _LOGGER.info("could not read the MCU's status after connecting: %s", exc)
+            return
+        await self.publish_report(mcu.product.encode("read_reply", status))
 
     # -- publishing -----------------------------------------------------------------------------------------------
 
@@ -319,13 +388,13 @@ class CloudUplink:
             self.connects += 1
             self._last_error = ""
             _LOGGER.info("connected to the broker %s:%d as %s", provision.host, provision.port, identity.did)
-            self._on_change()
+            self._changed()
             loop = asyncio.get_running_loop()
             reader = loop.create_task(self._read(client, identity))
             stop = loop.create_task(self._restart.wait())
             try:
                 await client.publish("cli2ser_req", encode_service(ServiceCmd.ONLINE_QUERY))
-                await self._on_connected()
+                await self._publish_current_state()
                 done, _ = await asyncio.wait({reader, stop}, return_when=asyncio.FIRST_COMPLETED)
                 if reader in done:
                     reader.result()  # the broker went away: raise its error
@@ -338,7 +407,7 @@ class CloudUplink:
             self.connected = False
             self.online_apps = 0
             await client.close()
-            self._on_change()
+            self._changed()
             _LOGGER.info("disconnected from the broker")
 
     async def _read(self, client: MqttClient, identity: Identity) -> None:
@@ -352,13 +421,13 @@ class CloudUplink:
                         _LOGGER.info("ignored app frame 0x%04x on %s", envelope.cmd, topic)
                         continue
                     command = AppCommand(envelope.cmd, envelope.payload, topic[len(prefix) :], envelope.sn)
-                    task = asyncio.get_running_loop().create_task(self._on_command(command))
+                    task = asyncio.get_running_loop().create_task(self._command(command))
                     self._commands.add(task)
                     task.add_done_callback(self._commands.discard)
                 elif topic == f"ser2cli_res/{identity.did}":
                     frame = decode_service(payload)
                     if frame.cmd == ServiceCmd.ONLINE_COUNT and len(frame.body) >= 2:
                         self.online_apps = int.from_bytes(frame.body[:2], "big")
-                        self._on_change()
+                        self._changed()
             except CodecError as exc:
                 _LOGGER.info("ignored a bad frame on %s (%s): %s", topic, payload[:64].hex(), exc)

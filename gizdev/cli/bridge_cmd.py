@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gizdev.bridge.config import DEFAULT_STATE_DIR, load_config
+from gizdev.bridge.config import DEFAULT_STATE_DIR, BridgeConfig, load_config
 from gizdev.cli import options
 
 if TYPE_CHECKING:  # imported for real only when the command runs (start-up time)
@@ -101,19 +101,19 @@ def _run(args: argparse.Namespace) -> int:
         "lan_broadcast_address": args.lan_broadcast_address,
     }
     config = load_config(args.config, overrides)
-    # aiohttp and the cloud's crypto take about a second to import: only this command pays for them.
-    from gizdev.bridge.gateway import Bridge  # noqa: PLC0415 - start-up time
+    # aiohttp and the form cipher take a while to import: only this command pays for them.
+    from gizdev.bridge.factory import build_bridge  # noqa: PLC0415 - start-up time
 
-    return asyncio.run(_serve(Bridge(config)))
+    return asyncio.run(_serve(build_bridge(config), config))
 
 
-async def _serve(bridge: Bridge) -> int:
+async def _serve(bridge: Bridge, config: BridgeConfig) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
     async with bridge:
-        print(f"gizdev bridge: MCU on {bridge.config.port}; state in {bridge.config.state_dir}", file=sys.stderr)
+        print(f"gizdev bridge: MCU on {config.port}; state in {config.state_dir}", file=sys.stderr)
         await stop.wait()
         print("gizdev bridge: stopping", file=sys.stderr)
     return 0

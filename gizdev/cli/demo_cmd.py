@@ -65,6 +65,7 @@ def _show(attrs: dict[str, Any]) -> None:
 
 
 async def _demo(settings: DemoSettings) -> int:
+    from gizdev.bridge.lan_uplink import LanUplink  # noqa: PLC0415 - start-up time
     from gizdev.demo import Demo  # noqa: PLC0415 - start-up time (the cloud's modules)
 
     stop = asyncio.Event()
@@ -76,9 +77,12 @@ async def _demo(settings: DemoSettings) -> int:
     await demo.start()
     try:
         assert demo.bridge is not None and demo.cloud is not None
-        lan = demo.bridge.lan.tcp_addresses[0] if demo.bridge.lan else None
+        lan_uplink = demo.bridge.find_uplink(LanUplink)
+        lan = lan_uplink.server.tcp_addresses[0] if lan_uplink else None
         print(f"Local cloud:  {demo.http_url}  (MQTT 127.0.0.1:{settings.mqtt_port})")
-        print(f"Device:       did {demo.did}, passcode {demo.bridge.identity.passcode}, on {demo.bridge.config.port}")
+        print(
+            f"Device:       did {demo.did}, passcode {demo.bridge.identity.passcode}, on {demo.bridge.connection.url}"
+        )
         if lan is not None:
             print(f"LAN server:   {lan[0]}:{lan[1]}")
         print(f"App id:       {demo.appid}")

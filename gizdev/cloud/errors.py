@@ -36,6 +36,7 @@ from gizdev.cloud.storage.errors import (
     StorageError,
 )
 from gizdev.errors import CloudError
+from gizdev.protocol.device_api import FormCipherError
 
 __all__ = [
     "DEFAULT_HTTP_STATUS",
@@ -45,7 +46,6 @@ __all__ = [
     "ErrorBody",
     "ErrorListItem",
     "ErrorRow",
-    "FormDecryptError",
     "PasswordPolicyError",
     "api_error_for",
     "error_list",
@@ -351,18 +351,6 @@ class PasswordPolicyError(ApiError):
         super().__init__(Code.FORM_INVALID, f"password: {reason}")
 
 
-class FormDecryptError(ApiError):
-    """An encrypted device API form (§1.3) cannot be decoded or decrypted; answered as 9015.
-
-    ``reason`` is also the detail sent to the device. Failures after hex decoding (bad padding, not UTF-8 text)
-    share one reason on purpose, so that the answer does not tell a wrong key from corrupted data.
-    """
-
-    def __init__(self, reason: str) -> None:
-        self.reason = reason
-        super().__init__(Code.FORM_INVALID, f"data: {reason}")
-
-
 def error_list() -> list[ErrorListItem]:
     """The body of ``GET /errors``: every code with its HTTP status and message, in code order."""
     return [
@@ -374,11 +362,12 @@ def error_list() -> list[ErrorListItem]:
 def error_response(exc: Exception) -> tuple[int, ErrorBody]:
     """Map any exception to ``(http_status, body)``; the one place that does so.
 
-    An :class:`ApiError` answers with its own code and detail. Anything else is a bug or an outage on our side:
+    An :class:`ApiError` answers with its own code and detail, and so does an error :func:`api_error_for`
+    translates (storage refusals, undecryptable device forms). Anything else is a bug or an outage on our side:
     it answers 9008 "server error" with no detail (nothing internal leaks) and is logged here with its
     traceback, so the caller should not log it again.
     """
-    if isinstance(exc, StorageError):
+    if not isinstance(exc, ApiError):
         translated = api_error_for(exc)
         if translated is not None:
             exc = translated
@@ -400,8 +389,13 @@ _NOT_FOUND_CODES = {
 _TAKEN_CODES = {"username": Code.USERNAME_UNAVAILABLE, "phone_id": Code.USERNAME_UNAVAILABLE}
 
 
-def api_error_for(exc: StorageError) -> ApiError | None:
-    """The Open API answer to a storage refusal, or None for a real failure (which becomes 9008)."""
+def api_error_for(exc: Exception) -> ApiError | None:
+    """The Open API answer to a storage refusal or a refused device form, or None for a failure (9008)."""
+    if isinstance(exc, FormCipherError):
+        # The encrypted device API's form (§1.3): the reason goes to the device, not the bytes (which it sent).
+        return ApiError(Code.FORM_INVALID, f"data: {exc.reason}")
+    if not isinstance(exc, StorageError):
+        return None
     if isinstance(exc, InvalidInput):
         return ApiError(Code.FORM_INVALID, str(exc))
     if isinstance(exc, NotFound) and exc.entity in _NOT_FOUND_CODES:

@@ -1,34 +1,15 @@
-"""Identifiers of the device protocol and the digest tokens are kept under: standard library only.
+"""The digest user tokens are kept under: standard library only.
 
-Kept apart from :mod:`gizdev.cloud.security` (which re-exports them) so that the storage and the bridge can make
-and check them without importing the password hashing, the crypto and the Open API error table.
+Kept apart from :mod:`gizdev.cloud.security` (which re-exports it) so that the storage can make and check digests
+without importing the password hashing and the Open API error table. The device API's identifiers (DID,
+passcode) are the device protocol's: :mod:`gizdev.protocol.identifiers`.
 """
 
 from __future__ import annotations
 
 import hashlib
-import secrets
-import string
 
-__all__ = ["DID_LENGTH", "PASSCODE_LENGTH", "new_did", "new_passcode", "token_digest"]
-
-PASSCODE_LENGTH = 10  # GA-h PASSCODE_LEN; GAgent uses 'A'..'Y', we draw from all of 'A'..'Z'
-DID_LENGTH = 22  # cloud protocol §1.1: a valid DID is 22 characters
-_DID_ALPHABET = string.ascii_letters + string.digits  # 62 symbols: 22 of them carry about 131 bits
-
-
-def _random_string(alphabet: str, length: int) -> str:
-    return "".join(secrets.choice(alphabet) for _ in range(length))
-
-
-def new_passcode() -> str:
-    """A device passcode: 10 random upper-case letters, like the ones GAgent makes."""
-    return _random_string(string.ascii_uppercase, PASSCODE_LENGTH)
-
-
-def new_did() -> str:
-    """A device id: 22 random letters and digits (about 131 bits, unguessable)."""
-    return _random_string(_DID_ALPHABET, DID_LENGTH)
+__all__ = ["token_digest"]
 
 
 def token_digest(token: str) -> str:

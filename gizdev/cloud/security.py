@@ -1,4 +1,4 @@
-"""Secrets of the local cloud: password hashing, tokens, identifiers, the encrypted device API, comparisons.
+"""Secrets of the local cloud: password hashing, tokens, keys and secrets, the vendor's digests, comparisons.
 
 Passwords
     argon2id through argon2-cffi. ``hash_password``/``verify_password`` block for the length of one hash (about
@@ -11,12 +11,8 @@ Tokens
     ``token_digest(token)`` (SHA-256, hex) is stored: a leaked table does not give working tokens, and a fast
     hash is enough because the input is random, not chosen by a person.
 
-Device API encryption (cloud protocol §1.3)
-    AES-128-ECB with PKCS7 padding, key = the product secret's 32 hex digits as 16 bytes, ciphertext as hex.
-    ECB is what the devices speak, not a choice of ours. ``decrypt_form`` raises
-    :class:`~gizdev.cloud.errors.FormDecryptError` — an ``ApiError`` 9015 "form invalid!" — for any input that
-    does not decrypt to UTF-8 text, so a handler can let it propagate. A product secret that is not 32 hex
-    digits is our own data or configuration at fault, not the device's: :class:`~gizdev.errors.ConfigError`.
+The device API's form cipher, DIDs and passcodes are the device protocol's, shared with the bridge:
+:mod:`gizdev.protocol.device_api` and :mod:`gizdev.protocol.identifiers`.
 """
 
 from __future__ import annotations
@@ -24,7 +20,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
-import re
 import secrets
 import string
 import time
@@ -32,35 +27,25 @@ from dataclasses import dataclass
 
 from argon2 import PasswordHasher, Type, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError
-from cryptography.hazmat.primitives import padding
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from gizdev.cloud.errors import FormDecryptError, PasswordPolicyError
-from gizdev.cloud.identifiers import DID_LENGTH, PASSCODE_LENGTH, new_did, new_passcode, token_digest
-from gizdev.errors import ConfigError
+from gizdev.cloud.errors import PasswordPolicyError
+from gizdev.cloud.identifiers import token_digest
 
 __all__ = [
     "DEFAULT_PASSWORD_POLICY",
-    "DID_LENGTH",
     "KDF_DEFAULT",
     "KDF_SMALL_BOARD",
-    "MAX_FORM_BYTES",
-    "PASSCODE_LENGTH",
     "STRICT_PASSWORD_POLICY",
     "USER_TOKEN_LIFETIME_S",
     "KdfParams",
     "PasswordPolicy",
     "app_auth_digest",
     "bind_signature",
-    "decrypt_form",
-    "encrypt_form",
     "hash_password",
     "is_expired",
     "needs_rehash",
     "new_app_id",
     "new_app_secret",
-    "new_did",
-    "new_passcode",
     "new_product_key",
     "new_product_secret",
     "new_token",
@@ -241,7 +226,7 @@ def is_expired(expire_at: int, now: float | None = None) -> bool:
 # --------------------------------------------------------------------------------------------------------------
 # Identifiers and secrets
 
-# PASSCODE_LENGTH, DID_LENGTH, new_passcode, new_did and token_digest come from gizdev.cloud.identifiers.
+# token_digest comes from gizdev.cloud.identifiers (the storage uses it without the KDF).
 
 
 def new_product_key() -> str:
@@ -284,59 +269,3 @@ def app_auth_digest(app_id: str, app_secret: str) -> str:
 def bind_signature(product_secret: str, timestamp: str) -> str:
     """``X-Gizwits-Signature`` of ``/app/bind_mac`` (§3.9): lowercase hex MD5 of product_secret + timestamp."""
     return hashlib.md5((product_secret + timestamp).encode(), usedforsecurity=False).hexdigest()
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Encrypted device API (cloud protocol §1.3)
-
-# Real forms are a few hundred bytes ("mac=..&passcode=..&type=..&extra=..&auth_key=.."); anything much larger
-# is refused before any work is done on it.
-MAX_FORM_BYTES = 4096
-_BLOCK_BYTES = 16
-_HEX_RE = re.compile(r"[0-9a-fA-F]*")
-_SECRET_RE = re.compile(r"[0-9a-fA-F]{32}")
-_UNDECRYPTABLE = "cannot decrypt: wrong product secret or corrupted data"
-
-
-def _aes_key(product_secret: str) -> bytes:
-    if not isinstance(product_secret, str) or not _SECRET_RE.fullmatch(product_secret):
-        raise ConfigError("product secret must be 32 hex digits (it is the AES-128 key of the device API)")
-    return bytes.fromhex(product_secret)
-
-
-def encrypt_form(product_secret: str, text: str) -> str:
-    """``hex(AES-128-ECB(key=product_secret, PKCS7(text as UTF-8)))`` in lowercase hex."""
-    padder = padding.PKCS7(_BLOCK_BYTES * 8).padder()
-    padded = padder.update(text.encode("utf-8")) + padder.finalize()
-    encryptor = Cipher(algorithms.AES(_aes_key(product_secret)), modes.ECB()).encryptor()
-    return (encryptor.update(padded) + encryptor.finalize()).hex()
-
-
-def decrypt_form(product_secret: str, hex_text: str) -> str:
-    """The text sealed by :func:`encrypt_form`; :class:`FormDecryptError` (9015) for anything else.
-
-    ``hex_text`` must be whole bytes of hex (either case, no whitespace), a non-zero multiple of 16 bytes, at most
-    :data:`MAX_FORM_BYTES`, with valid PKCS7 padding and UTF-8 text inside.
-    """
-    key = _aes_key(product_secret)
-    if not isinstance(hex_text, str):
-        raise FormDecryptError("must be a hex string")
-    if not hex_text:
-        raise FormDecryptError("empty")
-    if len(hex_text) > 2 * MAX_FORM_BYTES:
-        raise FormDecryptError(f"longer than {MAX_FORM_BYTES} bytes")
-    if not _HEX_RE.fullmatch(hex_text):
-        raise FormDecryptError("not hex")
-    if len(hex_text) % 2:
-        raise FormDecryptError("odd number of hex digits")
-    sealed = bytes.fromhex(hex_text)
-    if len(sealed) % _BLOCK_BYTES:
-        raise FormDecryptError(f"length {len(sealed)} bytes is not a multiple of {_BLOCK_BYTES}")
-    decryptor = Cipher(algorithms.AES(key), modes.ECB()).decryptor()
-    padded = decryptor.update(sealed) + decryptor.finalize()
-    unpadder = padding.PKCS7(_BLOCK_BYTES * 8).unpadder()
-    try:
-        plain = unpadder.update(padded) + unpadder.finalize()
-        return plain.decode("utf-8")
-    except ValueError as exc:  # bad padding, or UnicodeDecodeError (a ValueError)
-        raise FormDecryptError(_UNDECRYPTABLE) from exc

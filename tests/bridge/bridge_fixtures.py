@@ -21,9 +21,11 @@ from typing import Any
 import pytest
 
 from gizdev.bridge.config import BridgeConfig, LanConfig
+from gizdev.bridge.factory import build_bridge
 from gizdev.bridge.gateway import Bridge
-from gizdev.bridge.lan import LanSettings
-from gizdev.bridge.uplink import UplinkSettings
+from gizdev.bridge.lan import LanServer, LanSettings
+from gizdev.bridge.lan_uplink import LanUplink
+from gizdev.bridge.uplink import CloudUplink, UplinkSettings
 from gizdev.cloud.server import CloudConfig
 from gizdev.codec.p0 import Product, load_product
 from gizdev.sim.mcu import VirtualMcu
@@ -117,6 +119,17 @@ class Rig:
     def did(self) -> str:
         return self.bridge.identity.did
 
+    @property
+    def cloud_uplink(self) -> CloudUplink:
+        uplink = self.bridge.find_uplink(CloudUplink)
+        assert uplink is not None
+        return uplink
+
+    @property
+    def lan(self) -> LanServer | None:
+        uplink = self.bridge.find_uplink(LanUplink)
+        return None if uplink is None else uplink.server
+
     async def api(self, method: str, path: str, payload: Any = None, **kwargs: Any) -> Any:
         return await asyncio.to_thread(self.cloud.api, method, path, payload, **kwargs)
 
@@ -132,8 +145,7 @@ class Rig:
 
     async def up(self) -> None:
         """Registered, connected, and the cloud sees the device online."""
-        uplink = self.bridge.uplink
-        assert uplink is not None
+        uplink = self.cloud_uplink
         await eventually(lambda: uplink.connected, "the bridge's MQTT connection")
         await asyncio.to_thread(self._wait_online, True)
 
@@ -186,12 +198,12 @@ def bridge_config(state_dir: Path, port: Path, cloud_url: str, **overrides: Any)
 
 
 def make_bridge(config: BridgeConfig, cloud_url: str) -> Bridge:
-    return Bridge(
+    return build_bridge(
         config,
-        uplink_settings=UplinkSettings(
+        cloud_settings=UplinkSettings(
             cloud=cloud_url, keepalive_s=KEEPALIVE_S, backoff_initial_s=0.1, backoff_max_s=BACKOFF_MAX_S
         ),
-        lan_settings=LanSettings(hosts=("127.0.0.1",), udp_port=0, tcp_port=0, broadcast_rounds=0),
+        lan=LanSettings(hosts=("127.0.0.1",), udp_port=0, tcp_port=0, broadcast_rounds=0),
         port_options={"backoff_max": 0.5},
     )
 

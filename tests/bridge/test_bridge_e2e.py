@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from gizdev.bridge.gateway import Bridge
+from gizdev.bridge.factory import build_bridge
 from gizdev.bridge.identity import IDENTITY_FILE
 from gizdev.bridge.uplink import UplinkSettings
 from gizdev.codec.p0 import load_product
@@ -157,7 +157,7 @@ def test_lan_app_discovers_logs_in_and_controls(cloud: CloudThread, tmp_path: Pa
     async def scenario() -> None:
         async with bridge_rig(cloud, tmp_path / "state", mcu_kwargs={"values": BOARD}) as rig:
             await rig.up()
-            lan = rig.bridge.lan
+            lan = rig.lan
             assert lan is not None
             udp = await UdpPeer.open()
             try:
@@ -300,9 +300,9 @@ def test_encrypted_registration_and_provisioning(cloud: CloudThread, tmp_path: P
         with open_pty_pair() as pty:
             await pty.connect_master(mcu.protocol_factory)
             mcu.start()
-            bridge = Bridge(
+            bridge = build_bridge(
                 bridge_config(tmp_path / "state", Path(pty.slave_path), cloud_url, encrypted=True),
-                uplink_settings=UplinkSettings(
+                cloud_settings=UplinkSettings(
                     cloud=cloud_url, encrypted=True, keepalive_s=KEEPALIVE_S, backoff_initial_s=0.1, backoff_max_s=1
                 ),
             )

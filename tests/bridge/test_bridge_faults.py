@@ -57,8 +57,7 @@ def test_broker_killed_and_restarted(cloud_place: CloudPlace, tmp_path: Path) ->
                 did = rig.did
                 broker = cloud.server.broker
                 assert broker is not None and broker.pid is not None
-                uplink = rig.bridge.uplink
-                assert uplink is not None
+                uplink = rig.cloud_uplink
                 os.kill(broker.pid, signal.SIGKILL)
                 await eventually(lambda: not uplink.connected, "the bridge noticing the broker's death")
                 rig.mcu.set_values({"Humidity": 61, "LED_R": 99})  # this report cannot reach the cloud
@@ -84,8 +83,7 @@ def test_cloud_stopped_and_started_again(cloud_place: CloudPlace, tmp_path: Path
             async with bridge_rig(cloud, tmp_path / "state") as rig:
                 await rig.up()
                 did = rig.did
-                uplink = rig.bridge.uplink
-                assert uplink is not None
+                uplink = rig.cloud_uplink
                 await asyncio.to_thread(cloud.close)
                 await eventually(lambda: not uplink.connected, "the bridge noticing the cloud's absence")
                 await eventually(

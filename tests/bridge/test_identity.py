@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from gizdev.bridge.config import BridgeConfig, LanConfig
-from gizdev.bridge.gateway import Bridge
+from gizdev.bridge.factory import build_bridge
 from gizdev.bridge.identity import IDENTITY_FILE, Identity, load_identity, new_identity, save_identity
 from gizdev.errors import ConfigError
 from tests.conftest import product_path
@@ -87,7 +87,7 @@ def test_a_corrupt_file_is_a_clear_error_and_stays_as_it_was(tmp_path: Path, tex
         port="/dev/null", product=product_path("gokit"), state_dir=tmp_path, lan=LanConfig(enabled=False)
     )
     with pytest.raises(ConfigError, match="corrupt"):
-        Bridge(config)
+        build_bridge(config)
     assert path.read_bytes() == text.encode("latin-1")
     assert sorted(p.name for p in tmp_path.iterdir()) == [IDENTITY_FILE]
 

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from gizdev.cloud.security import decrypt_form, encrypt_form
 from gizdev.codec.envelope import decode_envelope, decode_service, encode_envelope, encode_service
+from gizdev.protocol.device_api import decrypt_form, encrypt_form
 from tests.cloud.broker_fixtures import (  # noqa: F401
     BrokerThread,
     RawMqtt31,

@@ -10,7 +10,8 @@ from urllib.parse import quote
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from gizdev.cloud.security import decrypt_form, encrypt_form, new_product_secret
+from gizdev.cloud.security import new_product_secret
+from gizdev.protocol.device_api import decrypt_form, encrypt_form
 from tests.cloud.broker_fixtures import RawMqtt31
 from tests.cloud.server_fixtures import TEMP_HUMI_SCHEMA, CloudThread, Reply
 from tests.cloud.test_open_api_seed import CONNACK_OK, assert_error, register, wait_for

@@ -12,12 +12,12 @@ from gizdev.cloud.errors import (
     ERROR_TABLE,
     ApiError,
     Code,
-    FormDecryptError,
     PasswordPolicyError,
     error_list,
     error_response,
 )
 from gizdev.errors import CloudError, GizdevError, PayloadError
+from gizdev.protocol.device_api import FormCipherError
 
 # Typed by hand from cloud protocol §3.12 (code, HTTP status, message); "–" rows are expected at 400.
 # 9004 carries the live service's text; 9098 repeats 9099's text as the docs do.
@@ -210,8 +210,13 @@ def test_dedicated_errors_map_to_9015() -> None:
     status, body = error_response(PasswordPolicyError("min_length", "must be at least 6 characters long"))
     assert (status, body["error_code"]) == (400, 9015)
     assert body["detail_message"] == "password: must be at least 6 characters long"
-    status, body = error_response(FormDecryptError("not hex"))
-    assert (status, body["error_code"], body["detail_message"]) == (400, 9015, "data: not hex")
+    # The device API's cipher raises a protocol error (shared with the bridge); this boundary makes it 9015, with
+    # the reason and without the refused bytes.
+    status, body = error_response(FormCipherError("not hex", data=b"zz"))
+    assert (status, body) == (
+        400,
+        {"error_code": 9015, "error_message": "form invalid!", "detail_message": "data: not hex"},
+    )
 
 
 def test_error_list_shape_and_order() -> None:

@@ -1,40 +1,28 @@
-"""Password hashing and policy, tokens, identifiers, comparisons and the AES forms of the device API."""
+"""Password hashing and policy, tokens, keys and secrets, comparisons and the vendor's digests."""
 
 from __future__ import annotations
 
-import contextlib
 import re
-import shutil
-import string
-import subprocess
 from collections.abc import Callable
 
 import pytest
 from argon2 import extract_parameters
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
-from gizdev.cloud.errors import ApiError, Code, FormDecryptError, PasswordPolicyError
+from gizdev.cloud.errors import ApiError, Code, PasswordPolicyError
 from gizdev.cloud.security import (
     DEFAULT_PASSWORD_POLICY,
     KDF_DEFAULT,
-    MAX_FORM_BYTES,
     STRICT_PASSWORD_POLICY,
     USER_TOKEN_LIFETIME_S,
     KdfParams,
     PasswordPolicy,
     app_auth_digest,
     bind_signature,
-    decrypt_form,
-    encrypt_form,
     hash_password,
     is_expired,
     needs_rehash,
     new_app_id,
     new_app_secret,
-    new_did,
-    new_passcode,
     new_product_key,
     new_product_secret,
     new_token,
@@ -43,7 +31,6 @@ from gizdev.cloud.security import (
     token_expiry,
     verify_password,
 )
-from gizdev.errors import ConfigError
 
 # Tests that are not about the cost parameters use the cheapest legal ones (argon2 is slow by design).
 FAST = KdfParams(time_cost=1, memory_kib=8, parallelism=1)
@@ -156,7 +143,7 @@ def test_policy_rejects_non_strings_and_is_configurable() -> None:
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Tokens and identifiers
+# Tokens, keys and secrets
 
 
 def test_tokens_are_128_bits_of_hex_and_unique() -> None:
@@ -182,19 +169,6 @@ def test_token_lifetime_is_180_days() -> None:
     assert is_expired(1000, now=1000) and not is_expired(1001, now=1000)
 
 
-def test_passcode_format() -> None:
-    passcodes = [new_passcode() for _ in range(200)]
-    assert all(re.fullmatch(r"[A-Z]{10}", code) for code in passcodes)
-    assert len(set(passcodes)) == 200
-    assert set("".join(passcodes)) == set(string.ascii_uppercase)  # all 26 letters show up in 2000 draws
-
-
-def test_did_format() -> None:
-    dids = [new_did() for _ in range(200)]
-    assert all(re.fullmatch(r"[A-Za-z0-9]{22}", did) for did in dids)
-    assert len(set(dids)) == 200
-
-
 @pytest.mark.parametrize("make", [new_product_key, new_product_secret, new_app_id, new_app_secret])
 def test_keys_and_secrets_are_32_lowercase_hex(make: Callable[[], str]) -> None:
     values = {make() for _ in range(100)}
@@ -215,133 +189,3 @@ def test_vendor_md5_headers() -> None:
     # MD5("abc"), RFC 1321 appendix A.5; the header is md5(appid + appsecret) with no separator.
     assert app_auth_digest("a", "bc") == "900150983cd24fb0d6963f7d28e17f72"
     assert bind_signature("ab", "c") == "900150983cd24fb0d6963f7d28e17f72"
-
-
-# --------------------------------------------------------------------------------------------------------------
-# Encrypted device API forms
-
-SECRET = "0123456789abcdef0123456789abcdef"
-FORM = "mac=AABBCCDDEEFF&passcode=HKIPANQEYX&type=normal"
-
-# Computed with `printf '%s' TEXT | openssl enc -aes-128-ecb -K 0123…cdef -nosalt | xxd -p`, not with our code.
-OPENSSL_VECTORS = [
-    (
-        FORM,
-        "c208e7e462d65ea6cffc805320536091de2cb336015b76a8b0380645f4635d1b"
-        "44a84c1773aafc4adcf085c284363fb50efb6bfed93b4d1ea2123ba4db075ff6",
-    ),
-    ("did=RefPeerDid0123456789ab", "fb8c89f49b526d28d2721e3c3b6b07347188851e9a66995d72291e422cf46061"),
-    ("", "0efb6bfed93b4d1ea2123ba4db075ff6"),
-    ("0123456789abcdef", "4e030ca97370fdecc3367f9970c0b8c30efb6bfed93b4d1ea2123ba4db075ff6"),
-]
-
-
-@pytest.mark.parametrize(("text", "sealed"), OPENSSL_VECTORS)
-def test_known_answers(text: str, sealed: str) -> None:
-    assert encrypt_form(SECRET, text) == sealed
-    assert decrypt_form(SECRET, sealed) == text
-    assert decrypt_form(SECRET.upper(), sealed.upper()) == text
-
-
-def test_did_reply_is_64_hex_digits() -> None:
-    # CGW reads exactly 64 hex characters for the encrypted "did=<22 chars>" reply (cloud protocol §1.3).
-    assert len(encrypt_form(new_product_secret(), f"did={new_did()}")) == 64
-
-
-@pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl not installed")
-@pytest.mark.parametrize("text", [FORM, "x", "exactly 16 bytes", "über&ümlaut=1"])
-def test_matches_openssl(text: str) -> None:
-    secret = new_product_secret()
-    result = subprocess.run(
-        ["openssl", "enc", "-aes-128-ecb", "-K", secret, "-nosalt"],
-        input=text.encode(),
-        capture_output=True,
-        check=True,
-    )
-    assert encrypt_form(secret, text) == result.stdout.hex()
-
-
-def test_matches_manual_padding_and_raw_blocks() -> None:
-    """Pad by hand and encrypt one block at a time with a fresh raw AES (no library padding)."""
-    secret = new_product_secret()
-    data = FORM.encode()
-    pad = 16 - len(data) % 16
-    data += bytes([pad]) * pad
-    blocks = []
-    for start in range(0, len(data), 16):
-        encryptor = Cipher(algorithms.AES(bytes.fromhex(secret)), modes.ECB()).encryptor()
-        blocks.append(encryptor.update(data[start : start + 16]) + encryptor.finalize())
-    assert encrypt_form(secret, FORM) == b"".join(blocks).hex()
-
-
-def _raw_seal(secret: str, data: bytes) -> str:
-    encryptor = Cipher(algorithms.AES(bytes.fromhex(secret)), modes.ECB()).encryptor()
-    return (encryptor.update(data) + encryptor.finalize()).hex()
-
-
-HOSTILE = [
-    pytest.param("", "empty", id="empty"),
-    pytest.param("abc", "odd number of hex digits", id="odd"),
-    pytest.param("zz" * 16, "not hex", id="non-hex"),
-    pytest.param("0x" + "00" * 16, "not hex", id="0x-prefix"),
-    pytest.param("00 " * 16, "not hex", id="spaces"),
-    pytest.param("٣" * 32, "not hex", id="unicode-digits"),
-    pytest.param("00" * 15, "not a multiple of 16", id="short-block"),
-    pytest.param("00" * 17, "not a multiple of 16", id="ragged"),
-    pytest.param("ab" * 1_000_000, "longer than", id="1MB"),
-    pytest.param(_raw_seal(SECRET, b"A" * 16), "wrong product secret or corrupted data", id="bad-padding"),
-    pytest.param(_raw_seal(SECRET, b"A" * 15 + b"\x00"), "wrong product secret or corrupted data", id="zero-pad"),
-    pytest.param(_raw_seal(SECRET, b"\xff\xfe" + b"\x0e" * 14), "wrong product secret or corrupted data", id="utf8"),
-]
-
-
-@pytest.mark.parametrize(("hex_text", "reason"), HOSTILE)
-def test_hostile_input_gives_our_error(hex_text: str, reason: str) -> None:
-    with pytest.raises(FormDecryptError, match=reason) as caught:
-        decrypt_form(SECRET, hex_text)
-    assert caught.value.to_json()["error_code"] == 9015
-    assert caught.value.http_status == 400
-
-
-def test_wrong_key_gives_our_error() -> None:
-    sealed = encrypt_form(SECRET, FORM)
-    with pytest.raises(FormDecryptError, match="wrong product secret or corrupted data"):
-        decrypt_form("fedcba9876543210fedcba9876543210", sealed)
-
-
-def test_non_string_input_gives_our_error() -> None:
-    with pytest.raises(FormDecryptError):
-        decrypt_form(SECRET, b"00" * 16)  # type: ignore[arg-type]
-
-
-def test_input_at_the_size_limit_is_decrypted() -> None:
-    text = "k=" + "v" * (MAX_FORM_BYTES - 3)  # pads to exactly MAX_FORM_BYTES
-    sealed = encrypt_form(SECRET, text)
-    assert len(sealed) == 2 * MAX_FORM_BYTES
-    assert decrypt_form(SECRET, sealed) == text
-
-
-@pytest.mark.parametrize("secret", ["", "0123", SECRET + "00", "g" * 32, " " + SECRET[1:]])
-def test_bad_product_secret_is_a_config_error(secret: str) -> None:
-    with pytest.raises(ConfigError, match="32 hex digits"):
-        encrypt_form(secret, FORM)
-    with pytest.raises(ConfigError):
-        decrypt_form(secret, OPENSSL_VECTORS[0][1])
-
-
-@settings(max_examples=200)
-@given(
-    secret=st.binary(min_size=16, max_size=16).map(bytes.hex),
-    text=st.text(max_size=300),
-)
-def test_round_trip(secret: str, text: str) -> None:
-    sealed = encrypt_form(secret, text)
-    assert re.fullmatch(r"(?:[0-9a-f]{32})+", sealed)
-    assert decrypt_form(secret, sealed) == text
-
-
-@settings(max_examples=300)
-@given(hex_text=st.one_of(st.text(max_size=100), st.binary(max_size=64).map(bytes.hex)))
-def test_any_input_decrypts_or_gives_our_error(hex_text: str) -> None:
-    with contextlib.suppress(FormDecryptError):
-        assert isinstance(decrypt_form(SECRET, hex_text), str)

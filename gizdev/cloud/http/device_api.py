@@ -16,9 +16,9 @@ from aiohttp import web
 from gizdev.cloud.errors import ApiError, Code
 from gizdev.cloud.http.context import CloudContext, context_of
 from gizdev.cloud.http.forms import form_fields, invalid
-from gizdev.cloud.security import decrypt_form, encrypt_form
 from gizdev.cloud.storage import Device, InvalidInput, NotFound, Registration
 from gizdev.errors import ConfigError
+from gizdev.protocol.device_api import decrypt_form, encrypt_form
 
 __all__ = ["routes"]
 
@@ -128,7 +128,7 @@ def _sealed_fields(secret: str, sealed: str) -> dict[str, str]:
     try:
         text = decrypt_form(secret, sealed)
         pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True, max_num_fields=16)
-    except ValueError as exc:  # strict parsing; FormDecryptError is an ApiError and passes through
+    except ValueError as exc:  # strict parsing; a FormCipherError passes through to errors.py (9015)
         raise invalid(f"data: the decrypted form is malformed ({exc})") from None
     except ConfigError as exc:
         raise ApiError(Code.SERVER_ERROR) from exc

@@ -52,7 +52,6 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from sqlalchemy.exc import DBAPIError, IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from gizdev.cloud.identifiers import DID_LENGTH, new_did
 from gizdev.cloud.storage import validate as v
 from gizdev.cloud.storage.engine import WRITE_OPTION, make_engine, make_inline_sqlite_engine
 from gizdev.cloud.storage.errors import (
@@ -69,6 +68,7 @@ from gizdev.cloud.storage.migrations import migrate
 from gizdev.cloud.storage.models import App, Binding, Device, LatestData, Product, Registration, Token, User
 from gizdev.cloud.storage.tables import apps, bindings, devices, latest_data, products, tokens, users
 from gizdev.errors import SchemaError
+from gizdev.protocol.identifiers import DID_LENGTH, new_did
 from gizdev.schema.loader import parse_schema, schema_to_json
 from gizdev.schema.model import ProductSchema
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from gizdev.board.sniff import Direction, Relay, TraceDecoder, TraceEvent, TraceTap
 from gizdev.bridge.config import BridgeConfig, LanConfig
-from gizdev.bridge.gateway import Bridge
+from gizdev.bridge.factory import build_bridge
 from gizdev.codec.frame import parse_frame
 from gizdev.codec.p0 import load_product
 from gizdev.sim.mcu import VirtualMcu
@@ -54,7 +54,7 @@ def test_sniffer_decodes_a_bridge_session_exactly(tmp_path: Path) -> None:
             state_dir=tmp_path / "state",
             lan=LanConfig(hosts=("127.0.0.1",), udp_port=0, tcp_port=0, broadcast_rounds=0),
         )
-        bridge = Bridge(config, product=product)
+        bridge = build_bridge(config, product=product)
         left, right = _Cable(), _Cable()
         left.other, right.other = right, left
         factory = bridge.session.protocol_factory
@@ -75,7 +75,7 @@ def test_sniffer_decodes_a_bridge_session_exactly(tmp_path: Path) -> None:
             mcu.start()
             await bridge.start()
             await until(bridge.connection.ready.is_set, what="the handshake through the sniffer")
-            await bridge.device.control(bytes.fromhex("01010100000000"))  # an app's write: LED on
+            await bridge.mcu.control(bytes.fromhex("01010100000000"))  # an app's write: LED on
             mcu.set_values({"Temperature": 20})
             await until(lambda: bridge.status.get("Temperature") == 20, what="the report relayed")
             await until(
