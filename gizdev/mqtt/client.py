@@ -4,8 +4,9 @@ Why not aiomqtt here: its ``publish`` costs about 220-310 µs of CPU on the deve
 about 10-13 µs for writing the same PUBLISH packet to the socket (tools/bench_mqtt.py, both against a loopback
 Mosquitto); the bridge publishes one per MCU report, with a budget of 200 µs. The device protocol
 needs little: CONNECT with user name and password, SUBSCRIBE at QoS 0 one topic at a time (as GAgent), PUBLISH at
-QoS 0 both ways, PINGREQ for keepalive, DISCONNECT. That is all this client does; QoS 1/2, will messages,
-retained-message flags on output and MQTT 5 are out of scope.
+QoS 0 both ways, PINGREQ for keepalive, DISCONNECT. For the home-automation uplink it also does a will, retained
+PUBLISH, and QoS 1 (PUBLISH waiting for its PUBACK, QoS 1 subscriptions acknowledged); QoS 2, persistent
+sessions and MQTT 5 are out of scope.
 
 Packets are built by :mod:`gizdev.mqtt.packets`.
 
@@ -38,8 +39,10 @@ from gizdev.mqtt.packets import (
     PINGRESP,
     PUBACK,
     PUBLISH,
+    RETAIN,
     SUBACK,
     SUBSCRIBE,
+    Will,
     connect_packet,
     encode_remaining_length,
     encode_string,
@@ -154,6 +157,7 @@ class MqttClient:
         tls: ssl.SSLContext | None = None,
         max_queued: int = MAX_QUEUED_MESSAGES,
         max_queued_bytes: int = MAX_QUEUED_BYTES,
+        will: Will | None = None,
     ) -> None:
         if protocol not in (MQTT_31, MQTT_311):
             raise ValueError(f"unsupported MQTT protocol level {protocol}")
@@ -170,6 +174,7 @@ class MqttClient:
         self.protocol = protocol
         self.timeout_s = timeout_s
         self.tls = tls
+        self.will = will
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._inbox = _Inbox(client_id, max_queued, max_queued_bytes)
@@ -214,6 +219,7 @@ class MqttClient:
             password=self.password,
             keepalive_s=self.keepalive_s,
             protocol=self.protocol,
+            will=self.will,
         )
 
     async def close(self) -> None:
@@ -269,31 +275,55 @@ class MqttClient:
             raise BrokerError(f"not connected to the broker at {self.host}:{self.port}")
         writer.write(data)
 
-    async def publish(self, topic: str, payload: bytes) -> None:
-        """PUBLISH at QoS 0; waits only if the socket's buffer is full (the broker reads slowly)."""
-        if not self.publish_nowait(topic, payload):
+    async def publish(self, topic: str, payload: bytes, *, retain: bool = False, qos: int = 0) -> None:
+        """PUBLISH; at QoS 1 returns once the broker's PUBACK came (BrokerError after ``timeout_s``), at QoS 0
+        waits only if the socket's buffer is full (the broker reads slowly)."""
+        if qos == 1:
+            packet_id, future = self._expect_ack()
+            try:
+                self._write(self._publish_packet(topic, payload, retain, packet_id))
+                await self._ack(packet_id, future, f"no PUBACK for {topic!r}")
+            finally:
+                self._acks.pop(packet_id, None)
+            return
+        if not self.publish_nowait(topic, payload, retain=retain):
             writer = self._writer
             if writer is not None:
                 await writer.drain()
 
-    def publish_nowait(self, topic: str, payload: bytes) -> bool:
+    def publish_nowait(self, topic: str, payload: bytes, *, retain: bool = False) -> bool:
         """PUBLISH at QoS 0 from synchronous code; False if the socket's buffer is over 64 KiB (slow broker)."""
-        self._write(packet(PUBLISH, encode_string(topic) + payload))
+        self._write(packet(PUBLISH, encode_string(topic) + payload, RETAIN if retain else 0))
         writer = self._writer
         return writer is None or writer.transport.get_write_buffer_size() <= 64 * 1024
 
-    async def subscribe(self, topic: str) -> None:
-        """SUBSCRIBE one topic at QoS 0 and wait for its SUBACK; BrokerError if refused."""
+    @staticmethod
+    def _publish_packet(topic: str, payload: bytes, retain: bool, packet_id: int) -> bytes:
+        body = encode_string(topic) + packet_id.to_bytes(2, "big") + payload
+        return packet(PUBLISH, body, 0x02 | (RETAIN if retain else 0))  # QoS 1
+
+    def _expect_ack(self) -> tuple[int, asyncio.Future[bytes]]:
         self._next_id = self._next_id % 0xFFFF + 1
-        packet_id = self._next_id
         future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        self._acks[packet_id] = future
-        self._write(packet(SUBSCRIBE, packet_id.to_bytes(2, "big") + encode_string(topic) + b"\x00", flags=0x02))
+        self._acks[self._next_id] = future
+        return self._next_id, future
+
+    async def _ack(self, packet_id: int, future: asyncio.Future[bytes], what: str) -> bytes:
         try:
             async with asyncio.timeout(self.timeout_s):
-                granted = await future
+                return await future
         except TimeoutError:
-            raise BrokerError(f"no SUBACK for {topic!r} within {self.timeout_s:.0f} s") from None
+            raise BrokerError(f"{what} within {self.timeout_s:.0f} s") from None
+
+    async def subscribe(self, topic: str, qos: int = 0) -> None:
+        """SUBSCRIBE one topic (QoS 0 or 1) and wait for its SUBACK; BrokerError if refused."""
+        if qos not in (0, 1):
+            raise ValueError(f"subscription QoS is 0 or 1, not {qos}")
+        packet_id, future = self._expect_ack()
+        try:
+            body = packet_id.to_bytes(2, "big") + encode_string(topic) + bytes([qos])
+            self._write(packet(SUBSCRIBE, body, flags=0x02))
+            granted = await self._ack(packet_id, future, f"no SUBACK for {topic!r}")
         finally:
             self._acks.pop(packet_id, None)
         if granted[:1] == b"\x80":
@@ -330,7 +360,7 @@ class MqttClient:
                 kind, flags, body = await self._read_packet()
                 if kind == PUBLISH:
                     self._on_publish(flags, body)
-                elif kind == SUBACK and len(body) >= 3:
+                elif (kind == SUBACK and len(body) >= 3) or (kind == PUBACK and len(body) == 2):
                     future = self._acks.get(int.from_bytes(body[:2], "big"))
                     if future is not None and not future.done():
                         future.set_result(body[2:])
@@ -358,7 +388,7 @@ class MqttClient:
             topic = body[2 : 2 + size].decode("utf-8")
         except UnicodeDecodeError:
             raise BrokerError(f"PUBLISH with a topic that is not UTF-8: {body[2 : 2 + size].hex()}") from None
-        if qos == 1:  # we subscribe at QoS 0, but a broker may still deliver at 1: acknowledge it
+        if qos == 1:  # a QoS 1 subscription (or a broker that delivers at 1 anyway): acknowledge it
             self._write(packet(PUBACK, body[2 + size : start]))
         self._inbox.put(MqttMessage(topic, body[start:]))
 

@@ -7,6 +7,8 @@ that knows how a packet, and a CONNECT in particular, is laid out.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 __all__ = [
     "CONNACK",
     "CONNECT",
@@ -17,8 +19,10 @@ __all__ = [
     "PINGRESP",
     "PUBACK",
     "PUBLISH",
+    "RETAIN",
     "SUBACK",
     "SUBSCRIBE",
+    "Will",
     "connect_packet",
     "encode_remaining_length",
     "encode_string",
@@ -33,8 +37,25 @@ CONNECT, CONNACK, PUBLISH, PUBACK, SUBSCRIBE, SUBACK = 1, 2, 3, 4, 8, 9
 PINGREQ, PINGRESP, DISCONNECT = 12, 13, 14
 
 _CLEAN_SESSION = 0x02
+_WILL = 0x04
+_WILL_RETAIN = 0x20
 _PASSWORD = 0x40
 _USERNAME = 0x80
+RETAIN = 0x01  # PUBLISH fixed-header flag (§3.3.1.3)
+
+
+@dataclass(frozen=True, slots=True)
+class Will:
+    """The message the broker publishes for us when the connection ends without a DISCONNECT (§3.1.2.5)."""
+
+    topic: str
+    payload: bytes
+    retain: bool = False
+    qos: int = 0
+
+    def __post_init__(self) -> None:
+        if self.qos not in (0, 1):
+            raise ValueError(f"will QoS is 0 or 1, not {self.qos}")
 
 
 def encode_remaining_length(length: int) -> bytes:
@@ -69,14 +90,20 @@ def connect_packet(
     password: str | None = None,
     keepalive_s: int = 60,
     protocol: int = MQTT_311,
+    will: Will | None = None,
 ) -> bytes:
-    """CONNECT with a clean session (no will); a password is sent only with a user name (§3.1.2.9)."""
+    """CONNECT with a clean session and an optional will; a password is sent only with a user name (§3.1.2.9)."""
     if protocol not in _PROTOCOL_NAMES:
         raise ValueError(f"unsupported MQTT protocol level {protocol}")
     if not 0 <= keepalive_s <= 0xFFFF:
         raise ValueError("keepalive must be within 0..65535 s")
     flags = _CLEAN_SESSION
     payload = encode_string(client_id)
+    if will is not None:
+        flags |= _WILL | will.qos << 3 | (_WILL_RETAIN if will.retain else 0)
+        if len(will.payload) > 0xFFFF:
+            raise ValueError("a will message is at most 65535 bytes")
+        payload += encode_string(will.topic) + len(will.payload).to_bytes(2, "big") + will.payload
     if username is not None:
         flags |= _USERNAME
         payload += encode_string(username)
