@@ -12,6 +12,9 @@ Example ``/etc/gizdev/bridge.toml``::
     [lan]
     hosts = ["0.0.0.0"]                # listen addresses (default: loopback only)
     broadcast_address = "192.168.1.255"
+
+    [mqtt]                             # home automation: JSON state/commands + Home Assistant discovery
+    url = "mqtt://user:secret@192.168.1.5:1883"
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from urllib.parse import urlsplit
 
 from gizdev.errors import ConfigError
 
-__all__ = ["BridgeConfig", "LanConfig", "load_config"]
+__all__ = ["BridgeConfig", "LanConfig", "MqttConfig", "load_config"]
 
 DEFAULT_STATE_DIR = Path("/var/lib/gizdev")
 
@@ -52,6 +55,28 @@ class LanConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class MqttConfig:
+    """The home-automation uplink (MQTT/JSON + Home Assistant discovery); off while ``url`` is empty."""
+
+    url: str = ""  # mqtt://[user:pass@]host[:port] or mqtts://
+    prefix: str = "gizdev"
+    device: str = ""  # default: <product>_<last 6 MAC digits>
+    discovery: bool = True
+    discovery_prefix: str = "homeassistant"
+    qos: int = 0
+    retain: bool = True
+    client_id: str = ""
+    keepalive_s: int = 60
+    ca_file: str = ""
+
+    def __post_init__(self) -> None:
+        if self.qos not in (0, 1):
+            raise ConfigError(f"bridge: mqtt.qos is 0 or 1, not {self.qos}")
+        if not 0 <= self.keepalive_s <= 65535:
+            raise ConfigError(f"bridge: mqtt.keepalive_s must be 0-65535, not {self.keepalive_s}")
+
+
+@dataclass(frozen=True, slots=True)
 class BridgeConfig:
     port: str
     product: Path
@@ -63,6 +88,7 @@ class BridgeConfig:
     product_secret: str = ""  # for the encrypted API; default: what the MCU reports in its device info
     heartbeat_s: float = 55.0
     lan: LanConfig = field(default_factory=LanConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
 
     def __post_init__(self) -> None:
         if not self.port:
@@ -77,8 +103,8 @@ class BridgeConfig:
             raise ConfigError("bridge: baudrate and heartbeat_s must be positive")
 
 
-_TOP_KEYS = {f.name for f in fields(BridgeConfig)} - {"lan"}
-_LAN_KEYS = {f.name for f in fields(LanConfig)}
+_TABLES: dict[str, Any] = {"lan": LanConfig, "mqtt": MqttConfig}  # [table] → its dataclass; options: table_key
+_TOP_KEYS = {f.name for f in fields(BridgeConfig)} - set(_TABLES)
 
 
 def _typed(section: str, key: str, value: Any, expected: Any) -> Any:
@@ -109,24 +135,29 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> BridgeConfig:
             raise ConfigError(f"{path}: not UTF-8 text ({exc})") from exc
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: {exc}") from exc
-    lan_table = document.pop("lan", {})
-    if not isinstance(lan_table, dict):
-        raise ConfigError("[lan] must be a table")
-    unknown = (set(document) - _TOP_KEYS) | {f"lan.{k}" for k in set(lan_table) - _LAN_KEYS}
+    tables: dict[str, dict[str, Any]] = {}
+    unknown = set(document) - _TOP_KEYS - set(_TABLES)
+    for name, kind in _TABLES.items():
+        table = document.pop(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{name}] must be a table")
+        known = {f.name: f.type for f in fields(kind)}
+        unknown |= {f"{name}.{key}" for key in set(table) - set(known)}
+        tables[name] = {key: _typed(f"{name}.", key, value, known[key]) for key, value in table.items() if key in known}
     if unknown:
         raise ConfigError(f"unknown setting(s) {', '.join(sorted(unknown))} (see gizdev bridge --help)")
     types = {f.name: f.type for f in fields(BridgeConfig)}
-    lan_types = {f.name: f.type for f in fields(LanConfig)}
     top = {key: _typed("", key, value, types[key]) for key, value in document.items()}
-    lan = {key: _typed("lan.", key, value, lan_types[key]) for key, value in lan_table.items()}
     for key, value in overrides.items():
         if value is None:
             continue
-        if key.startswith("lan_"):
-            lan[key[4:]] = value
+        table_name, _, rest = key.partition("_")
+        if table_name in _TABLES and rest:
+            tables[table_name][rest] = value
         else:
             top[key] = value
     for key in ("port", "product"):
         if key not in top:
             raise ConfigError(f"bridge: {key} is required (--{key} or in the config file)")
-    return replace(BridgeConfig(port=top.pop("port"), product=top.pop("product")), **top, lan=LanConfig(**lan))
+    base = BridgeConfig(port=top.pop("port"), product=top.pop("product"))
+    return replace(base, **top, **{name: kind(**tables[name]) for name, kind in _TABLES.items()})

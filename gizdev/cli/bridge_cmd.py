@@ -22,6 +22,10 @@ Run a gateway between an MCU that speaks the Gizwits serial protocol and a Gizwi
 `gizdev cloud serve`) and LAN apps, doing what the vendor's WiFi-module firmware (GAgent) does: handshake with the
 MCU, register the device with the cloud, keep its identity in --state-dir, connect over MQTT, relay reports and
 controls, answer the MCU's time requests, and serve the LAN protocol (UDP 12414 discovery, TCP 12416 control).
+With --mqtt it also (or only: no --cloud is needed) publishes the datapoints as JSON to any MQTT broker, with Home
+Assistant discovery: state on PREFIX/DEVICE/state (retained), availability on PREFIX/DEVICE/availability (the
+connection's will), commands as JSON attrs on PREFIX/DEVICE/set, PREFIX/DEVICE/get to read the MCU, refusals on
+PREFIX/DEVICE/error; --retire removes the device from Home Assistant and exits.
 
 Settings come from --config FILE (TOML) and/or the options below; an option given on the command line wins.
 TOML keys (option): port (--port), baudrate (--baudrate), product (--product), cloud (--cloud), state_dir
@@ -29,7 +33,11 @@ TOML keys (option): port (--port), baudrate (--baudrate), product (--product), c
 heartbeat interval, default 55; file only), and a [lan] table: hosts (--lan, repeatable), udp_port
 (--lan-udp-port), tcp_port (--lan-tcp-port), broadcast_address (--broadcast), enabled (--no-lan), and, in the
 file only, broadcast_port (2415), broadcast_rounds (30 start-up broadcasts) and binding_window_s (how long apps may
-fetch the passcode after start or the MCU's binding request; 0 = always). Example:
+fetch the passcode after start or the MCU's binding request; 0 = always); and a [mqtt] table: url (--mqtt),
+prefix (--mqtt-prefix, default gizdev), device (--mqtt-device, default <product>_<last 6 MAC digits>), discovery
+(--no-ha-discovery), discovery_prefix (--ha-prefix, default homeassistant), qos (--mqtt-qos, 0 or 1), retain
+(state retained, default true; file only), client_id (--mqtt-client-id), keepalive_s (60; file only), ca_file
+(--mqtt-ca-file, for mqtts://). Example:
 
     port = "/dev/serial0"
     product = "/etc/gizdev/product.json"
@@ -81,6 +89,26 @@ def register(commands: Any) -> None:
     bridge.add_argument("--lan-udp-port", type=int, help="discovery port (default 12414)")
     bridge.add_argument("--lan-tcp-port", type=int, help="app control port (default 12416)")
     bridge.add_argument("--broadcast", dest="lan_broadcast_address", metavar="ADDR", help="start-up broadcast address")
+    bridge.add_argument(
+        "--mqtt",
+        dest="mqtt_url",
+        metavar="URL",
+        help="home automation: mqtt://[user:pass@]host[:port] or mqtts://… (JSON state + Home Assistant discovery)",
+    )
+    bridge.add_argument("--mqtt-prefix", help="topic prefix of the JSON topics (default gizdev)")
+    bridge.add_argument("--mqtt-device", help="the device's name in the topics (default <product>_<MAC end>)")
+    bridge.add_argument("--mqtt-qos", type=int, choices=(0, 1), help="QoS of everything published (default 0)")
+    bridge.add_argument("--mqtt-client-id", help="MQTT client id (default gizdev-<device>)")
+    bridge.add_argument("--mqtt-ca-file", help="CA bundle to trust for mqtts:// (default: the system's)")
+    bridge.add_argument(
+        "--no-ha-discovery", dest="mqtt_discovery", action="store_false", default=None, help="no HA discovery"
+    )
+    bridge.add_argument("--ha-prefix", dest="mqtt_discovery_prefix", help="HA discovery prefix (default homeassistant)")
+    bridge.add_argument(
+        "--retire",
+        action="store_true",
+        help="remove the device from Home Assistant (empty retained discovery, state, availability) and exit",
+    )
     bridge.set_defaults(run=_run)
 
 
@@ -99,12 +127,37 @@ def _run(args: argparse.Namespace) -> int:
         "lan_udp_port": args.lan_udp_port,
         "lan_tcp_port": args.lan_tcp_port,
         "lan_broadcast_address": args.lan_broadcast_address,
+        "mqtt_url": args.mqtt_url,
+        "mqtt_prefix": args.mqtt_prefix,
+        "mqtt_device": args.mqtt_device,
+        "mqtt_qos": args.mqtt_qos,
+        "mqtt_client_id": args.mqtt_client_id,
+        "mqtt_ca_file": args.mqtt_ca_file,
+        "mqtt_discovery": args.mqtt_discovery,
+        "mqtt_discovery_prefix": args.mqtt_discovery_prefix,
     }
     config = load_config(args.config, overrides)
+    if args.retire:
+        return _retire(config)
     # aiohttp and the form cipher take a while to import: only this command pays for them.
     from gizdev.bridge.factory import build_bridge  # noqa: PLC0415 - start-up time
 
     return asyncio.run(_serve(build_bridge(config), config))
+
+
+def _retire(config: BridgeConfig) -> int:
+    from gizdev.bridge.factory import mqtt_settings  # noqa: PLC0415 - start-up time
+    from gizdev.bridge.identity import IdentityStore  # noqa: PLC0415
+    from gizdev.bridge.mqtt_uplink import retire  # noqa: PLC0415
+    from gizdev.codec.p0 import load_product  # noqa: PLC0415
+    from gizdev.errors import ConfigError  # noqa: PLC0415
+
+    settings = mqtt_settings(config)
+    if settings is None:
+        raise ConfigError("bridge: --retire needs the MQTT broker (--mqtt URL or [mqtt] url)")
+    emptied = asyncio.run(retire(settings, IdentityStore.open(config.state_dir), load_product(config.product)))
+    print(f"gizdev bridge: retired: emptied {len(emptied)} retained topics on {settings.safe_url}", file=sys.stderr)
+    return 0
 
 
 async def _serve(bridge: Bridge, config: BridgeConfig) -> int:

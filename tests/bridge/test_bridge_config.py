@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gizdev.bridge.config import BridgeConfig, LanConfig, load_config
+from gizdev.bridge.config import BridgeConfig, LanConfig, MqttConfig, load_config
 from gizdev.cli.main import main
 from gizdev.errors import ConfigError
 from tests.conftest import product_path
@@ -182,11 +182,13 @@ def help_text(capsys: pytest.CaptureFixture[str]) -> str:
 def test_help_mentions_every_setting(capsys: pytest.CaptureFixture[str]) -> None:
     text = help_text(capsys)
     for f in dataclasses.fields(BridgeConfig):
-        if f.name != "lan":
+        if f.name not in ("lan", "mqtt"):
             assert f.name in text, f.name
     for f in dataclasses.fields(LanConfig):
         assert f.name in text, f"lan {f.name}"
-    for option in ("--config", "--port", "--product", "--cloud", "--state-dir", "--mac", "--baudrate"):
+    for f in dataclasses.fields(MqttConfig):
+        assert f.name in text, f"mqtt {f.name}"
+    for option in ("--config", "--port", "--product", "--cloud", "--state-dir", "--mac", "--baudrate", "--mqtt"):
         assert option in text, option
 
 
