@@ -89,6 +89,7 @@ class _SimConfig:
     faults: FaultPlan
     periodic_s: float
     readonly_interval_s: float
+    read_current_state: bool
     listen: _Address | None  # None: a pty
     control: _Address | None  # None: no control API
     baud: int | None
@@ -140,6 +141,12 @@ def register(commands: Any) -> None:
         default=READONLY_MIN_INTERVAL_S,
         help="least time between reports caused only by read-only numbers changing "
         f"(default {READONLY_MIN_INTERVAL_S:g}, as the SDK)",
+    )
+    sim.add_argument(
+        "--read-current-state",
+        action="store_true",
+        help="answer reads with the state as it is now; the SDK answers with the last reported one, which holds "
+        "back a read-only number's change until its report",
     )
     faults = sim.add_argument_group("fault injection (what the sim sends; change them later with 'fault')")
     faults.add_argument(
@@ -236,6 +243,7 @@ def run_sim(args: argparse.Namespace) -> int:
         ),
         periodic_s=args.periodic,
         readonly_interval_s=args.readonly_interval,
+        read_current_state=args.read_current_state,
         listen=_parse_listen(args.listen) if args.listen else None,
         control=_parse_control(args.control),
         baud=args.baud,
@@ -266,6 +274,7 @@ async def _run(config: _SimConfig, stop: asyncio.Event) -> int:
             values=config.values,
             periodic_interval_s=config.periodic_s,
             readonly_min_interval_s=config.readonly_interval_s,
+            read_current_state=config.read_current_state,
             faults=config.faults,
         )
     except GizdevError as exc:
