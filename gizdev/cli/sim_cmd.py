@@ -103,6 +103,12 @@ def register(commands: Any) -> None:
         help="least time between reports caused only by read-only numbers changing "
         f"(default {READONLY_MIN_INTERVAL_S:g}, as the SDK)",
     )
+    parser.add_argument(
+        "--read-current-state",
+        action="store_true",
+        help="answer reads with the state as it is now; the SDK answers with the last reported one, which holds "
+        "back a read-only number's change until its report",
+    )
     faults = parser.add_argument_group("fault injection (what the sim sends; change them later with 'fault')")
     faults.add_argument(
         "--drop-acks",
@@ -195,6 +201,7 @@ def run_sim(args: argparse.Namespace) -> int:
         ),
         periodic_s=args.periodic,
         readonly_interval_s=args.readonly_interval,
+        read_current_state=args.read_current_state,
         listen=_parse_listen(args.listen) if args.listen else None,
         control=_parse_control(args.control),
         baud=args.baud,

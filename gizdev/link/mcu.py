@@ -1,5 +1,9 @@
 """The MCU's side of the link: answers the module as the vendor SDK does (without its bugs), and sends reports
-and requests of its own. The device behind it (state, report policy) is injected: see :mod:`gizdev.sim.mcu`."""
+and requests of its own. The device behind it (state, report policy) is injected: see :mod:`gizdev.sim.mcu`.
+
+As the SDK: a read request is answered whatever follows its action byte (fixed length) or its flags (variable
+length); an illegal-message notice from the module (0x11) gets no answer (the link treats it as a notice).
+"""
 
 from __future__ import annotations
 
@@ -143,14 +147,19 @@ class McuSession:
             # Acknowledge first, restart after (the SDK acks, waits ~600 ms, then resets).
             asyncio.get_running_loop().call_soon(self.device.on_restart)
             return b""
-        if cmd == Command.ILLEGAL_MESSAGE:
-            return frame.payload[:1] or bytes((IllegalMessageCode.OTHER,))
         return None
 
     def _p0_down(self, p0: bytes) -> bytes | IllegalMessageCode:
         known = p0[:1] and p0[0] in {int(a) for a in Action}
         if not known:
             return b""  # the SDK acknowledges unknown actions with an empty 0x04 (vector p0_unknown_action_ack)
+        # The SDK reads a read request's action byte (and the flags after it) and nothing more: trailing bytes
+        # do not make it malformed.
+        varlen = self.product.varlen
+        if varlen is None and p0[0] == Action.READ:
+            p0 = p0[:1]
+        elif varlen is not None and p0[0] == Action.VAR_READ:
+            p0 = p0[: 1 + varlen.flags_len]
         try:
             message = self.product.decode(p0)
         except PayloadError as exc:

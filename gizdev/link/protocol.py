@@ -24,7 +24,8 @@ handler twice.
 
 Bad input never kills the link: checksum errors are counted and answered with an illegal-message notice (0x12 from
 the MCU role as the SDK does; 0x11 from the module role as GAgent does, §2.5); garbage is counted; unknown commands
-get code 0x02. Only a broken transport ends the link: every pending request then fails with LinkClosed.
+get code 0x02. A notice from the peer is counted and logged, never answered (the SDK ignores 0x11, GAgent 0x12).
+Only a broken transport ends the link: every pending request then fails with LinkClosed.
 """
 
 from __future__ import annotations
@@ -277,8 +278,8 @@ class SerialLink(asyncio.Protocol):
             _LOGGER.debug("%s: <- cmd 0x%02x sn %d %s", self.name, frame.cmd, frame.sn, frame.payload.hex())
         if self._on_frame is not None:
             self._on_frame(frame)
-        if frame.cmd in _NOTICES and not (self.role is Role.MCU and frame.cmd == Command.ILLEGAL_MESSAGE):
-            # An MCU answers 0x11 through its handler (0x12 echoing the code, §2.5); everything else is a notice.
+        if frame.cmd in _NOTICES:
+            # Answered by neither role: the SDK's MCU drops a 0x11 (gizwitsHandle), GAgent a 0x12 (§2.5).
             self.stats.notices_in += 1
             _LOGGER.warning("%s: peer reports an illegal message: %s", self.name, frame.payload.hex())
             return

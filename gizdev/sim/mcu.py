@@ -1,10 +1,20 @@
 """A virtual MCU board for any product schema: state, the SDK's report rules, and fault injection.
 
-Report rules (serial protocol §3): a change of a writable point or of any bool/enum is reported at once; a change
-of a read-only number alone waits until ``readonly_min_interval_s`` (6 s) after the previous report; the whole
-status is reported every ``periodic_interval_s`` (10 min). After a write the MCU acknowledges first and reports
-next, and only if something changed. Fixed-length products report the whole status, variable-length ones the
-changed points (the periodic report sets every flag bit, as the SDK does).
+The rules are the vendor SDK V03030000's (serial protocol §3, §4.5; its ``gizCheckReport`` and
+``gizDevReportPolicy``):
+
+* a change of a writable point or of any bool/enum is reported at once;
+* a change of read-only numbers alone waits until ``readonly_min_interval_s`` (6 s) after the last report that
+  such a change triggered (reports of writable points, bools or the periodic report do not restart that window;
+  the held change rides along with them); the window starts at boot, so no such report goes out in the first 6 s;
+* the whole status is reported every ``periodic_interval_s`` (10 min) after boot;
+* after a write the MCU acknowledges first and reports next, and only if something changed;
+* a read reply carries the last *reported* state (``gizLastDataPoint``), so a held-back change is held back from
+  it too (``read_current_state`` answers with the state as it is now instead: our one deliberate deviation);
+* the state starts at zero in app units (see :func:`initial_state`).
+
+Fixed-length products report the whole status, variable-length ones the changed points (the periodic report sets
+every flag bit, as the SDK does). Boot is :meth:`VirtualMcu.start`.
 """
 
 from __future__ import annotations
@@ -71,13 +81,22 @@ def default_device_info(product: Product, *, product_secret: str = "0" * 32) -> 
 
 
 def initial_state(product: Product) -> dict[str, Value]:
-    """Every datapoint at its lowest value (raw minimum)."""
+    """The SDK's power-on state: zero in app units, as its cleared app struct holds (false, the first enum member,
+    zero bytes, the number 0: raw (0 - addition) / ratio, truncated as the SDK's integer division).
+
+    Where 0 lies outside a number's declared range the SDK would send the truncated raw bytes (e.g. 0xf0 for an
+    addition of 16), which our codec refuses: such a point starts at the in-range value nearest to 0 instead.
+    """
     state: dict[str, Value] = {}
     for name, codec in product.codecs.items():
+        spec = codec.spec
         if codec.datapoint.data_type is DataType.BINARY:
             state[name] = bytes(codec.datapoint.byte_len)
+        elif spec is None:
+            state[name] = codec.from_raw(0)
         else:
-            state[name] = codec.from_raw(codec.raw_min)
+            raw = int(-spec.addition / spec.ratio)  # Decimal: int() truncates toward zero, as C does
+            state[name] = codec.from_raw(min(max(raw, codec.raw_min), codec.raw_max))
     return state
 
 
@@ -85,7 +104,8 @@ def initial_state(product: Product) -> dict[str, Value]:
 class _ReportState:
     changed: set[str] = field(default_factory=set)
     backlog: set[str] = field(default_factory=set)  # points of a dropped report: ride along with the next one
-    last_report: float = float("-inf")
+    # The SDK's lastReportTime: when read-only numbers last triggered a report (boot until they first do).
+    readonly_window_start: float = float("-inf")
     due: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -104,6 +124,7 @@ class VirtualMcu:
         clock: Callable[[], float] = time.monotonic,
         ack_timeout: float = ACK_TIMEOUT_S,
         resends: int = DEFAULT_RESENDS,
+        read_current_state: bool = False,
         name: str = "sim",
     ) -> None:
         self.product = product
@@ -111,6 +132,11 @@ class VirtualMcu:
         self.state = initial_state(product)
         if values:
             self.state.update(self._validated(values))
+        #: The state as last reported (the SDK's gizLastDataPoint): what read replies carry. ``values`` are the
+        #: power-on state, so they count as reported.
+        self.reported: dict[str, Value] = dict(self.state)
+        #: Read replies carry ``state`` instead of ``reported`` (not as the SDK; for those who want it).
+        self.read_current_state = read_current_state
         self.readonly_min_interval_s = readonly_min_interval_s
         self.periodic_interval_s = periodic_interval_s
         self.clock = clock
@@ -137,8 +163,10 @@ class VirtualMcu:
         return link
 
     def start(self) -> None:
-        """Start the reporter (reports on change, rate rules, periodic report)."""
+        """Boot: start the reporter (reports on change, rate rules, periodic report), timed from now."""
         if not self._tasks:
+            # The SDK's lastReportTime starts at 0 with its millisecond counter: a window from boot.
+            self._report.readonly_window_start = self.clock()
             task = asyncio.get_running_loop().create_task(self._reporter(), name=f"{self.name}-reporter")
             self._tasks.add(task)
 
@@ -173,12 +201,15 @@ class VirtualMcu:
         return self._device_info
 
     def status(self) -> Mapping[str, Value]:
-        return dict(self.state)
+        """What a read reply carries: the last reported state (or, with ``read_current_state``, the current one)."""
+        return dict(self.state if self.read_current_state else self.reported)
 
     def apply_write(self, attrs: Mapping[str, Value]) -> None:
         self.writes_applied += 1
         if self._faults.no_report_after_write:
-            self.state.update(attrs)  # changed, but nothing marks the change for the reporter
+            # Changed, but nothing marks the change for the reporter; reads show it (only the report is missing).
+            self.state.update(attrs)
+            self.reported.update(attrs)
             return
         self._change(attrs)
 
@@ -198,6 +229,10 @@ class VirtualMcu:
         """Change datapoints as the board's own sensors or buttons would; reports follow the SDK's rules."""
         self._change(self._validated(attrs))
 
+    def recheck(self) -> None:
+        """Apply the report rules now: for an injected ``clock`` that moved (the reporter sleeps on the loop's)."""
+        self._report.due.set()
+
     def _validated(self, attrs: Mapping[str, object]) -> dict[str, Value]:
         # Encoding validates names, types and ranges with the codec's own rules; decoding gives canonical values.
         canonical = self.product.decode(self.product.encode("report", {**self.state, **attrs})).attrs
@@ -209,23 +244,28 @@ class VirtualMcu:
         if changed:
             self._report.changed |= changed
             self._report.due.set()
+            if self._urgent(changed):
+                # The SDK reports (and copies its whole state to the last reported one) in the same pass of its
+                # main loop that applied the change, before it handles the module's next frame.
+                self.reported = dict(self.state)
 
     def _urgent(self, changed: set[str]) -> bool:
-        for name in changed:
-            dp = self.product.codecs[name].datapoint
-            if dp.writable or dp.is_bits:
-                return True
-        return False
+        return any(not self._slow(name) for name in changed)
+
+    def _slow(self, name: str) -> bool:
+        """A point whose change alone waits for the 6 s window: a read-only number (or binary)."""
+        dp = self.product.codecs[name].datapoint
+        return not (dp.writable or dp.is_bits)
 
     async def _reporter(self) -> None:
         report = self._report
         last_periodic = self.clock()
         while True:
             now = self.clock()
+            readonly_due_at = report.readonly_window_start + self.readonly_min_interval_s
             wait = last_periodic + self.periodic_interval_s - now
             if report.changed:
-                urgent = self._urgent(report.changed)
-                wait = min(wait, 0.0 if urgent else report.last_report + self.readonly_min_interval_s - now)
+                wait = min(wait, 0.0 if self._urgent(report.changed) else readonly_due_at - now)
             if wait > 0:
                 report.due.clear()
                 # asyncio.timeout, not wait_for: wait_for of 3.11 can swallow a cancellation (close would hang).
@@ -234,19 +274,25 @@ class VirtualMcu:
                         await report.due.wait()
                 now = self.clock()
             periodic = now >= last_periodic + self.periodic_interval_s
-            ready = report.changed and (
-                self._urgent(report.changed) or now >= report.last_report + self.readonly_min_interval_s
-            )
+            readonly_due = now >= readonly_due_at
+            slow = any(self._slow(name) for name in report.changed)
+            ready = bool(report.changed) and (self._urgent(report.changed) or readonly_due)
             if not (periodic or ready):
                 continue
             if periodic:
                 last_periodic = now
+            if slow and readonly_due:
+                # A read-only number triggers this report (alone or with others): its window restarts. Held ones
+                # that only ride along with a writable point's report or the periodic one do not restart it.
+                report.readonly_window_start = now
             await self._send_report(periodic)
 
     async def _send_report(self, periodic: bool) -> None:
         report = self._report
         changed, report.changed = report.changed | report.backlog, set()
         report.backlog = set()
+        # The SDK copies its state to the last reported one whether or not the module acknowledges the report.
+        self.reported = dict(self.state)
         if self.product.is_varlen and not periodic:
             attrs: Mapping[str, Value] = {name: self.state[name] for name in changed}
             flags = None
@@ -261,7 +307,6 @@ class VirtualMcu:
             # periodic one) but do not trigger one themselves, or a board with no module would retry forever.
             _LOGGER.debug("%s: report dropped: %s", self.name, exc)
             report.backlog |= changed
-        report.last_report = self.clock()
 
     # ---- faults ---------------------------------------------------------------------------------------------
 

@@ -42,6 +42,7 @@ class SimConfig:
     faults: FaultPlan = field(default_factory=FaultPlan)
     periodic_s: float = PERIODIC_INTERVAL_S
     readonly_interval_s: float = READONLY_MIN_INTERVAL_S
+    read_current_state: bool = False  # reads answer the state now, not the last reported one (not the SDK's rule)
     listen: Address | None = None  # None: a pty
     control: Address | None = Address("127.0.0.1", 0)  # None: no control API
     baud: int | None = None  # pace what the sim sends, as a UART at this speed would
@@ -66,6 +67,7 @@ async def serve_sim(
             values=config.values,
             periodic_interval_s=config.periodic_s,
             readonly_min_interval_s=config.readonly_interval_s,
+            read_current_state=config.read_current_state,
             faults=config.faults,
         )
     except GizdevError as exc:

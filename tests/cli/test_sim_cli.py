@@ -225,9 +225,9 @@ def test_stdin_commands_drive_the_sim(start_sim: Any) -> None:
 
 def test_a_module_reopening_the_pty_sees_fresh_values(start_sim: Any) -> None:
     sim = start_sim()
-    assert probe_status(sim.port)["Humidity"] == 0
-    assert sim.command("set Humidity 55")["ok"]
-    assert probe_status(sim.port)["Humidity"] == 55
+    assert probe_status(sim.port)["LED_R"] == 0
+    assert sim.command("set LED_R 55")["ok"]  # reported at once, so a read shows it (a read-only number: 6 s later)
+    assert probe_status(sim.port)["LED_R"] == 55
 
 
 def test_control_api_over_tcp(start_sim: Any) -> None:

@@ -64,8 +64,9 @@ def test_a_well_behaved_board_passes_every_check_for_each_product() -> None:
             name: r.findings for name, r in results.items() if r.status is not Status.PASS
         }
     gokit = run(check_sim("gokit", only=("write-report", "stuffing")), timeout=60)
-    # GoKit: 6 writable points; bools both ways, each other enum member and back, min/max and back (§6).
-    assert gokit["write-report"].summary.startswith("14 writes to 6 points, 14 reports")
+    # GoKit: 6 writable points; bools both ways, each other enum member and back, min/max and back (§6); the
+    # motor starts at 0, between its ends (the SDK's zero in app units), so it takes min, max and back.
+    assert gokit["write-report"].summary.startswith("15 writes to 6 points, 15 reports")
     assert list(gokit) == ["write-report", "stuffing"]
 
 
@@ -73,7 +74,8 @@ def test_a_well_behaved_board_passes_every_check_for_each_product() -> None:
 FAULTS: dict[str, tuple[FaultPlan, set[str]]] = {
     "wrong product key": (FaultPlan(product_key=OTHER_KEY), {"device-info"}),
     "slow ACK": (FaultPlan(ack_delay_s=0.35), {"heartbeat", "ack-timing"}),
-    "bad checksum": (FaultPlan(bad_checksum_every=12), {"frame-integrity"}),
+    # Every 13th frame: none of them is an answer another check judges (every 12th hits the 0x12 to 0x60).
+    "bad checksum": (FaultPlan(bad_checksum_every=13), {"frame-integrity"}),
     "missing report after a write": (FaultPlan(no_report_after_write=True), {"write-report"}),
     "no stuffing": (FaultPlan(no_stuffing=True), {"stuffing"}),
     "wrong sn echo": (FaultPlan(wrong_ack_sn=True), {"sn-echo"}),
