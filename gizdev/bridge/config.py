@@ -87,6 +87,7 @@ class BridgeConfig:
     encrypted: bool = False
     product_secret: str = ""  # for the encrypted API; default: what the MCU reports in its device info
     heartbeat_s: float = 55.0
+    metrics: str = ""  # HOST:PORT of a Prometheus /metrics endpoint (loopback); empty: none
     lan: LanConfig = field(default_factory=LanConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
 

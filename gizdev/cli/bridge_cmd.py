@@ -14,6 +14,7 @@ from gizdev.cli import options
 
 if TYPE_CHECKING:  # imported for real only when the command runs (start-up time)
     from gizdev.bridge.gateway import Bridge
+    from gizdev.metrics import MetricsServer
 
 __all__ = ["register"]
 
@@ -30,7 +31,8 @@ PREFIX/DEVICE/error; --retire removes the device from Home Assistant and exits.
 Settings come from --config FILE (TOML) and/or the options below; an option given on the command line wins.
 TOML keys (option): port (--port), baudrate (--baudrate), product (--product), cloud (--cloud), state_dir
 (--state-dir), mac (--mac), encrypted (--[no-]encrypted), product_secret (--product-secret), heartbeat_s (MCU
-heartbeat interval, default 55; file only), and a [lan] table: hosts (--lan, repeatable), udp_port
+heartbeat interval, default 55; file only), metrics (--metrics HOST:PORT: Prometheus text at /metrics, loopback
+only), and a [lan] table: hosts (--lan, repeatable), udp_port
 (--lan-udp-port), tcp_port (--lan-tcp-port), broadcast_address (--broadcast), enabled (--no-lan), and, in the
 file only, broadcast_port (2415), broadcast_rounds (30 start-up broadcasts) and binding_window_s (how long apps may
 fetch the passcode after start or the MCU's binding request; 0 = always); and a [mqtt] table: url (--mqtt),
@@ -90,6 +92,11 @@ def register(commands: Any) -> None:
     bridge.add_argument("--lan-tcp-port", type=int, help="app control port (default 12416)")
     bridge.add_argument("--broadcast", dest="lan_broadcast_address", metavar="ADDR", help="start-up broadcast address")
     bridge.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (serial frames, resends, ACK times, uplinks)",
+    )
+    bridge.add_argument(
         "--mqtt",
         dest="mqtt_url",
         metavar="URL",
@@ -127,6 +134,7 @@ def _run(args: argparse.Namespace) -> int:
         "lan_udp_port": args.lan_udp_port,
         "lan_tcp_port": args.lan_tcp_port,
         "lan_broadcast_address": args.lan_broadcast_address,
+        "metrics": args.metrics,
         "mqtt_url": args.mqtt_url,
         "mqtt_prefix": args.mqtt_prefix,
         "mqtt_device": args.mqtt_device,
@@ -165,8 +173,29 @@ async def _serve(bridge: Bridge, config: BridgeConfig) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with bridge:
-        print(f"gizdev bridge: MCU on {config.port}; state in {config.state_dir}", file=sys.stderr)
-        await stop.wait()
-        print("gizdev bridge: stopping", file=sys.stderr)
+    metrics = _start_metrics(bridge, config.metrics) if config.metrics else None
+    try:
+        async with bridge:
+            print(f"gizdev bridge: MCU on {config.port}; state in {config.state_dir}", file=sys.stderr)
+            if metrics is not None:
+                host, port = metrics.address
+                print(f"gizdev bridge: metrics at http://{host}:{port}/metrics", file=sys.stderr)
+            await stop.wait()
+            print("gizdev bridge: stopping", file=sys.stderr)
+    finally:
+        if metrics is not None:
+            metrics.close()
     return 0
+
+
+def _start_metrics(bridge: Bridge, address: str) -> MetricsServer:
+    from gizdev.bridge.metrics import bridge_registry  # noqa: PLC0415 - start-up time
+    from gizdev.cli.cloud_cmd import host_port  # noqa: PLC0415
+    from gizdev.errors import ConfigError  # noqa: PLC0415
+    from gizdev.metrics import serve_metrics  # noqa: PLC0415
+
+    try:
+        host, port = host_port(address)
+    except argparse.ArgumentTypeError as exc:
+        raise ConfigError(f"metrics: {exc}") from None
+    return serve_metrics(bridge_registry(bridge), host, port)

@@ -29,7 +29,7 @@ from gizdev.codec.frame import Frame
 from gizdev.codec.p0 import Action, P0Message, Product
 from gizdev.codec.values import Value
 from gizdev.errors import AckTimeout, GizdevError, HandshakeError, LinkClosed, PayloadError
-from gizdev.link.protocol import ACK_TIMEOUT_S, DEFAULT_RESENDS, Role, SerialLink
+from gizdev.link.protocol import ACK_TIMEOUT_S, DEFAULT_RESENDS, LinkStats, Role, SerialLink
 
 __all__ = [
     "DEFAULT_HEARTBEAT_INTERVAL_S",
@@ -119,6 +119,8 @@ class ModuleSession:
         self.device_info: DeviceInfo | None = None
         self.mcu_online = False
         self.missed = 0
+        self.heartbeats_missed = 0  # every unanswered heartbeat since the start (``missed`` counts the current run)
+        self.stats = LinkStats()  # the counters of every link this session had, across reconnections
         self.reports_queue: asyncio.Queue[P0Message] = asyncio.Queue()
         # Set to take reports as they arrive, raw P0 with its decoding, instead of through reports_queue (a
         # relay forwards the MCU's bytes unchanged, as GAgent does, without a queue hop per report).
@@ -139,6 +141,7 @@ class ModuleSession:
             resends=self.resends,
             name=self.name,
             on_frame=self._frame_seen,
+            stats=self.stats,
         )
         # Only the current link may take the MCU offline: an old one can finish closing after its replacement is up.
         link.set_lost_callback(lambda exc: self._link_lost(link, exc))
@@ -212,6 +215,7 @@ class ModuleSession:
                 await link.request(Command.HEARTBEAT)
             except AckTimeout:
                 self.missed += 1
+                self.heartbeats_missed += 1
                 _LOGGER.info("%s: heartbeat %d unanswered", self.name, self.missed)
                 if self.missed >= self.missed_heartbeats:
                     self._set_online(False)

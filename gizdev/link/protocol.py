@@ -31,11 +31,12 @@ Only a broken transport ends the link: every pending request then fails with Lin
 from __future__ import annotations
 
 import asyncio
+import bisect
 import collections
 import enum
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from gizdev.codec.commands import Command, IllegalMessageCode, is_reply
 from gizdev.codec.frame import Frame, encode_frame
@@ -63,9 +64,29 @@ class Role(enum.Enum):
     MCU = "mcu"
 
 
+#: Upper bounds (s) of the ACK round-trip histogram: a 9600-baud frame takes ~10-30 ms each way, 0.2 s is a resend.
+ACK_RTT_BUCKETS_S = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4, 0.6, 1.0)
+
+
+@dataclass(slots=True)
+class Histogram:
+    """Counts of observations at or below each bound (the last count: above every bound), and their sum."""
+
+    bounds: tuple[float, ...]
+    counts: list[int] = field(init=False)
+    total: float = 0.0
+
+    def __post_init__(self) -> None:
+        self.counts = [0] * (len(self.bounds) + 1)
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, value)] += 1
+        self.total += value
+
+
 @dataclass(slots=True)
 class LinkStats:
-    """Counters of one link (read them; they only grow)."""
+    """Counters of one link, or of a session's links across reconnections (read them; they only grow)."""
 
     frames_in: int = 0
     frames_out: int = 0
@@ -76,6 +97,17 @@ class LinkStats:
     ack_timeouts: int = 0
     stray_acks: int = 0
     notices_in: int = 0
+    frames_in_by_cmd: collections.Counter[int] = field(default_factory=collections.Counter)
+    frames_out_by_cmd: collections.Counter[int] = field(default_factory=collections.Counter)
+    bad_frames_by_reason: collections.Counter[str] = field(default_factory=collections.Counter)
+    ack_rtt: Histogram = field(default_factory=lambda: Histogram(ACK_RTT_BUCKETS_S))
+
+
+def bad_frame_reason(error: FrameError) -> str:
+    """A short label for a bad frame: checksum, garbage or malformed."""
+    if isinstance(error, ChecksumError):
+        return "checksum"
+    return "garbage" if "garbage" in error.reason else "malformed"
 
 
 @dataclass(slots=True)
@@ -100,6 +132,7 @@ class SerialLink(asyncio.Protocol):
         on_frame: Callable[[Frame], None] | None = None,
         on_lost: Callable[[Exception | None], None] | None = None,
         lenient_ack_sn: bool = False,
+        stats: LinkStats | None = None,
     ) -> None:
         self.role = role
         self.handler = handler
@@ -109,7 +142,7 @@ class SerialLink(asyncio.Protocol):
         self.lenient_ack_sn = lenient_ack_sn
         #: How long a request counts as a possible resend: the peer's whole resend cycle, with slack for a slow line.
         self.duplicate_window = DUPLICATE_WINDOW_S
-        self.stats = LinkStats()
+        self.stats = stats if stats is not None else LinkStats()  # a session passes one that outlives its links
         self._on_frame = on_frame  # sees every good frame from the peer (heartbeat liveness, sniffing)
         self._on_lost = on_lost
         self._transport: asyncio.Transport | None = None
@@ -189,7 +222,7 @@ class SerialLink(asyncio.Protocol):
         """Send one frame without waiting for anything; returns its sn."""
         if sn is None:
             sn = self.next_sn()
-        self._write(encode_frame(cmd, sn, payload, flags), is_ack=False)
+        self._write(encode_frame(cmd, sn, payload, flags), cmd, is_ack=False)
         return sn
 
     async def request(
@@ -212,15 +245,19 @@ class SerialLink(asyncio.Protocol):
             wire = encode_frame(cmd, sn, payload, flags)
             future: asyncio.Future[Frame] = asyncio.get_running_loop().create_future()
             self._pending = _Pending(cmd, sn, ack, future)
+            loop = asyncio.get_running_loop()
+            sent_at = loop.time()
             try:
                 for attempt in range(resends + 1):
                     if attempt:
                         self.stats.resends += 1
                         _LOGGER.debug("%s: resend %d of cmd 0x%02x sn %d", self.name, attempt, cmd, sn)
-                    self._write(wire, is_ack=False)
+                    self._write(wire, cmd, is_ack=False)
                     try:
                         async with asyncio.timeout(timeout):
-                            return await asyncio.shield(future)
+                            reply = await asyncio.shield(future)
+                        self.stats.ack_rtt.observe(loop.time() - sent_at)  # from the first transmission
+                        return reply
                     except TimeoutError:
                         if not self.is_open:
                             raise LinkClosed(f"{self.name}: link closed while waiting for an ACK") from None
@@ -231,7 +268,7 @@ class SerialLink(asyncio.Protocol):
                 if not future.done():
                     future.cancel()
 
-    def _write(self, wire: bytes, *, is_ack: bool) -> None:
+    def _write(self, wire: bytes, cmd: int, *, is_ack: bool) -> None:
         if self._transport is None or self._transport.is_closing():
             raise LinkClosed(f"{self.name}: link is not open")
         if self.outgoing_filter is not None:
@@ -240,6 +277,7 @@ class SerialLink(asyncio.Protocol):
                 return
             wire = filtered
         self.stats.frames_out += 1
+        self.stats.frames_out_by_cmd[cmd] += 1
         if _LOGGER.isEnabledFor(logging.DEBUG):  # hex() costs as much as a frame's whole codec work
             _LOGGER.debug("%s: -> %s", self.name, wire.hex())
         self._transport.write(wire)
@@ -251,18 +289,19 @@ class SerialLink(asyncio.Protocol):
 
     def _send_ack(self, request: Frame, payload: bytes) -> bytes:
         wire = encode_frame(request.cmd + 1, request.sn, payload, request.flags)
-        self._write(wire, is_ack=True)
+        self._write(wire, request.cmd + 1, is_ack=True)
         return wire
 
     def send_notice(self, code: IllegalMessageCode, sn: int) -> None:
         """An illegal-message notice about the peer's frame ``sn`` (0x12 from an MCU, 0x11 from a module)."""
         cmd = Command.ILLEGAL_MESSAGE_REPLY if self.role is Role.MCU else Command.ILLEGAL_MESSAGE
-        self._write(encode_frame(cmd, sn, bytes((code,))), is_ack=True)
+        self._write(encode_frame(cmd, sn, bytes((code,))), cmd, is_ack=True)
 
     # ---- receiving -------------------------------------------------------------------------------------------
 
     def _bad_frame(self, error: FrameError) -> None:
         self.stats.bad_frames += 1
+        self.stats.bad_frames_by_reason[bad_frame_reason(error)] += 1
         _LOGGER.debug("%s: bad frame: %s", self.name, error)
         if isinstance(error, ChecksumError):
             self.stats.checksum_errors += 1
@@ -274,6 +313,7 @@ class SerialLink(asyncio.Protocol):
 
     def _frame_received(self, frame: Frame) -> None:
         self.stats.frames_in += 1
+        self.stats.frames_in_by_cmd[frame.cmd] += 1
         if _LOGGER.isEnabledFor(logging.DEBUG):
             _LOGGER.debug("%s: <- cmd 0x%02x sn %d %s", self.name, frame.cmd, frame.sn, frame.payload.hex())
         if self._on_frame is not None:
@@ -298,7 +338,7 @@ class SerialLink(asyncio.Protocol):
             self.stats.duplicates += 1
             _LOGGER.debug("%s: resent request cmd 0x%02x sn %d: ACK again", self.name, frame.cmd, frame.sn)
             if self.is_open:
-                self._write(cached, is_ack=True)
+                self._write(cached, frame.cmd + 1, is_ack=True)
             return
         try:
             reply = self.handler(frame)
