@@ -21,6 +21,7 @@ __all__ = [
     "LinkError",
     "PayloadError",
     "SchemaError",
+    "SchemaFileError",
     "StorageError",
     "TransportError",
 ]
@@ -46,6 +47,16 @@ class SchemaError(GizdevError):
     def __str__(self) -> str:
         where = f"{self.source}: " if self.source else ""
         return f"{where}{self.pointer or '/'}: {self.reason}"
+
+
+class SchemaFileError(SchemaError):
+    """A schema file cannot be read at all (missing, a directory, no permission): no field to point at."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__("", reason, source=source)
+
+    def __str__(self) -> str:
+        return f"cannot read schema file {self.source}: {self.reason}"
 
 
 class CodecError(GizdevError):
