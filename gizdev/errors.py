@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "AckTimeout",
+    "AddressInUse",
     "BrokerError",
     "ChecksumError",
     "CloudError",
@@ -33,6 +34,23 @@ class GizdevError(Exception):
 
 class ConfigError(GizdevError):
     """A setting, option or file given by the user cannot be used."""
+
+
+class AddressInUse(ConfigError):
+    """A listener cannot bind ``host:port``: another process has it; ``service`` names the listener ("HTTP")."""
+
+    def __init__(self, host: str, port: int, service: str) -> None:
+        self.host = host
+        self.port = port
+        self.service = service
+        super().__init__(host, port, service)
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{self.address} ({self.service}) is in use by another process"
 
 
 class SchemaError(GizdevError):

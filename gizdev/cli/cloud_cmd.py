@@ -6,12 +6,12 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gizdev.errors import ConfigError
+from gizdev.cli.console import Console, start_or_stop, stop_on_signals
+from gizdev.errors import AddressInUse, ConfigError
 from gizdev.schema.loader import load_schema
 
 # The cloud's modules (aiohttp, SQLAlchemy, argon2) take about a second to import: only the cloud commands pay for
@@ -20,7 +20,7 @@ from gizdev.schema.loader import load_schema
 if TYPE_CHECKING:  # imported for real only when the command runs (start-up time)
     from gizdev.cloud.server import CloudConfig
 
-__all__ = ["DEFAULT_DATA_DIR", "host_port", "register"]
+__all__ = ["DEFAULT_DATA_DIR", "explain_address_in_use", "host_port", "register"]
 
 DEFAULT_DATA_DIR = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "gizdev" / "cloud"
 
@@ -147,17 +147,41 @@ async def _serve(config: CloudConfig) -> int:
     from gizdev.cloud.server import CloudServer  # noqa: PLC0415 - start-up time
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    async with CloudServer(config) as cloud:
+    stop_on_signals(stop)
+    # Nothing goes to stdout; a closed stderr (`2>&1 | tee log`, tee killed by the same Ctrl-C) only loses words.
+    err = Console(sys.stderr)
+    cloud = CloudServer(config)
+    try:
+        started = await start_or_stop(cloud.start(), stop)
+    except AddressInUse as exc:
+        raise ConfigError(explain_address_in_use(exc)) from exc
+    if not started:  # CloudServer.start has stopped what it had started
+        err.say("gizdev cloud: stopped")
+        return 0
+    try:
         where = (
             "external broker" if config.broker_url else f"managed mosquitto on {config.mqtt_host}:{config.mqtt_port}"
         )
-        print(f"gizdev cloud: Open API on {cloud.http_url}, {where}, data in {config.data_dir}", file=sys.stderr)
+        err.say(f"gizdev cloud: Open API on {cloud.http_url}, {where}, data in {config.data_dir}")
         await stop.wait()
-        print("gizdev cloud: stopping", file=sys.stderr)
+    finally:
+        err.say("gizdev cloud: stopping")
+        await cloud.stop()
     return 0
+
+
+def explain_address_in_use(exc: AddressInUse) -> str:
+    """One line for a taken listener address: its likely owner and the option that moves it (demo, serve)."""
+    if exc.service == "MQTT":
+        option = "--mqtt"
+        # Installing Debian's mosquitto package also starts its broker there (the demo's default avoids it).
+        owner = "the system's mosquitto service" if exc.port == 1883 else "a mosquitto"
+    else:
+        option, owner = "--http", "another web server"
+    return (
+        f"{exc.address} is in use — another gizdev demo or gizdev cloud serve, or {owner}, still running? "
+        f"Stop it, or choose another port with {option} HOST:PORT"
+    )
 
 
 # -- administration ---------------------------------------------------------------------------------------------

@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import os
+import pwd
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.cloud.broker_fixtures import RawMqtt31, free_port, pid_alive
+from tests.cloud.broker_fixtures import RawMqtt31, free_port, mosquitto_pids_for, pid_alive
 from tests.cloud.server_fixtures import TEMP_HUMI_SCHEMA, world_searchable_dir
 from tests.conftest import REPO_ROOT, product_path
 
@@ -245,3 +248,124 @@ def test_serve_admin_while_running_and_sigterm(data_dir: Path, tmp_path: Path) -
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+class ServeRun:
+    """One ``gizdev cloud serve`` on free loopback ports; stderr to a file, or to a pipe the test may close."""
+
+    def __init__(self, data_dir: Path, *, mqtt: int | None = None, stderr_pipe: bool = False) -> None:
+        self.data_dir = data_dir
+        self.http, self.mqtt = free_port(), mqtt or free_port()
+        self.err_path = data_dir.with_suffix(".err")
+        with self.err_path.open("w") as err:
+            self.proc = subprocess.Popen(
+                [
+                    *GIZDEV, "cloud", "serve", "--http", f"127.0.0.1:{self.http}", "--mqtt", f"127.0.0.1:{self.mqtt}",
+                    "--data-dir", str(data_dir),
+                ],
+                stdout=subprocess.PIPE if stderr_pipe else subprocess.DEVNULL,
+                stderr=subprocess.STDOUT if stderr_pipe else err,
+                cwd=REPO_ROOT,
+            )  # fmt: skip
+
+    @property
+    def stderr(self) -> str:
+        return self.err_path.read_text()
+
+    def wait_up(self) -> int:
+        """Wait for the HTTP listener; the managed broker's pid."""
+        wait_for(lambda: http_up(self.http) or self.proc.poll() is not None, 60, "the HTTP listener")
+        assert self.proc.poll() is None, self.stderr
+        return int((self.data_dir / "broker" / "mosquitto.pid").read_text().split()[0])
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@pytest.fixture(name="scratch")
+def scratch_fixture() -> Iterator[Path]:
+    base = world_searchable_dir()
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_serve_stops_cleanly_on_signals_and_a_closed_output(scratch: Path) -> None:
+    """SIGINT, SIGTERM, SIGHUP; and `serve 2>&1 | tee log` where the same Ctrl-C took tee away first."""
+    cases: dict[str, tuple[signal.Signals, bool]] = {
+        "SIGINT": (signal.SIGINT, False),
+        "SIGTERM": (signal.SIGTERM, False),
+        "SIGHUP": (signal.SIGHUP, False),
+        "pipe": (signal.SIGINT, True),
+    }
+    runs = {name: ServeRun(scratch / name, stderr_pipe=pipe) for name, (_, pipe) in cases.items()}
+    try:
+        for name, (signum, pipe) in cases.items():
+            run = runs[name]
+            broker = run.wait_up()
+            assert pid_alive(broker)
+            if pipe:
+                assert run.proc.stdout is not None
+                run.proc.stdout.close()
+            run.proc.send_signal(signum)
+            assert run.proc.wait(30) == 0, f"{name}: {run.stderr}"
+            assert not pid_alive(broker), f"{name}: mosquitto {broker} outlived the server"
+            assert not (run.data_dir / "broker" / "mosquitto.pid").exists()
+            assert "Traceback" not in run.stderr, run.stderr
+    finally:
+        for run in runs.values():
+            run.close()
+
+
+def test_serve_names_a_taken_mqtt_port(scratch: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = ServeRun(scratch / "data", mqtt=port)
+        try:
+            assert run.proc.wait(60) == 1, run.stderr
+        finally:
+            run.close()
+    assert run.stderr.splitlines() == [
+        f"gizdev cloud: 127.0.0.1:{port} is in use — another gizdev demo or gizdev cloud serve, or a mosquitto, "
+        "still running? Stop it, or choose another port with --mqtt HOST:PORT"
+    ]
+    assert mosquitto_pids_for(scratch / "data" / "broker" / "mosquitto.conf") == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the broker drops privileges only when the cloud runs as root")
+def test_serve_as_root_opens_the_way_to_the_broker_only(scratch: Path) -> None:
+    """No "running mosquitto as root" warning, the broker as the mosquitto user, the database still private."""
+    try:
+        broker_user = pwd.getpwnam("mosquitto")
+    except KeyError:
+        pytest.skip("no mosquitto user")
+    # A new data dir, and one made 0700 by an earlier version.
+    (scratch / "old").mkdir(mode=0o700)
+    runs = [ServeRun(scratch / "new"), ServeRun(scratch / "old")]
+    try:
+        for run in runs:
+            broker = run.wait_up()
+            status = Path(f"/proc/{broker}/status").read_text()
+            uid = next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:"))
+            assert int(uid) == broker_user.pw_uid
+            data = run.data_dir.stat()
+            # Search for the broker's group only, nothing for others; the database only for us.
+            assert (data.st_mode & 0o777, data.st_gid) == (0o710, broker_user.pw_gid)
+            assert (run.data_dir / "cloud.db").stat().st_mode & 0o777 == 0o600
+            run.proc.send_signal(signal.SIGTERM)
+            assert run.proc.wait(30) == 0
+            assert run.stderr.splitlines() == [
+                f"gizdev cloud: Open API on http://127.0.0.1:{run.http}, managed mosquitto on 127.0.0.1:{run.mqtt}, "
+                f"data in {run.data_dir}",
+                "gizdev cloud: stopping",
+            ]
+    finally:
+        for run in runs:
+            run.close()
