@@ -7,6 +7,7 @@ leave nothing behind: no user, no binding, no command on the device's MQTT topic
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import threading
 import time
@@ -694,3 +695,28 @@ def test_random_bytes_and_queries_never_give_a_server_error(cloud: CloudThread, 
         ("GET", f"/app/devdata/x{quote(query, safe='')}/latest"),
     ):
         assert_not_a_server_error(raw_request(cloud, method, path, body, world.appid, token=world.token))
+
+
+def test_unknown_paths_and_methods_answer_the_json_error_body(cloud: CloudThread) -> None:
+    """Not aiohttp's plain "404: Not Found": every error an app can meet has the Gizwits body."""
+    for method, path in (("GET", "/nope"), ("GET", "/app/nope"), ("POST", "/app/users/extra"), ("GET", "/dev/x/y/z")):
+        reply = cloud.request(method, path, b"{}" if method == "POST" else None, JSON_HEADERS)
+        assert reply.status == 404, reply
+        assert reply.body == {
+            "error_code": 9015,
+            "error_message": "form invalid!",
+            "detail_message": f"no API at {method} {path}",
+        }
+    conn = http.client.HTTPConnection("127.0.0.1", cloud.http_port, timeout=30)
+    try:
+        conn.request("PUT", "/app/users", body=b"{}", headers=JSON_HEADERS)
+        response = conn.getresponse()
+        body = json.loads(response.read())
+    finally:
+        conn.close()
+    assert response.status == 405
+    assert response.getheader("Content-Type", "").startswith("application/json")
+    allowed = {method.strip() for method in response.getheader("Allow", "").split(",")}
+    assert {"GET", "POST"} <= allowed and "PUT" not in allowed  # the header aiohttp sets is kept
+    assert body["error_code"] == 9015 and body["error_message"] == "form invalid!"
+    assert body["detail_message"].startswith("/app/users does not take PUT; it takes ")
