@@ -720,3 +720,17 @@ def test_unknown_paths_and_methods_answer_the_json_error_body(cloud: CloudThread
     assert {"GET", "POST"} <= allowed and "PUT" not in allowed  # the header aiohttp sets is kept
     assert body["error_code"] == 9015 and body["error_message"] == "form invalid!"
     assert body["detail_message"].startswith("/app/users does not take PUT; it takes ")
+
+
+def test_sign_up_by_email_says_it_is_not_offered(cloud: CloudThread) -> None:
+    appid = cloud.add_app()
+    reply = cloud.api("POST", "/app/users", {"email": "carol@example.com", "password": "123456"}, appid=appid)
+    assert reply.status == 400
+    assert reply.body == {
+        "error_code": 9015,
+        "error_message": "form invalid!",
+        "detail_message": "sign-up by email is not supported by this server yet; use username and password",
+    }
+    # Without a variant's own field, a missing username is still what is wrong.
+    reply = cloud.api("POST", "/app/users", {"password": "123456"}, appid=appid)
+    assert reply.body["detail_message"] == "username is required"

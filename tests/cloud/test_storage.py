@@ -589,6 +589,8 @@ def test_bindings(db_url: str) -> None:
                 f"alias {n}",
             )
             assert (binding.product_name, binding.device.did, binding.is_disabled) == ("GoKit", did, False)
+            if n == 0:
+                first = binding
         newest_first = list(reversed(dids))
         assert [b.did for b in await storage.list_bindings(user.uid)] == newest_first[:20]  # §3.9 default limit 20
         pages = [await storage.list_bindings(user.uid, limit=10, skip=skip) for skip in (0, 10, 20, 30)]
@@ -602,6 +604,11 @@ def test_bindings(db_url: str) -> None:
         assert not await storage.is_bound(other.uid, dids[0])
         with pytest.raises(AlreadyExists):
             await storage.bind(user.uid, dids[0])
+        # Bound again with rebind: what is given replaces, what is not (None) stays; the binding keeps its age.
+        again = await storage.bind(user.uid, dids[0], "new remark", rebind=True)
+        assert (again.remark, again.dev_alias, again.created_at) == ("new remark", "alias 0", first.created_at)
+        again = await storage.bind(user.uid, dids[0], dev_alias="new alias", rebind=True)
+        assert (again.remark, again.dev_alias) == ("new remark", "new alias")
         await storage.bind(other.uid, dids[0])  # a device may have several users
 
         await storage.disable_device(dids[3])

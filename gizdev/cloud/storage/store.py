@@ -647,12 +647,22 @@ class Storage:
 
     # --- bindings --------------------------------------------------------------------------------------------------
 
-    async def bind(self, uid: str, did: str, remark: str = "", *, dev_alias: str = "") -> Binding:
-        """Bind device ``did`` to user ``uid``; :class:`AlreadyExists` if bound, :class:`DeviceDisabled` if disabled."""
+    async def bind(
+        self, uid: str, did: str, remark: str | None = None, *, dev_alias: str | None = None, rebind: bool = False
+    ) -> Binding:
+        """Bind device ``did`` to user ``uid`` (no remark or alias: empty); :class:`DeviceDisabled` if disabled.
+
+        Bound already: :class:`AlreadyExists`, or with ``rebind`` (``POST /app/bindings`` again) the given
+        ``remark`` and ``dev_alias`` replace the binding's (None keeps one) and the binding is returned.
+        """
         uid = v.text("uid", uid, max_len=32, pattern=v.UID)
         did = v.text("did", did, max_len=DID_LEN, pattern=v.DID)
-        remark = v.text("remark", remark, max_len=MAX_REMARK_LEN, min_len=0)
-        dev_alias = v.text("dev_alias", dev_alias, max_len=MAX_ALIAS_LEN, min_len=0)
+        changes: dict[str, str] = {}
+        if remark is not None:
+            changes["remark"] = v.text("remark", remark, max_len=MAX_REMARK_LEN, min_len=0)
+        if dev_alias is not None:
+            changes["dev_alias"] = v.text("dev_alias", dev_alias, max_len=MAX_ALIAS_LEN, min_len=0)
+        rebind = v.flag("rebind", rebind)
         now = self._now()
         async with self._transaction(write=True) as conn:
             if (await conn.execute(sa.select(users.c.uid).where(users.c.uid == uid))).first() is None:
@@ -662,9 +672,20 @@ class Storage:
                 raise DeviceDisabled(did)
             bound = sa.select(bindings.c.id).where(bindings.c.uid == uid, bindings.c.did == did)
             if (await conn.execute(bound)).first() is not None:
-                raise AlreadyExists("binding", "did", did)
+                if not rebind:
+                    raise AlreadyExists("binding", "did", did)
+                if changes:
+                    await conn.execute(
+                        sa.update(bindings).where(bindings.c.uid == uid, bindings.c.did == did).values(**changes)
+                    )
+                return await self._binding_in(conn, uid, did)
             stmt = sa.insert(bindings).values(
-                uid=uid, did=did, remark=remark, dev_alias=dev_alias, is_disabled=False, created_at=now
+                uid=uid,
+                did=did,
+                remark=changes.get("remark", ""),
+                dev_alias=changes.get("dev_alias", ""),
+                is_disabled=False,
+                created_at=now,
             )
             await self._insert(conn, stmt, AlreadyExists("binding", "did", did))
             return await self._binding_in(conn, uid, did)
