@@ -24,14 +24,13 @@ from gizdev.cloud.devicebus import DeviceBus
 from gizdev.cloud.http import CloudContext, HttpSettings, make_app
 from gizdev.cloud.products import ProductCache
 from gizdev.cloud.security import KDF_DEFAULT, KdfParams, PasswordPolicy
-from gizdev.cloud.storage import Storage
+from gizdev.cloud.storage import DATABASE_FILE, Storage
 from gizdev.errors import AddressInUse, BrokerError, ConfigError
 
 __all__ = ["DATABASE_FILE", "CloudConfig", "CloudServer", "database_for"]
 
 _LOGGER = logging.getLogger(__name__)
 
-DATABASE_FILE = "cloud.db"
 BROKER_DIR = "broker"
 _WILDCARDS = ("0.0.0.0", "::", "")
 

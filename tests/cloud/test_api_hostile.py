@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from gizdev.cloud.errors import ERROR_TABLE
 from gizdev.cloud.security import new_product_secret, token_digest
+from gizdev.cloud.storage import Storage
 from tests.cloud.server_fixtures import TEMP_HUMI_SCHEMA, CloudThread, Reply
 from tests.cloud.test_open_api_seed import (
     ALL_TYPES_PK,
@@ -97,6 +98,7 @@ SPEC_STATUS = {
     9020: 400,
     9023: 400,
     9025: 400,
+    9026: 400,
     9029: 400,
     9042: 400,
     9048: 400,
@@ -734,3 +736,23 @@ def test_sign_up_by_email_says_it_is_not_offered(cloud: CloudThread) -> None:
     # Without a variant's own field, a missing username is still what is wrong.
     reply = cloud.api("POST", "/app/users", {"password": "123456"}, appid=appid)
     assert reply.body["detail_message"] == "username is required"
+
+
+def test_a_user_disabled_by_another_process_is_refused_at_its_next_request(cloud: CloudThread) -> None:
+    """The admin CLI is another process: no cache of the server's may keep a disabled user's token alive."""
+    appid = cloud.add_app()
+    token = new_user(cloud, appid)
+    uid = cloud.api("GET", "/app/users", appid=appid, token=token).body["uid"]  # a request like any other first
+    database = cloud.server.config.database
+    assert database is not None
+
+    async def disable() -> None:
+        storage = await Storage.open(database, create=False)  # its own engine and connections, as the CLI has
+        try:
+            await storage.set_user_disabled(uid, True)
+        finally:
+            await storage.close()
+
+    asyncio.run(disable())
+    assert_refused(cloud.api("GET", "/app/users", appid=appid, token=token), 9004)
+    assert_refused(cloud.api("POST", "/app/login", {"username": "bob", "password": "123456"}, appid=appid), 9026)

@@ -31,6 +31,10 @@ _UNSUPPORTED = {
 
 
 async def _issue_token(ctx: CloudContext, user: User) -> dict[str, Any]:
+    if user.is_disabled:
+        # 9026 "user invalid!": the credentials are right (checked first, so this tells nothing to a guesser), the
+        # account is not usable. Requests with its old tokens get 9004, as for any token that stopped working.
+        raise ApiError(Code.USER_INVALID, "this user is disabled")
     token = new_token()
     expire_at = ctx.now() + ctx.settings.token_lifetime_s
     await ctx.storage.store_token(token_digest(token), user.uid, user.appid, expire_at)
