@@ -48,3 +48,13 @@ def test_a_plain_clone_skips_them_with_one_line_and_ci_fails_them(tmp_path: Path
     counts = {word: int(number) for number, word in re.findall(r"(\d+) (\w+)", ci_out.splitlines()[-1])}
     assert counts.get("failed", 0) + counts.get("errors", counts.get("error", 0)) == SHARED_TESTS, ci_out
     assert "skipped" not in counts and "CI must run the tests on the third-party example schemas" in ci_out
+
+
+def test_the_readme_stands_on_the_repository_alone() -> None:
+    """Every path the README names is in the repository; outside it only the optional test data is mentioned."""
+    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    outside = set(re.findall(r"`(\.\./[^`]*)`", readme))
+    assert outside == {"../shared/protocols/examples"}  # named as what a clone does not have, not as a reference
+    inside = set(re.findall(r"`((?:gizdev|tests|tools|hw|protocols)/[^` ]*)`", readme))
+    assert len(inside) > 10
+    assert [path for path in sorted(inside) if not (REPO_ROOT / path).exists()] == []
