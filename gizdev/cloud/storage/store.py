@@ -178,6 +178,26 @@ _BINDING_SELECT = (
 )
 
 
+# Built once: lookup_session runs on every authenticated request, and building a SELECT costs more than SQLite's
+# answer to it.
+_SESSION_SELECT = (
+    sa.select(
+        tokens.c.token_hash,
+        tokens.c.appid.label("t_appid"),
+        tokens.c.expire_at,
+        tokens.c.created_at.label("t_created_at"),
+        *users.c,
+    )
+    .select_from(tokens)
+    .join(users, users.c.uid == tokens.c.uid)
+    .where(
+        tokens.c.token_hash == sa.bindparam("token_hash"),
+        tokens.c.expire_at > sa.bindparam("now"),
+        users.c.is_disabled.is_(False),
+    )
+)
+
+
 def _binding(row: sa.Row[Any]) -> Binding:
     m = row._mapping
     return Binding(
@@ -198,7 +218,9 @@ class _Conn(Protocol):
     @property
     def dialect(self) -> sa.Dialect: ...
 
-    async def execute(self, statement: sa.Executable) -> sa.CursorResult[Any]: ...
+    async def execute(
+        self, statement: sa.Executable, parameters: Mapping[str, Any] | None = None
+    ) -> sa.CursorResult[Any]: ...
 
 
 class _InlineConnection:
@@ -211,8 +233,10 @@ class _InlineConnection:
     def dialect(self) -> sa.Dialect:
         return self._conn.dialect
 
-    async def execute(self, statement: sa.Executable) -> sa.CursorResult[Any]:
-        return self._conn.execute(statement)
+    async def execute(
+        self, statement: sa.Executable, parameters: Mapping[str, Any] | None = None
+    ) -> sa.CursorResult[Any]:
+        return self._conn.execute(statement, parameters)
 
 
 async def _require_existing(engine: AsyncEngine) -> None:
@@ -701,20 +725,8 @@ class Storage:
         """
         token_hash = v.text("token_hash", token_hash, max_len=64, pattern=v.TOKEN_HASH)
         now = self._now() if now is None else v.timestamp("now", now)
-        query = (
-            sa.select(
-                tokens.c.token_hash,
-                tokens.c.appid.label("t_appid"),
-                tokens.c.expire_at,
-                tokens.c.created_at.label("t_created_at"),
-                *users.c,
-            )
-            .select_from(tokens)
-            .join(users, users.c.uid == tokens.c.uid)
-            .where(tokens.c.token_hash == token_hash, tokens.c.expire_at > now, users.c.is_disabled.is_(False))
-        )
         async with self._transaction(write=False) as conn:
-            row = (await conn.execute(query)).first()
+            row = (await conn.execute(_SESSION_SELECT, {"token_hash": token_hash, "now": now})).first()
         if row is None:
             return None
         m = row._mapping
