@@ -90,11 +90,11 @@ class Demo:
             raise ConfigError(f"{settings.product} has no product_key; the demo needs one")
         if settings.data_dir is None:
             self._data_dir = Path(tempfile.mkdtemp(prefix="gizdev-demo-"))
-            self._data_dir.chmod(0o711)  # the broker's own user must reach its files
+            # The broker's own user must pass through to cloud/broker (the cloud opens cloud/ to it the same way).
+            self._data_dir.chmod(0o711)
             self._temporary = True
         else:
             self._data_dir = settings.data_dir
-        (self._data_dir / "cloud").mkdir(parents=True, exist_ok=True, mode=0o711)
         self.cloud = CloudServer(
             CloudConfig(
                 data_dir=self._data_dir / "cloud",
@@ -206,16 +206,22 @@ class Demo:
                 self.mcu.set_values(changes)
 
     async def close(self) -> None:
+        """Stop every part that was started, newest first; each step runs even if an earlier one failed."""
+        async with contextlib.AsyncExitStack() as stack:
+            # Pushed in start order, so that the stack unwinds them in reverse.
+            if self._temporary and self._data_dir is not None:
+                stack.callback(shutil.rmtree, self._data_dir, ignore_errors=True)
+            if self.cloud is not None:
+                stack.push_async_callback(self.cloud.stop)
+            if self._pair is not None:
+                stack.callback(self._pair.close)
+            if self.mcu is not None:
+                stack.push_async_callback(self.mcu.close)
+            if self.bridge is not None:
+                stack.push_async_callback(self.bridge.close)
+            stack.push_async_callback(self._stop_tasks)
+
+    async def _stop_tasks(self) -> None:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        if self.bridge is not None:
-            await self.bridge.close()
-        if self.mcu is not None:
-            await self.mcu.close()
-        if self._pair is not None:
-            self._pair.close()
-        if self.cloud is not None:
-            await self.cloud.stop()
-        if self._temporary and self._data_dir is not None:
-            shutil.rmtree(self._data_dir, ignore_errors=True)

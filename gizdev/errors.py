@@ -9,6 +9,7 @@ from __future__ import annotations
 
 __all__ = [
     "AckTimeout",
+    "AddressInUse",
     "BrokerError",
     "ChecksumError",
     "CloudError",
@@ -21,6 +22,7 @@ __all__ = [
     "LinkError",
     "PayloadError",
     "SchemaError",
+    "SchemaFileError",
     "StorageError",
     "TransportError",
 ]
@@ -32,6 +34,23 @@ class GizdevError(Exception):
 
 class ConfigError(GizdevError):
     """A setting, option or file given by the user cannot be used."""
+
+
+class AddressInUse(ConfigError):
+    """A listener cannot bind ``host:port``: another process has it; ``service`` names the listener ("HTTP")."""
+
+    def __init__(self, host: str, port: int, service: str) -> None:
+        self.host = host
+        self.port = port
+        self.service = service
+        super().__init__(host, port, service)
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"{self.address} ({self.service}) is in use by another process"
 
 
 class SchemaError(GizdevError):
@@ -46,6 +65,16 @@ class SchemaError(GizdevError):
     def __str__(self) -> str:
         where = f"{self.source}: " if self.source else ""
         return f"{where}{self.pointer or '/'}: {self.reason}"
+
+
+class SchemaFileError(SchemaError):
+    """A schema file cannot be read at all (missing, a directory, no permission): no field to point at."""
+
+    def __init__(self, source: str, reason: str) -> None:
+        super().__init__("", reason, source=source)
+
+    def __str__(self) -> str:
+        return f"cannot read schema file {self.source}: {self.reason}"
 
 
 class CodecError(GizdevError):

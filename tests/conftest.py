@@ -19,7 +19,11 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 DATA_DIR = Path(__file__).parent / "data"
 VECTOR_DIR = DATA_DIR / "vectors"
 REPO_ROOT = Path(__file__).parent.parent
+# Third-party product schemas (their licences keep them out of this repository). A plain clone has no ../shared:
+# the tests on them (marked shared_examples) skip there, all with the one reason below, and fail in CI, which has
+# them and must run them.
 SHARED_EXAMPLES = REPO_ROOT.parent / "shared" / "protocols" / "examples"
+SHARED_EXAMPLES_MISSING = "third-party example schemas not here: ../shared/protocols/examples (CI has them)"
 
 VECTOR_SETS = {
     "gokit": ("gokit-reference-vectors.json", REPO_ROOT / "protocols" / "gokit.json"),
@@ -51,6 +55,27 @@ def vectors_of_kind(*kinds: str) -> list[Any]:
         for vector in load_vectors(name)
         if vector["kind"] in kinds
     ]
+
+
+def require_shared_examples() -> None:
+    """Skip the calling test unless the third-party examples are there; fail instead when ``CI`` is set.
+
+    Skipping from here, one place, gives the skips one location, hence one line in pytest's summary.
+    """
+    if SHARED_EXAMPLES.is_dir():
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run the tests on the {SHARED_EXAMPLES_MISSING.partition(' (')[0]}")
+    pytest.skip(SHARED_EXAMPLES_MISSING)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "shared_examples: needs the third-party schemas in ../shared/protocols/examples")
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("shared_examples") is not None:
+        require_shared_examples()
 
 
 class _FormatCheck(logging.Handler):

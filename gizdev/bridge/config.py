@@ -47,11 +47,11 @@ class LanConfig:
         # Caught here, with the setting's name, rather than as a bare OSError from bind() or sendto() later.
         for name in ("udp_port", "tcp_port", "broadcast_port"):
             if not 0 <= getattr(self, name) <= 65535:
-                raise ConfigError(f"bridge: lan.{name} must be 0-65535, not {getattr(self, name)}")
+                raise ConfigError(f"lan.{name} must be 0-65535, not {getattr(self, name)}")
         if self.broadcast_rounds < 0 or self.binding_window_s < 0:
-            raise ConfigError("bridge: lan.broadcast_rounds and lan.binding_window_s must not be negative")
+            raise ConfigError("lan.broadcast_rounds and lan.binding_window_s must not be negative")
         if self.enabled and not self.hosts:
-            raise ConfigError("bridge: lan.hosts is empty (set lan.enabled = false for no LAN server)")
+            raise ConfigError("lan.hosts is empty (set lan.enabled = false for no LAN server)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +71,9 @@ class MqttConfig:
 
     def __post_init__(self) -> None:
         if self.qos not in (0, 1):
-            raise ConfigError(f"bridge: mqtt.qos is 0 or 1, not {self.qos}")
+            raise ConfigError(f"mqtt.qos is 0 or 1, not {self.qos}")
         if not 0 <= self.keepalive_s <= 65535:
-            raise ConfigError(f"bridge: mqtt.keepalive_s must be 0-65535, not {self.keepalive_s}")
+            raise ConfigError(f"mqtt.keepalive_s must be 0-65535, not {self.keepalive_s}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,15 +93,15 @@ class BridgeConfig:
 
     def __post_init__(self) -> None:
         if not self.port:
-            raise ConfigError("bridge: port is required (e.g. /dev/serial0)")
+            raise ConfigError("port is required (e.g. /dev/serial0)")
         if self.cloud:
             parts = urlsplit(self.cloud)
             if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ConfigError(f"bridge: cloud must be an http:// URL, not {self.cloud!r}")
+                raise ConfigError(f"cloud must be an http:// URL, not {self.cloud!r}")
         if self.mac and (len(self.mac) != 12 or any(c not in "0123456789abcdefABCDEF" for c in self.mac)):
-            raise ConfigError(f"bridge: mac must be 12 hex digits without separators, not {self.mac!r}")
+            raise ConfigError(f"mac must be 12 hex digits without separators, not {self.mac!r}")
         if self.baudrate <= 0 or self.heartbeat_s <= 0:
-            raise ConfigError("bridge: baudrate and heartbeat_s must be positive")
+            raise ConfigError("baudrate and heartbeat_s must be positive")
 
 
 _TABLES: dict[str, Any] = {"lan": LanConfig, "mqtt": MqttConfig}  # [table] → its dataclass; options: table_key
@@ -159,6 +159,6 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> BridgeConfig:
             top[key] = value
     for key in ("port", "product"):
         if key not in top:
-            raise ConfigError(f"bridge: {key} is required (--{key} or in the config file)")
+            raise ConfigError(f"{key} is required (--{key} or in the config file)")
     base = BridgeConfig(port=top.pop("port"), product=top.pop("product"))
     return replace(base, **top, **{name: kind(**tables[name]) for name, kind in _TABLES.items()})

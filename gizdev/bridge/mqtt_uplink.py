@@ -77,19 +77,19 @@ class MqttJsonSettings:
     def __post_init__(self) -> None:
         parts = urlsplit(self.url)
         if parts.scheme not in ("mqtt", "mqtts") or not parts.hostname:
-            raise ConfigError(f"bridge: mqtt must be mqtt://[user:pass@]host[:port] or mqtts://…, not {self.url!r}")
+            raise ConfigError(f"mqtt must be mqtt://[user:pass@]host[:port] or mqtts://…, not {self.url!r}")
         try:
             parts.port  # noqa: B018 - raises for a bad port
         except ValueError as exc:
-            raise ConfigError(f"bridge: mqtt {self.url!r}: {exc}") from None
+            raise ConfigError(f"mqtt {self.url!r}: {exc}") from None
         if self.qos not in (0, 1):
-            raise ConfigError(f"bridge: mqtt.qos is 0 or 1, not {self.qos}")
+            raise ConfigError(f"mqtt.qos is 0 or 1, not {self.qos}")
         for name in ("prefix", "discovery_prefix"):
             value = getattr(self, name)
             if not value or any(c in value for c in "#+") or value.startswith("/") or value.endswith("/"):
-                raise ConfigError(f"bridge: mqtt.{name} must be a topic prefix without wildcards, not {value!r}")
+                raise ConfigError(f"mqtt.{name} must be a topic prefix without wildcards, not {value!r}")
         if self.device and _TOPIC_PART.search(self.device):
-            raise ConfigError(f"bridge: mqtt.device is letters, digits, '_' and '-', not {self.device!r}")
+            raise ConfigError(f"mqtt.device is letters, digits, '_' and '-', not {self.device!r}")
 
     @property
     def host(self) -> str:

@@ -1,4 +1,4 @@
-"""``gizdev cloud``: run the local cloud (``serve``); administer it (``app add``, ``product add``, ``device list``)."""
+"""``gizdev cloud``: run the local cloud (``serve``); administer it (apps, products, devices, users)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,12 @@ import argparse
 import asyncio
 import json
 import os
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gizdev.errors import ConfigError
+from gizdev.cli.console import Console, start_or_stop, stop_on_signals
+from gizdev.errors import AddressInUse, ConfigError
 from gizdev.schema.loader import load_schema
 
 # The cloud's modules (aiohttp, SQLAlchemy, argon2) take about a second to import: only the cloud commands pay for
@@ -19,8 +19,9 @@ from gizdev.schema.loader import load_schema
 
 if TYPE_CHECKING:  # imported for real only when the command runs (start-up time)
     from gizdev.cloud.server import CloudConfig
+    from gizdev.cloud.storage import Storage, User
 
-__all__ = ["DEFAULT_DATA_DIR", "host_port", "register"]
+__all__ = ["DEFAULT_DATA_DIR", "explain_address_in_use", "host_port", "register"]
 
 DEFAULT_DATA_DIR = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "gizdev" / "cloud"
 
@@ -98,6 +99,25 @@ def register(commands: Any) -> None:
     app_add.add_argument("name", help="a name for your records")
     _add_storage_options(app_add)
     app_add.set_defaults(run=_run_app_add)
+    app_list = app.add_parser("list", help="print every application as a JSON array (appid, name, created_at)")
+    _add_storage_options(app_list)
+    app_list.set_defaults(run=_run_app_list)
+
+    user = sub.add_parser("user", help="the apps' users").add_subparsers(
+        dest="user_command", metavar="ACTION", required=True
+    )
+    user_list = user.add_parser("list", help="print the users as a JSON array")
+    user_list.add_argument("--app", metavar="APPID", help="only the users of this application")
+    _add_storage_options(user_list)
+    user_list.set_defaults(run=_run_user_list)
+    for action, disabled, text in (
+        ("disable", True, "refuse the user from now on: its tokens stop working at once, login is refused"),
+        ("enable", False, "let a disabled user log in again"),
+    ):
+        command = user.add_parser(action, help=text)
+        command.add_argument("uid", help="the user's uid (see user list)")
+        _add_storage_options(command)
+        command.set_defaults(run=_run_user_disable, disabled=disabled)
 
     product = sub.add_parser("product", help="products (datapoint schemas)").add_subparsers(
         dest="product_command", metavar="ACTION", required=True
@@ -147,28 +167,63 @@ async def _serve(config: CloudConfig) -> int:
     from gizdev.cloud.server import CloudServer  # noqa: PLC0415 - start-up time
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    async with CloudServer(config) as cloud:
+    stop_on_signals(stop)
+    # Nothing goes to stdout; a closed stderr (`2>&1 | tee log`, tee killed by the same Ctrl-C) only loses words.
+    err = Console(sys.stderr)
+    cloud = CloudServer(config)
+    try:
+        started = await start_or_stop(cloud.start(), stop)
+    except AddressInUse as exc:
+        raise ConfigError(explain_address_in_use(exc)) from exc
+    if not started:  # CloudServer.start has stopped what it had started
+        err.say("gizdev cloud: stopped")
+        return 0
+    try:
         where = (
             "external broker" if config.broker_url else f"managed mosquitto on {config.mqtt_host}:{config.mqtt_port}"
         )
-        print(f"gizdev cloud: Open API on {cloud.http_url}, {where}, data in {config.data_dir}", file=sys.stderr)
+        err.say(f"gizdev cloud: Open API on {cloud.http_url}, {where}, data in {config.data_dir}")
         await stop.wait()
-        print("gizdev cloud: stopping", file=sys.stderr)
+    finally:
+        err.say("gizdev cloud: stopping")
+        await cloud.stop()
     return 0
+
+
+def explain_address_in_use(exc: AddressInUse) -> str:
+    """One line for a taken listener address: its likely owner and the option that moves it (demo, serve)."""
+    if exc.service == "MQTT":
+        option = "--mqtt"
+        # Installing Debian's mosquitto package also starts its broker there (the demo's default avoids it).
+        owner = "the system's mosquitto service" if exc.port == 1883 else "a mosquitto"
+    else:
+        option, owner = "--http", "another web server"
+    return (
+        f"{exc.address} is in use — another gizdev demo or gizdev cloud serve, or {owner}, still running? "
+        f"Stop it, or choose another port with {option} HOST:PORT"
+    )
 
 
 # -- administration ---------------------------------------------------------------------------------------------
 
 
-def _database(args: argparse.Namespace) -> str | Path:
+async def _open_storage(args: argparse.Namespace) -> Storage:
+    """The cloud's storage for an admin command: an existing one only (``serve`` is what creates a cloud)."""
+    from gizdev.cloud.storage import DATABASE_FILE, DatabaseMissing, Storage  # noqa: PLC0415 - start-up time
+
     if args.database:
-        return str(args.database)
-    if not args.data_dir.is_dir():
-        args.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return Path(args.data_dir) / "cloud.db"
+        database: str | Path = str(args.database)
+        hint = "`gizdev cloud serve --database URL` creates its tables"
+    else:
+        data_dir = Path(args.data_dir)
+        hint = f"a typo? `gizdev cloud serve --data-dir {data_dir}` creates one"
+        if not data_dir.is_dir():
+            raise ConfigError(f"no cloud data dir {data_dir} ({hint})")
+        database = data_dir / DATABASE_FILE
+    try:
+        return await Storage.open(database, create=False)
+    except DatabaseMissing as exc:
+        raise ConfigError(f"{exc} ({hint})") from exc
 
 
 def _print_json(value: Any) -> None:
@@ -177,10 +232,9 @@ def _print_json(value: Any) -> None:
 
 def _run_app_add(args: argparse.Namespace) -> int:
     from gizdev.cloud.security import new_app_id, new_app_secret  # noqa: PLC0415 - start-up time
-    from gizdev.cloud.storage import Storage  # noqa: PLC0415 - start-up time
 
     async def add() -> dict[str, str]:
-        async with await Storage.open(_database(args)) as storage:
+        async with await _open_storage(args) as storage:
             app = await storage.add_app(new_app_id(), new_app_secret(), args.name)
         return {"appid": app.appid, "appsecret": app.appsecret}
 
@@ -188,9 +242,56 @@ def _run_app_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_app_list(args: argparse.Namespace) -> int:
+    async def listing() -> list[dict[str, Any]]:
+        async with await _open_storage(args) as storage:
+            found = await storage.list_apps()
+        # Never the secret: with it anyone can sign requests as the app (X-Gizwits-Application-Auth).
+        return [{"appid": a.appid, "name": a.name, "created_at": a.created_at} for a in found]
+
+    _print_json(asyncio.run(listing()))
+    return 0
+
+
+def _user_entry(user: User) -> dict[str, Any]:
+    return {
+        "uid": user.uid,
+        "appid": user.appid,
+        "kind": "anonymous" if user.is_anonymous else "username",  # phone_id sign-up, or username + password
+        "username": user.username,
+        "phone_id": user.phone_id,
+        "created_at": user.created_at,
+        "is_disabled": user.is_disabled,
+    }
+
+
+def _run_user_list(args: argparse.Namespace) -> int:
+    async def listing() -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        async with await _open_storage(args) as storage:
+            if args.app is not None:
+                await storage.get_app(args.app)  # NotFound: a mistyped appid is an error, not an empty list
+            while True:
+                page = await storage.list_users(appid=args.app, limit=1000, skip=len(found))
+                found += [_user_entry(user) for user in page]
+                if len(page) < 1000:
+                    return found
+
+    _print_json(asyncio.run(listing()))
+    return 0
+
+
+def _run_user_disable(args: argparse.Namespace) -> int:
+    async def change() -> dict[str, Any]:
+        async with await _open_storage(args) as storage:
+            return _user_entry(await storage.set_user_disabled(args.uid, args.disabled))
+
+    _print_json(asyncio.run(change()))
+    return 0
+
+
 def _run_product_add(args: argparse.Namespace) -> int:
     from gizdev.cloud.security import new_product_key, new_product_secret  # noqa: PLC0415 - start-up time
-    from gizdev.cloud.storage import Storage  # noqa: PLC0415 - start-up time
 
     schema = load_schema(args.file)
     key = args.product_key or schema.product_key or new_product_key()
@@ -198,7 +299,7 @@ def _run_product_add(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.file} is the schema of product {schema.product_key}, not {args.product_key}")
 
     async def add() -> dict[str, str]:
-        async with await Storage.open(_database(args)) as storage:
+        async with await _open_storage(args) as storage:
             product = await storage.add_product(key, args.product_secret or new_product_secret(), schema.name, schema)
         return {"product_key": product.product_key, "product_secret": product.product_secret}
 
@@ -207,11 +308,10 @@ def _run_product_add(args: argparse.Namespace) -> int:
 
 
 def _run_device_list(args: argparse.Namespace) -> int:
-    from gizdev.cloud.storage import Storage  # noqa: PLC0415 - start-up time
 
     async def listing() -> list[dict[str, Any]]:
         found: list[dict[str, Any]] = []
-        async with await Storage.open(_database(args)) as storage:
+        async with await _open_storage(args) as storage:
             while True:
                 page = await storage.list_devices(limit=1000, skip=len(found))
                 found += [

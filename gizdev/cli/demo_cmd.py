@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import signal
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gizdev.cli import options
-from gizdev.cli.cloud_cmd import host_port
+from gizdev.cli.cloud_cmd import explain_address_in_use, host_port
+from gizdev.cli.console import EXIT_PIPE_CLOSED, Console, start_or_stop, stop_on_signals
+from gizdev.errors import AddressInUse, ConfigError
 from gizdev.products import builtin_product_path
 
 if TYPE_CHECKING:  # imported for real only when the command runs (start-up time)
@@ -59,9 +60,9 @@ def _run(args: argparse.Namespace) -> int:
     return asyncio.run(_demo(settings))
 
 
-def _show(attrs: dict[str, Any]) -> None:
+def _report_line(attrs: dict[str, Any]) -> str:
     values = " ".join(f"{name}={json.dumps(value)}" for name, value in attrs.items())
-    print(f"{time.strftime('%H:%M:%S')} report: {values}", flush=True)
+    return f"{time.strftime('%H:%M:%S')} report: {values}"
 
 
 async def _demo(settings: DemoSettings) -> int:
@@ -69,34 +70,40 @@ async def _demo(settings: DemoSettings) -> int:
     from gizdev.demo import Demo  # noqa: PLC0415 - start-up time (the cloud's modules)
 
     stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
-    demo = Demo(settings, on_report=_show)
-    print("gizdev demo: starting the local cloud, a virtual GoKit and the bridge ...", file=sys.stderr, flush=True)
-    await demo.start()
+    stop_on_signals(stop)
+    out = Console(on_closed=stop.set)  # `gizdev demo | tee log`, and tee is gone: stop, as after Ctrl-C
+    err = Console(sys.stderr)
+    demo = Demo(settings, on_report=lambda attrs: out.say(_report_line(attrs)))
+    err.say("gizdev demo: starting the local cloud, a virtual GoKit and the bridge ...")
+    try:
+        started = await start_or_stop(demo.start(), stop)
+    except AddressInUse as exc:
+        raise ConfigError(explain_address_in_use(exc)) from exc
+    if not started:  # stopped while starting: Demo.start has stopped what it had started
+        err.say("gizdev demo: stopped")
+        return 0
     try:
         assert demo.bridge is not None and demo.cloud is not None
         lan_uplink = demo.bridge.find_uplink(LanUplink)
         lan = lan_uplink.server.tcp_addresses[0] if lan_uplink else None
-        print(f"Local cloud:  {demo.http_url}  (MQTT 127.0.0.1:{settings.mqtt_port})")
-        print(
+        out.say(f"Local cloud:  {demo.http_url}  (MQTT 127.0.0.1:{settings.mqtt_port})")
+        out.say(
             f"Device:       did {demo.did}, passcode {demo.bridge.identity.passcode}, on {demo.bridge.connection.url}"
         )
         if lan is not None:
-            print(f"LAN server:   {lan[0]}:{lan[1]}")
-        print(f"App id:       {demo.appid}")
-        print(f"User token:   {demo.token}")
-        print()
-        print("Switch the LED on, pink, and run the motor:")
+            out.say(f"LAN server:   {lan[0]}:{lan[1]}")
+        out.say(f"App id:       {demo.appid}")
+        out.say(f"User token:   {demo.token}")
+        out.say()
+        out.say("Switch the LED on, pink, and run the motor:")
         control, latest = demo.curl_lines()
-        print(f"  {control}")
-        print("Read the board's latest data:")
-        print(f"  {latest}")
-        print()
-        print("Live reports from the board (Ctrl-C to stop):", flush=True)
+        out.say(f"  {control}")
+        out.say("Read the board's latest data:")
+        out.say(f"  {latest}")
+        out.say()
+        out.say("Live reports from the board (Ctrl-C to stop):")
         await stop.wait()
     finally:
-        print("gizdev demo: stopping", file=sys.stderr, flush=True)
+        err.say("gizdev demo: stopping")
         await demo.close()
-    return 0
+    return EXIT_PIPE_CLOSED if out.closed else 0

@@ -20,6 +20,7 @@ from gizdev.cli import (
     sim_cmd,
     sniff_cmd,
 )
+from gizdev.cli.console import EXIT_PIPE_CLOSED, silence
 from gizdev.errors import GizdevError
 
 _LOGGER = logging.getLogger(__name__)
@@ -72,9 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        # The reader went away (e.g. `gizdev decode ... | head`); nothing left to say.
-        sys.stderr.close()
-        return 1
+        # The reader went away (e.g. `gizdev decode ... | head`); nothing left to say, and the interpreter's final
+        # flush of what is still buffered must not fail again (it would print a traceback and exit 120).
+        silence(sys.stdout)
+        return EXIT_PIPE_CLOSED
     return status
 
 

@@ -1,9 +1,12 @@
 """A small time-bounded cache for rows that are read on every request and (almost) never change.
 
-The app of every Open API call, the token and the user behind it: three database round trips per request
-otherwise. Entries live ``ttl_s`` (a revocation done by another server process is seen within that time; one
-process sees its own changes at once through :meth:`TtlCache.drop`). Size is bounded: when full, the oldest
-entries go first.
+The app of every Open API call, and a user's access to a device: database round trips on every request otherwise.
+Entries live ``ttl_s`` (a change made by another process is seen within that time; one process sees its own
+changes at once through :meth:`TtlCache.drop`). Size is bounded: when full, the oldest entries go first.
+
+What must take effect at once is not cached: the token and the user behind it are looked up on every request
+(``Storage.lookup_session``, one query), so that disabling a user from the admin CLI, which is another process
+that cannot reach this cache, stops the user's next request rather than one up to ``ttl_s`` later.
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ in reverse; ``cloud.http_url`` and ``cloud.mqtt_port`` say where it listens (por
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,14 +24,13 @@ from gizdev.cloud.devicebus import DeviceBus
 from gizdev.cloud.http import CloudContext, HttpSettings, make_app
 from gizdev.cloud.products import ProductCache
 from gizdev.cloud.security import KDF_DEFAULT, KdfParams, PasswordPolicy
-from gizdev.cloud.storage import Storage
-from gizdev.errors import ConfigError
+from gizdev.cloud.storage import DATABASE_FILE, Storage
+from gizdev.errors import AddressInUse, BrokerError, ConfigError
 
 __all__ = ["DATABASE_FILE", "CloudConfig", "CloudServer", "database_for"]
 
 _LOGGER = logging.getLogger(__name__)
 
-DATABASE_FILE = "cloud.db"
 BROKER_DIR = "broker"
 _WILDCARDS = ("0.0.0.0", "::", "")
 
@@ -87,25 +88,18 @@ class CloudServer:
     async def start(self) -> None:
         config = self.config
         try:
-            config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+            self._prepare_data_dir()
         except OSError as exc:
             raise ConfigError(f"cannot use data dir {config.data_dir}: {exc}") from exc
         try:
             self.storage = await Storage.open(database_for(config), clock=self.clock)
-            if not config.broker_url:
-                self.broker = ManagedMosquitto(
-                    config.data_dir / BROKER_DIR,
-                    host=config.mqtt_host,
-                    port=config.mqtt_port,
-                    binary=config.mosquitto_binary,
-                )
             settings, public_host, public_port = self._broker_settings()
             products = ProductCache(self.storage)
             self.bus = DeviceBus(self.storage, products, settings, clock=self.clock)
             if self.broker is not None:
                 self.broker.on_log_line = self.bus.on_broker_log
                 await self.broker.set_devices(await self._accounts())
-                await self.broker.start()
+                await self._start_broker(self.broker)
             await self.bus.start()
             await self.bus.wait_ready()
             ctx = CloudContext(
@@ -127,6 +121,8 @@ class CloudServer:
             try:
                 await site.start()
             except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    raise AddressInUse(config.http_host, config.http_port, "HTTP") from exc
                 raise ConfigError(f"cannot listen on {config.http_host}:{config.http_port}: {exc}") from exc
             self.http_port = _bound_port(site) or config.http_port
         except BaseException:
@@ -139,6 +135,37 @@ class CloudServer:
             "managed mosquitto" if self.broker else "external broker",
             "PostgreSQL" if config.database and config.database.startswith("postgres") else "SQLite",
         )
+
+    def _prepare_data_dir(self) -> None:
+        """The data dir (0700) and, with a managed broker, the way in to its own directory for the broker's user.
+
+        Run as root, mosquitto drops to the ``mosquitto`` user before it reads its password and ACL files in
+        ``broker/``, so it must be able to pass through the data dir: the data dir goes to that user's group
+        with search permission only (``ManagedMosquitto.grant_search``). Search lets it open a path it knows,
+        nothing more; the SQLite database next to ``broker/`` is kept to its owner (0600, and SQLite gives its
+        ``-wal``/``-shm`` files the database's mode), so the broker's user cannot read it.
+        """
+        config = self.config
+        config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if not config.database:
+            _private_file(config.data_dir / DATABASE_FILE)
+        if not config.broker_url:
+            self.broker = ManagedMosquitto(
+                config.data_dir / BROKER_DIR,
+                host=config.mqtt_host,
+                port=config.mqtt_port,
+                binary=config.mosquitto_binary,
+            )
+            self.broker.grant_search(config.data_dir)
+
+    async def _start_broker(self, broker: ManagedMosquitto) -> None:
+        try:
+            await broker.start()
+        except BrokerError as exc:
+            # Mosquitto's own words when its listener's port is taken (e.g. by a mosquitto an earlier run left).
+            if "Address already in use" in exc.stderr:
+                raise AddressInUse(self.config.mqtt_host, self.config.mqtt_port, "MQTT") from exc
+            raise
 
     async def _accounts(self) -> list[DeviceAccount]:
         assert self.storage is not None
@@ -175,6 +202,18 @@ class CloudServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop()
+
+
+def _private_file(path: Path) -> None:
+    """Create ``path`` empty with mode 0600 if it does not exist; take group and other bits off it and its
+    SQLite companions (``-wal``, ``-shm``) if it does."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    for file in (path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")):
+        with contextlib.suppress(FileNotFoundError):
+            mode = file.stat().st_mode & 0o7777
+            if mode & 0o077:
+                file.chmod(mode & 0o700)
 
 
 def _bound_port(site: web.TCPSite) -> int | None:

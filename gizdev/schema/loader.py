@@ -13,7 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gizdev.errors import SchemaError
+from gizdev.errors import SchemaError, SchemaFileError
 from gizdev.schema.layout import compute_layout
 from gizdev.schema.model import (
     UINT_WIDTH_BYTES,
@@ -57,7 +57,7 @@ def load_schema(path: str | Path) -> ProductSchema:
     try:
         raw = path.read_bytes()
     except OSError as exc:
-        raise SchemaError("", f"cannot read schema: {exc.strerror or exc}", source=str(path)) from exc
+        raise SchemaFileError(str(path), exc.strerror or str(exc)) from exc
     if len(raw) > MAX_SCHEMA_BYTES:
         raise SchemaError("", f"file of {len(raw)} bytes is larger than {MAX_SCHEMA_BYTES}", source=str(path))
     try:

@@ -6,9 +6,12 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import os
+import pwd
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +21,8 @@ from typing import Any
 
 import pytest
 
-from tests.cloud.broker_fixtures import RawMqtt31, free_port, pid_alive
+from gizdev.cloud.storage import Storage
+from tests.cloud.broker_fixtures import RawMqtt31, free_port, mosquitto_pids_for, pid_alive
 from tests.cloud.server_fixtures import TEMP_HUMI_SCHEMA, world_searchable_dir
 from tests.conftest import REPO_ROOT, product_path
 
@@ -47,7 +51,24 @@ def data_dir_fixture() -> Iterator[Path]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-def test_app_add(data_dir: Path) -> None:
+def make_cloud_dir(path: Path) -> Path:
+    """A data dir with a (migrated, empty) database, as ``serve`` leaves it; the admin commands need one."""
+
+    async def create() -> None:
+        await (await Storage.open(path / "cloud.db")).close()
+
+    path.mkdir(mode=0o700)
+    asyncio.run(create())
+    return path
+
+
+@pytest.fixture(name="cloud_dir")
+def cloud_dir_fixture(tmp_path: Path) -> Path:
+    return make_cloud_dir(tmp_path / "data")
+
+
+def test_app_add(cloud_dir: Path) -> None:
+    data_dir = cloud_dir
     first = json_out(gizdev("cloud", "app", "add", "my app", "--data-dir", str(data_dir)))
     second = json_out(gizdev("cloud", "app", "add", "another", "--data-dir", str(data_dir)))
     assert set(first) == {"appid", "appsecret"} and set(second) == {"appid", "appsecret"}
@@ -56,7 +77,8 @@ def test_app_add(data_dir: Path) -> None:
     assert (data_dir / "cloud.db").is_file()
 
 
-def test_product_add_with_and_without_key(data_dir: Path, tmp_path: Path) -> None:
+def test_product_add_with_and_without_key(cloud_dir: Path, tmp_path: Path) -> None:
+    data_dir = cloud_dir
     # The schema names its key: that key, and a new 32-hex secret.
     added = json_out(gizdev("cloud", "product", "add", str(GOKIT), "--data-dir", str(data_dir)))
     assert set(added) == {"product_key", "product_secret"}
@@ -121,8 +143,9 @@ def test_product_add_with_a_bad_schema_or_secret_fails_clearly(tmp_path: Path) -
         if content is not None:
             path.write_text(content)
         commands.append(["cloud", "product", "add", str(path), "--data-dir", str(tmp_path / f"data{index}")])
+    cloud_dir = make_cloud_dir(tmp_path / "s")
     commands.append(
-        ["cloud", "product", "add", str(GOKIT), "--product-secret", "not-hex", "--data-dir", str(tmp_path / "s")]
+        ["cloud", "product", "add", str(GOKIT), "--product-secret", "not-hex", "--data-dir", str(cloud_dir)]
     )
     results = gizdev_many(*commands)
     for result, hint in zip(results, [hint for _, hint in cases] + ["secret"], strict=True):
@@ -132,8 +155,36 @@ def test_product_add_with_a_bad_schema_or_secret_fails_clearly(tmp_path: Path) -
         assert hint in result.stderr.lower(), result.stderr
 
 
-def test_device_list_empty(data_dir: Path) -> None:
-    assert json_out(gizdev("cloud", "device", "list", "--data-dir", str(data_dir))) == []
+def test_lists_of_an_empty_cloud(cloud_dir: Path) -> None:
+    results = gizdev_many(
+        *(["cloud", kind, "list", "--data-dir", str(cloud_dir)] for kind in ("device", "app", "user"))
+    )
+    assert [json_out(result) for result in results] == [[], [], []]
+
+
+def test_admin_commands_refuse_a_data_dir_without_a_database(tmp_path: Path) -> None:
+    """A typo in --data-dir is an error, not a new empty cloud: nothing is created (``serve`` is what creates)."""
+    commands = [
+        ["app", "add", "x"],
+        ["app", "list"],
+        ["product", "add", str(GOKIT)],
+        ["device", "list"],
+        ["user", "list"],
+        ["user", "disable", "0" * 32],
+    ]
+    missing, empty = tmp_path / "TYPO", tmp_path / "empty"
+    empty.mkdir()
+    results = gizdev_many(
+        *(["cloud", *command, "--data-dir", str(where)] for where in (missing, empty) for command in commands)
+    )
+    for index, result in enumerate(results):
+        where = missing if index < len(commands) else empty
+        assert (result.returncode, result.stdout) == (1, ""), result
+        reason = f"no cloud data dir {where}" if where is missing else f"no cloud database at {where / 'cloud.db'}"
+        assert result.stderr == (
+            f"gizdev cloud: {reason} (a typo? `gizdev cloud serve --data-dir {where}` creates one)\n"
+        ), result.stderr
+    assert not missing.exists() and list(empty.iterdir()) == []
 
 
 # -- serve ------------------------------------------------------------------------------------------------------
@@ -245,3 +296,186 @@ def test_serve_admin_while_running_and_sigterm(data_dir: Path, tmp_path: Path) -
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+class ServeRun:
+    """One ``gizdev cloud serve`` on free loopback ports; stderr to a file, or to a pipe the test may close."""
+
+    def __init__(self, data_dir: Path, *, mqtt: int | None = None, stderr_pipe: bool = False) -> None:
+        self.data_dir = data_dir
+        self.http, self.mqtt = free_port(), mqtt or free_port()
+        self.err_path = data_dir.with_suffix(".err")
+        with self.err_path.open("w") as err:
+            self.proc = subprocess.Popen(
+                [
+                    *GIZDEV, "cloud", "serve", "--http", f"127.0.0.1:{self.http}", "--mqtt", f"127.0.0.1:{self.mqtt}",
+                    "--data-dir", str(data_dir),
+                ],
+                stdout=subprocess.PIPE if stderr_pipe else subprocess.DEVNULL,
+                stderr=subprocess.STDOUT if stderr_pipe else err,
+                cwd=REPO_ROOT,
+            )  # fmt: skip
+
+    @property
+    def stderr(self) -> str:
+        return self.err_path.read_text()
+
+    def wait_up(self) -> int:
+        """Wait for the HTTP listener; the managed broker's pid."""
+        wait_for(lambda: http_up(self.http) or self.proc.poll() is not None, 60, "the HTTP listener")
+        assert self.proc.poll() is None, self.stderr
+        return int((self.data_dir / "broker" / "mosquitto.pid").read_text().split()[0])
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+
+@pytest.fixture(name="scratch")
+def scratch_fixture() -> Iterator[Path]:
+    base = world_searchable_dir()
+    try:
+        yield base
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_serve_stops_cleanly_on_signals_and_a_closed_output(scratch: Path) -> None:
+    """SIGINT, SIGTERM, SIGHUP; and `serve 2>&1 | tee log` where the same Ctrl-C took tee away first."""
+    cases: dict[str, tuple[signal.Signals, bool]] = {
+        "SIGINT": (signal.SIGINT, False),
+        "SIGTERM": (signal.SIGTERM, False),
+        "SIGHUP": (signal.SIGHUP, False),
+        "pipe": (signal.SIGINT, True),
+    }
+    runs = {name: ServeRun(scratch / name, stderr_pipe=pipe) for name, (_, pipe) in cases.items()}
+    try:
+        for name, (signum, pipe) in cases.items():
+            run = runs[name]
+            broker = run.wait_up()
+            assert pid_alive(broker)
+            if pipe:
+                assert run.proc.stdout is not None
+                run.proc.stdout.close()
+            run.proc.send_signal(signum)
+            assert run.proc.wait(30) == 0, f"{name}: {run.stderr}"
+            assert not pid_alive(broker), f"{name}: mosquitto {broker} outlived the server"
+            assert not (run.data_dir / "broker" / "mosquitto.pid").exists()
+            assert "Traceback" not in run.stderr, run.stderr
+    finally:
+        for run in runs.values():
+            run.close()
+
+
+def test_serve_names_a_taken_mqtt_port(scratch: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        run = ServeRun(scratch / "data", mqtt=port)
+        try:
+            assert run.proc.wait(60) == 1, run.stderr
+        finally:
+            run.close()
+    assert run.stderr.splitlines() == [
+        f"gizdev cloud: 127.0.0.1:{port} is in use — another gizdev demo or gizdev cloud serve, or a mosquitto, "
+        "still running? Stop it, or choose another port with --mqtt HOST:PORT"
+    ]
+    assert mosquitto_pids_for(scratch / "data" / "broker" / "mosquitto.conf") == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the broker drops privileges only when the cloud runs as root")
+def test_serve_as_root_opens_the_way_to_the_broker_only(scratch: Path) -> None:
+    """No "running mosquitto as root" warning, the broker as the mosquitto user, the database still private."""
+    try:
+        broker_user = pwd.getpwnam("mosquitto")
+    except KeyError:
+        pytest.skip("no mosquitto user")
+    # A new data dir, and one made 0700 by an earlier version.
+    (scratch / "old").mkdir(mode=0o700)
+    runs = [ServeRun(scratch / "new"), ServeRun(scratch / "old")]
+    try:
+        for run in runs:
+            broker = run.wait_up()
+            status = Path(f"/proc/{broker}/status").read_text()
+            uid = next(line.split()[1] for line in status.splitlines() if line.startswith("Uid:"))
+            assert int(uid) == broker_user.pw_uid
+            data = run.data_dir.stat()
+            # Search for the broker's group only, nothing for others; the database only for us.
+            assert (data.st_mode & 0o777, data.st_gid) == (0o710, broker_user.pw_gid)
+            assert (run.data_dir / "cloud.db").stat().st_mode & 0o777 == 0o600
+            run.proc.send_signal(signal.SIGTERM)
+            assert run.proc.wait(30) == 0
+            assert run.stderr.splitlines() == [
+                f"gizdev cloud: Open API on http://127.0.0.1:{run.http}, managed mosquitto on 127.0.0.1:{run.mqtt}, "
+                f"data in {run.data_dir}",
+                "gizdev cloud: stopping",
+            ]
+    finally:
+        for run in runs:
+            run.close()
+
+
+def test_apps_and_users_from_the_admin_cli_while_serving(scratch: Path) -> None:
+    """List apps and users, disable a user: its token is refused at its very next request, from another process."""
+    run = ServeRun(scratch / "data")
+    try:
+        run.wait_up()
+        data = ["--data-dir", str(run.data_dir)]
+        app, other = (json_out(gizdev("cloud", "app", "add", name, *data)) for name in ("shop", "other"))
+        json_headers = {"Content-Type": "application/json"}
+
+        def call(method: str, path: str, payload: Any, appid: str, token: str | None = None) -> tuple[int, Any]:
+            headers = {**json_headers, "X-Gizwits-Application-Id": appid}
+            if token is not None:
+                headers["X-Gizwits-User-token"] = token
+            status, body = http_call(run.http, method, path, json.dumps(payload).encode(), headers)
+            return status, json.loads(body)
+
+        status, bob = call("POST", "/app/users", {"username": "bob", "password": "123456"}, app["appid"])
+        assert status == 201, bob
+        status, phone = call("POST", "/app/users", {"phone_id": "p-1"}, app["appid"])
+        assert status == 201, phone
+        status, carol = call("POST", "/app/users", {"username": "carol", "password": "123456"}, other["appid"])
+        assert status == 201, carol
+
+        apps = json_out(gizdev("cloud", "app", "list", *data))
+        # Oldest first; two made within one second are in appid order, so compare without the order.
+        assert sorted((a["appid"], a["name"]) for a in apps) == sorted(
+            [(app["appid"], "shop"), (other["appid"], "other")]
+        )
+        assert all(set(a) == {"appid", "name", "created_at"} for a in apps)  # never the secret
+        assert app["appsecret"] not in json.dumps(apps)
+        users = json_out(gizdev("cloud", "user", "list", "--app", app["appid"], *data))
+        assert {u["uid"]: (u["kind"], u["username"], u["phone_id"], u["is_disabled"]) for u in users} == {
+            bob["uid"]: ("username", "bob", None, False),
+            phone["uid"]: ("anonymous", None, "p-1", False),
+        }
+        assert {u["uid"] for u in json_out(gizdev("cloud", "user", "list", *data))} == {
+            bob["uid"],
+            phone["uid"],
+            carol["uid"],
+        }
+        unknown = gizdev("cloud", "user", "list", "--app", "0" * 32, *data)
+        assert unknown.returncode == 1 and "not found" in unknown.stderr
+
+        assert call("GET", "/app/users", None, app["appid"], bob["token"])[0] == 200  # works, and is cached
+        disabled = json_out(gizdev("cloud", "user", "disable", bob["uid"], *data))
+        assert (disabled["uid"], disabled["is_disabled"]) == (bob["uid"], True)
+        # The very next request, within any cache's lifetime: refused.
+        status, body = call("GET", "/app/users", None, app["appid"], bob["token"])
+        assert (status, body["error_code"]) == (400, 9004), body
+        status, body = call("POST", "/app/login", {"username": "bob", "password": "123456"}, app["appid"])
+        assert (status, body["error_code"], body["detail_message"]) == (400, 9026, "this user is disabled")
+        assert call("GET", "/app/users", None, app["appid"], phone["token"])[0] == 200  # the others go on
+
+        assert json_out(gizdev("cloud", "user", "enable", bob["uid"], *data))["is_disabled"] is False
+        status, login = call("POST", "/app/login", {"username": "bob", "password": "123456"}, app["appid"])
+        assert status == 200, login
+        assert call("GET", "/app/users", None, app["appid"], login["token"])[0] == 200
+        assert call("GET", "/app/users", None, app["appid"], bob["token"])[0] == 400  # the old token stays dead
+    finally:
+        run.close()

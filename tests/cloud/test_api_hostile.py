@@ -7,6 +7,7 @@ leave nothing behind: no user, no binding, no command on the device's MQTT topic
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import threading
 import time
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 
 from gizdev.cloud.errors import ERROR_TABLE
 from gizdev.cloud.security import new_product_secret, token_digest
+from gizdev.cloud.storage import Storage
 from tests.cloud.server_fixtures import TEMP_HUMI_SCHEMA, CloudThread, Reply
 from tests.cloud.test_open_api_seed import (
     ALL_TYPES_PK,
@@ -96,6 +98,7 @@ SPEC_STATUS = {
     9020: 400,
     9023: 400,
     9025: 400,
+    9026: 400,
     9029: 400,
     9042: 400,
     9048: 400,
@@ -694,3 +697,62 @@ def test_random_bytes_and_queries_never_give_a_server_error(cloud: CloudThread, 
         ("GET", f"/app/devdata/x{quote(query, safe='')}/latest"),
     ):
         assert_not_a_server_error(raw_request(cloud, method, path, body, world.appid, token=world.token))
+
+
+def test_unknown_paths_and_methods_answer_the_json_error_body(cloud: CloudThread) -> None:
+    """Not aiohttp's plain "404: Not Found": every error an app can meet has the Gizwits body."""
+    for method, path in (("GET", "/nope"), ("GET", "/app/nope"), ("POST", "/app/users/extra"), ("GET", "/dev/x/y/z")):
+        reply = cloud.request(method, path, b"{}" if method == "POST" else None, JSON_HEADERS)
+        assert reply.status == 404, reply
+        assert reply.body == {
+            "error_code": 9015,
+            "error_message": "form invalid!",
+            "detail_message": f"no API at {method} {path}",
+        }
+    conn = http.client.HTTPConnection("127.0.0.1", cloud.http_port, timeout=30)
+    try:
+        conn.request("PUT", "/app/users", body=b"{}", headers=JSON_HEADERS)
+        response = conn.getresponse()
+        body = json.loads(response.read())
+    finally:
+        conn.close()
+    assert response.status == 405
+    assert response.getheader("Content-Type", "").startswith("application/json")
+    allowed = {method.strip() for method in response.getheader("Allow", "").split(",")}
+    assert {"GET", "POST"} <= allowed and "PUT" not in allowed  # the header aiohttp sets is kept
+    assert body["error_code"] == 9015 and body["error_message"] == "form invalid!"
+    assert body["detail_message"].startswith("/app/users does not take PUT; it takes ")
+
+
+def test_sign_up_by_email_says_it_is_not_offered(cloud: CloudThread) -> None:
+    appid = cloud.add_app()
+    reply = cloud.api("POST", "/app/users", {"email": "carol@example.com", "password": "123456"}, appid=appid)
+    assert reply.status == 400
+    assert reply.body == {
+        "error_code": 9015,
+        "error_message": "form invalid!",
+        "detail_message": "sign-up by email is not supported by this server yet; use username and password",
+    }
+    # Without a variant's own field, a missing username is still what is wrong.
+    reply = cloud.api("POST", "/app/users", {"password": "123456"}, appid=appid)
+    assert reply.body["detail_message"] == "username is required"
+
+
+def test_a_user_disabled_by_another_process_is_refused_at_its_next_request(cloud: CloudThread) -> None:
+    """The admin CLI is another process: no cache of the server's may keep a disabled user's token alive."""
+    appid = cloud.add_app()
+    token = new_user(cloud, appid)
+    uid = cloud.api("GET", "/app/users", appid=appid, token=token).body["uid"]  # a request like any other first
+    database = cloud.server.config.database
+    assert database is not None
+
+    async def disable() -> None:
+        storage = await Storage.open(database, create=False)  # its own engine and connections, as the CLI has
+        try:
+            await storage.set_user_disabled(uid, True)
+        finally:
+            await storage.close()
+
+    asyncio.run(disable())
+    assert_refused(cloud.api("GET", "/app/users", appid=appid, token=token), 9004)
+    assert_refused(cloud.api("POST", "/app/login", {"username": "bob", "password": "123456"}, appid=appid), 9026)

@@ -378,6 +378,26 @@ SEED_CONTROL_TEMP_HUMI = '{\n    "attrs": {\n      "temp": 10,\n      "humi": 50
 SEED_CONTROL_RAW = '{\n    "raw": [0, 1, 2, 3]\n}'
 
 
+def test_binding_again_updates_the_remark_and_alias(cloud: CloudThread) -> None:
+    appid = cloud.add_app()
+    cloud.add_product()
+    token = new_user(cloud, appid)
+    did = register(cloud, "0000000000AA", "PASS0")
+
+    def bind_with(**fields: str) -> dict[str, Any]:
+        entry = {"did": did, "passcode": "PASS0", **fields}
+        reply = cloud.api("POST", "/app/bindings", {"devices": [entry]}, appid=appid, token=token)
+        assert reply.body == {"success": [did], "failed": []}, reply
+        [item] = cloud.api("GET", "/app/bindings", appid=appid, token=token).body["devices"]
+        return {key: item[key] for key in ("remark", "dev_alias")}
+
+    assert bind_with(remark="hall") == {"remark": "hall", "dev_alias": ""}
+    assert bind_with(remark="kitchen") == {"remark": "kitchen", "dev_alias": ""}  # not the old "hall"
+    assert bind_with(dev_alias="lamp") == {"remark": "kitchen", "dev_alias": "lamp"}  # what is not sent stays
+    assert bind_with() == {"remark": "kitchen", "dev_alias": "lamp"}
+    assert bind_with(remark="", dev_alias="desk") == {"remark": "", "dev_alias": "desk"}
+
+
 def test_control_as_in_the_seed(cloud: CloudThread) -> None:
     appid = cloud.add_app()
     cloud.add_product()

@@ -15,6 +15,7 @@ from gizdev.cloud.identifiers import token_digest
 from gizdev.cloud.storage import (
     MIGRATIONS,
     AlreadyExists,
+    DatabaseMissing,
     DeviceDisabled,
     EncryptionRequired,
     InvalidInput,
@@ -43,6 +44,7 @@ PK2 = "fedcba9876543210fedcba9876543210"
 SECRET = "00112233445566778899aabbccddeeff"
 MAC = "AABBCCDDEEFF"
 T0 = 1_700_000_000
+NEWEST = 2  # the schema version of this code (MIGRATIONS); pinned, so that adding a step is a visible change
 
 
 class Clock:
@@ -143,15 +145,15 @@ def test_storage_errors_are_cloud_errors() -> None:
 def test_open_migrates_and_migrate_again_changes_nothing(db_url: str) -> None:
     async def body(storage: Storage, clock: Clock) -> None:
         engine = storage.engine
-        assert await current_version(engine) == len(MIGRATIONS) == 1
+        assert await current_version(engine) == len(MIGRATIONS) == NEWEST
         async with engine.connect() as conn:
             names = set(await conn.run_sync(lambda sync: sa.inspect(sync).get_table_names()))
         assert names == {table.name for table in metadata.sorted_tables}
         await seed(storage)
         before = await snapshot(engine)
         clock.now += 1000
-        assert await migrate(engine, clock=clock) == 1
-        assert await migrate(engine, clock=clock) == 1
+        assert await migrate(engine, clock=clock) == NEWEST
+        assert await migrate(engine, clock=clock) == NEWEST
         assert await snapshot(engine) == before  # same version rows (applied_at too) and same data
 
     run(db_url, body)
@@ -160,7 +162,7 @@ def test_open_migrates_and_migrate_again_changes_nothing(db_url: str) -> None:
 
 async def _reopen_keeps_data(storage: Storage, _clock: Clock) -> None:
     assert (await storage.get_app(APPID)).name == "test app"
-    assert await current_version(storage.engine) == 1
+    assert await current_version(storage.engine) == NEWEST
 
 
 def test_newer_database_is_refused_untouched(db_url: str) -> None:
@@ -175,7 +177,7 @@ def test_newer_database_is_refused_untouched(db_url: str) -> None:
         before = await snapshot(engine)
         with pytest.raises(SchemaTooNew) as caught:
             await migrate(engine)
-        assert (caught.value.found, caught.value.supported) == (7, 1)
+        assert (caught.value.found, caught.value.supported) == (7, NEWEST)
         assert "newer" in str(caught.value)
         assert await snapshot(engine) == before
 
@@ -204,22 +206,23 @@ def test_migration_steps_apply_in_order_and_a_failing_step_rolls_back(db_url: st
             return set(await conn.run_sync(lambda sync: sa.inspect(sync).get_table_names()))
 
     async def body(engine: AsyncEngine) -> None:
+        n = NEWEST
         assert await current_version(engine) == 0
-        assert await migrate(engine) == 1
+        assert await migrate(engine) == n
         with pytest.raises(MigrationError) as caught:
-            await migrate(engine, steps=[*MIGRATIONS, Migration(2, "bad", create_then_fail)])
-        assert caught.value.version == 2
-        assert await current_version(engine) == 1
+            await migrate(engine, steps=[*MIGRATIONS, Migration(n + 1, "bad", create_then_fail)])
+        assert caught.value.version == n + 1
+        assert await current_version(engine) == n
         assert "extra" not in await tables(engine)  # the step's DDL was rolled back with it
-        steps = [*MIGRATIONS, Migration(2, "extra", create_extra), Migration(3, "note", add_column)]
-        assert await migrate(engine, steps=steps) == 3
+        steps = [*MIGRATIONS, Migration(n + 1, "extra", create_extra), Migration(n + 2, "note", add_column)]
+        assert await migrate(engine, steps=steps) == n + 2
         async with engine.connect() as conn:
             rows = (await conn.execute(sa.select(schema_version.c.version).order_by("version"))).scalars().all()
             columns = await conn.run_sync(lambda sync: [c["name"] for c in sa.inspect(sync).get_columns("extra")])
-        assert rows == [1, 2, 3]
+        assert rows == list(range(1, n + 3))
         assert columns == ["id", "note"]
         with pytest.raises(SchemaTooNew):
-            await migrate(engine)  # this code only knows step 1
+            await migrate(engine)  # this code only knows the steps up to n
         with pytest.raises(ValueError, match="numbered"):
             await migrate(engine, steps=[Migration(2, "gap", create_extra)])
 
@@ -589,6 +592,8 @@ def test_bindings(db_url: str) -> None:
                 f"alias {n}",
             )
             assert (binding.product_name, binding.device.did, binding.is_disabled) == ("GoKit", did, False)
+            if n == 0:
+                first = binding
         newest_first = list(reversed(dids))
         assert [b.did for b in await storage.list_bindings(user.uid)] == newest_first[:20]  # §3.9 default limit 20
         pages = [await storage.list_bindings(user.uid, limit=10, skip=skip) for skip in (0, 10, 20, 30)]
@@ -602,6 +607,11 @@ def test_bindings(db_url: str) -> None:
         assert not await storage.is_bound(other.uid, dids[0])
         with pytest.raises(AlreadyExists):
             await storage.bind(user.uid, dids[0])
+        # Bound again with rebind: what is given replaces, what is not (None) stays; the binding keeps its age.
+        again = await storage.bind(user.uid, dids[0], "new remark", rebind=True)
+        assert (again.remark, again.dev_alias, again.created_at) == ("new remark", "alias 0", first.created_at)
+        again = await storage.bind(user.uid, dids[0], dev_alias="new alias", rebind=True)
+        assert (again.remark, again.dev_alias) == ("new remark", "new alias")
         await storage.bind(other.uid, dids[0])  # a device may have several users
 
         await storage.disable_device(dids[3])
@@ -842,3 +852,86 @@ def test_concurrent_unique_inserts_report_already_exists(db_url: str) -> None:
         assert all(isinstance(o, AlreadyExists) for o in outcomes if isinstance(o, BaseException))
 
     run(db_url, body)
+
+
+# --- admin: apps and users listed, users disabled ---------------------------------------------------------------------
+
+
+def test_list_apps_and_users_and_disable_a_user(db_url: str) -> None:
+    async def body(storage: Storage, clock: Clock) -> None:
+        await seed(storage)
+        clock.now += 1
+        other = await storage.add_app("0" * 32, "secret-other", "other")
+        assert [(a.appid, a.name) for a in await storage.list_apps()] == [(APPID, "test app"), (other.appid, "other")]
+        named = await storage.create_user(APPID, username="bob", password_hash="h")
+        anonymous = await storage.create_user(APPID, phone_id="p")
+        clock.now += 1
+        stranger = await storage.create_user(other.appid, phone_id="p")
+        assert not named.is_disabled
+        assert {u.uid for u in await storage.list_users(appid=APPID)} == {named.uid, anonymous.uid}
+        assert [u.uid for u in await storage.list_users()][-1] == stranger.uid  # oldest first
+        assert [u.uid for u in await storage.list_users(limit=1, skip=2)] == [stranger.uid]
+
+        digest, expire = "a" * 64, T0 + 3600
+        await storage.store_token(digest, named.uid, APPID, expire)
+        session = await storage.lookup_session(digest)
+        assert session is not None and session[0].uid == named.uid and session[1] == named
+        assert await storage.lookup_session(digest, now=expire) is None  # expire_at is the first invalid second
+
+        off = await storage.set_user_disabled(named.uid, True)
+        assert off.is_disabled and (await storage.get_user_by_uid(named.uid)).is_disabled
+        assert await storage.lookup_session(digest) is None
+        assert await storage.lookup_token(digest) is None  # its tokens are gone, not only refused
+        # A token stored after the disable (a login racing it) does not open a session either.
+        await storage.store_token("b" * 64, named.uid, APPID, expire)
+        assert await storage.lookup_session("b" * 64) is None
+        on = await storage.set_user_disabled(named.uid, False)
+        assert not on.is_disabled
+        assert await storage.lookup_session("b" * 64) is not None
+        assert await storage.lookup_session(digest) is None  # the token from before the disable stays dead
+        with pytest.raises(NotFound):
+            await storage.set_user_disabled("f" * 32, True)
+        with pytest.raises(InvalidInput):
+            await storage.set_user_disabled("not a uid", True)
+
+    run(db_url, body)
+
+
+def test_open_without_create_refuses_a_missing_database(db_url: str, tmp_path: Path) -> None:
+    async def body() -> None:
+        with pytest.raises(DatabaseMissing):  # an empty PostgreSQL database, or no SQLite file yet
+            await Storage.open(db_url, create=False)
+        if db_url.startswith("sqlite"):
+            assert list(tmp_path.iterdir()) == []  # nothing created
+            empty = tmp_path / "empty.db"
+            empty.touch()
+            with pytest.raises(DatabaseMissing, match=r"empty\.db"):
+                await Storage.open(empty, create=False)
+        await (await Storage.open(db_url)).close()  # the server creates it
+        await (await Storage.open(db_url, create=False)).close()  # then the admin commands find it
+
+    asyncio.run(body())
+
+
+def test_users_of_a_version_1_database_stay_enabled(db_url: str) -> None:
+    async def body(engine: AsyncEngine) -> None:
+        assert await migrate(engine, steps=MIGRATIONS[:1]) == 1
+        async with engine.begin() as conn:
+            await conn.execute(
+                sa.text("INSERT INTO apps (appid, appsecret, name, created_at) VALUES (:a, 's', 'n', 1)"), {"a": APPID}
+            )
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO users (uid, appid, username, phone_id, password_hash, is_anonymous, created_at)"
+                    " VALUES (:u, :a, NULL, 'p', NULL, :t, 1)"
+                ),
+                {"u": "e" * 32, "a": APPID, "t": True},
+            )
+        assert await migrate(engine) == NEWEST
+        storage = Storage(engine)
+        try:
+            assert not (await storage.get_user_by_uid("e" * 32)).is_disabled
+        finally:
+            await storage.close()
+
+    run_engine(db_url, body)

@@ -12,7 +12,7 @@ import pytest
 from gizdev.codec.p0 import Action, Product, load_product
 from gizdev.errors import PayloadError
 from gizdev.schema import parse_schema
-from tests.conftest import SHARED_EXAMPLES, product_path
+from tests.conftest import SHARED_EXAMPLES, product_path, require_shared_examples
 
 GOKIT_VALUES: dict[str, Any] = {
     "LED_OnOff": True,
@@ -49,10 +49,8 @@ def fan() -> Product:
 
 
 def shared_example(name: str) -> Product:
-    path = SHARED_EXAMPLES / name
-    if not path.exists():
-        pytest.skip(f"third-party example {path} is not present")
-    return load_product(path)
+    require_shared_examples()
+    return load_product(SHARED_EXAMPLES / name)
 
 
 # ---- the spec's worked examples (serial-protocol.md §7) -----------------------------------------------------

@@ -25,8 +25,10 @@ Privileges
     Run as root, mosquitto 2.x drops to the ``user`` of its config (default ``mosquitto``) *before* reading the
     password and ACL files, and reads them again as that user on every reload. We therefore give the files to
     the run-as user (mode 0600) and the data dir to its group (mode 0710). When every ancestor of the data dir
-    is searchable by that user this is the default (``run_as=None``); when one is not (e.g. pytest's 0700
-    ``/tmp/pytest-of-root``) the broker runs as root with ``user root`` and a warning. ``run_as="…"`` makes
+    is searchable by that user this is the default (``run_as=None``); the cloud opens its own data dir (the
+    broker dir's parent, mode 0700) to that group for search only with :meth:`ManagedMosquitto.grant_search`.
+    When an ancestor is still not searchable (e.g. pytest's 0700 ``/tmp/pytest-of-root``) the broker runs as
+    root with ``user root`` and a warning. ``run_as="…"`` makes
     either choice explicit (and an impossible one an error). Not run as root, mosquitto runs as we do.
 """
 
@@ -552,20 +554,48 @@ class ManagedMosquitto:
         self._credentials()
         self._prepared = True
 
+    def _account(self) -> pwd.struct_passwd | None:
+        """The account a root mosquitto drops to (None: not run as root, or run as root by choice or necessity)."""
+        if os.geteuid() != 0:
+            return None
+        name = self.run_as or "mosquitto"
+        if name == "root":
+            return None
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            if self.run_as is not None:
+                raise BrokerError(f"cannot run mosquitto as {name!r}: no such user") from None
+            return None
+
+    def grant_search(self, directory: Path) -> None:
+        """Let the account mosquitto drops to search ``directory``, an ancestor of ``data_dir`` that we own.
+
+        Done through the group, and only on a directory no group has access to yet: it becomes ``<us>:<its
+        group>`` with mode ``0710`` (from ``0700``), so that mosquitto can pass through it to its own directory and
+        nobody else gains anything; what is inside stays as private as its own modes say. A directory that a
+        group can use already is left alone (it is not ours to take from that group); if that still blocks the
+        broker, :meth:`start` says so.
+        """
+        account = self._account()
+        if account is None or Path(directory).absolute() not in self.data_dir.parents:
+            return
+        st = os.stat(directory)
+        if st.st_uid != os.geteuid() or st.st_mode & 0o070:
+            return
+        os.chown(directory, -1, account.pw_gid)
+        os.chmod(directory, (st.st_mode & 0o7777) | 0o010)
+
     def _resolve_user(self) -> tuple[str | None, FileOwner | None]:
         """The config's ``user`` line and who must own the files (module docstring, "Privileges")."""
         if os.geteuid() != 0:
             return None, None
-        name = self.run_as or "mosquitto"
-        if name == "root":
+        account = self._account()
+        if account is None:
+            if self.run_as is None:
+                _LOGGER.warning("no 'mosquitto' user on this system: running mosquitto as root")
             return "root", None
-        try:
-            account = pwd.getpwnam(name)
-        except KeyError:
-            if self.run_as is not None:
-                raise BrokerError(f"cannot run mosquitto as {name!r}: no such user") from None
-            _LOGGER.warning("no 'mosquitto' user on this system: running mosquitto as root")
-            return "root", None
+        name = account.pw_name
         blocked = unreachable_ancestor(
             self.data_dir, uid=account.pw_uid, gids=group_ids(name, account.pw_gid) | {account.pw_gid}
         )

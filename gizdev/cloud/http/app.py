@@ -18,15 +18,25 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def error_boundary(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every failure becomes the Gizwits error body (errors.error_response is the only mapping)."""
+    headers: dict[str, str] = {}
     try:
         return await handler(request)
     except web.HTTPRequestEntityTooLarge:
         status, body = error_response(ApiError(Code.FORM_INVALID, f"request body over {request.client_max_size} bytes"))
+    except (web.HTTPNotFound, web.HTTPMethodNotAllowed) as exc:
+        # aiohttp's router answers these in plain text ("404: Not Found"); clients parse the JSON body of every
+        # error. §3.12 has no code for "no such API", so 9015 "form invalid!": the request as sent is not one
+        # this server takes, which is what 9015 means to an app; the HTTP status keeps the distinction.
+        _, body = error_response(ApiError(Code.FORM_INVALID, f"no API at {request.method} {request.path}"))
+        status = exc.status
+        if isinstance(exc, web.HTTPMethodNotAllowed):
+            headers["Allow"] = exc.headers["Allow"]
+            body["detail_message"] = f"{request.path} does not take {request.method}; it takes {headers['Allow']}"
     except web.HTTPException:
-        raise  # aiohttp's own answers: unknown path (404), wrong method (405)
+        raise  # any other answer aiohttp makes on its own
     except Exception as exc:
         status, body = error_response(exc)
-    return web.json_response(body, status=status)
+    return web.json_response(body, status=status, headers=headers)
 
 
 async def list_errors(request: web.Request) -> web.Response:

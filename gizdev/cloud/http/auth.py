@@ -40,24 +40,15 @@ async def optional_user(request: web.Request, app: App) -> User | None:
 
 
 async def require_user(request: web.Request, app: App) -> User:
-    """The user whose token is sent; 9004 if it is missing, unknown, expired or issued for another app."""
+    """The user whose token is sent; 9004 if it is missing, unknown, expired, issued for another app, or its user
+    is disabled."""
     token = request.headers.get(TOKEN_HEADER, "")
     if not token or len(token) > _MAX_HEADER:
         raise ApiError(Code.TOKEN_INVALID, f"{TOKEN_HEADER} is missing" if not token else None)
     ctx = context_of(request)
-    digest = token_digest(token)
-    found = ctx.tokens.get(digest)
-    if found is None:
-        found = await ctx.storage.lookup_token(digest)
-        if found is not None:
-            ctx.tokens.put(digest, found)
-    if found is None or found.appid != app.appid or found.expire_at <= ctx.now():
+    # Asked of the database every time, not cached: a disabled user (`gizdev cloud user disable`, often from
+    # another process) must be refused at its next request. It is one indexed query.
+    found = await ctx.storage.lookup_session(token_digest(token), now=ctx.now())
+    if found is None or found[0].appid != app.appid:
         raise ApiError(Code.TOKEN_INVALID)
-    user = ctx.users.get(found.uid)
-    if user is None:
-        try:
-            user = await ctx.storage.get_user_by_uid(found.uid)
-        except NotFound:
-            raise ApiError(Code.TOKEN_INVALID) from None
-        ctx.users.put(user.uid, user)
-    return user
+    return found[1]

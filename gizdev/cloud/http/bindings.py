@@ -11,7 +11,7 @@ from gizdev.cloud.http.auth import require_app, require_user
 from gizdev.cloud.http.context import CloudContext, context_of
 from gizdev.cloud.http.forms import invalid, json_object, optional_string, query_count, query_flag, required_string
 from gizdev.cloud.security import safe_equal
-from gizdev.cloud.storage import AlreadyExists, Binding, InvalidInput, NotFound
+from gizdev.cloud.storage import Binding, InvalidInput, NotFound
 
 __all__ = ["device_item", "routes"]
 
@@ -20,6 +20,8 @@ routes = web.RouteTableDef()
 
 MAX_DEVICES_PER_CALL = 100
 MAX_LIMIT = 1000
+MAX_REMARK_LEN = 256
+MAX_ALIAS_LEN = 128  # the storage's limit
 
 
 def device_item(ctx: CloudContext, binding: Binding) -> dict[str, Any]:
@@ -41,6 +43,11 @@ def device_item(ctx: CloudContext, binding: Binding) -> dict[str, Any]:
         "dev_label": [],
         "role": "normal",
     }
+
+
+def _given(entry: dict[str, Any], name: str, max_len: int) -> str | None:
+    """The optional text field ``name`` of a request entry; None when it is absent (or null)."""
+    return None if entry.get(name) is None else optional_string(entry, name, max_len=max_len)
 
 
 def _device_entries(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -77,13 +84,14 @@ async def bind(request: web.Request) -> web.Response:
         (
             required_string(entry, "did", max_len=64),
             required_string(entry, "passcode", max_len=64),
-            optional_string(entry, "remark", max_len=256),
+            _given(entry, "remark", MAX_REMARK_LEN),
+            _given(entry, "dev_alias", MAX_ALIAS_LEN),
         )
         for entry in entries
     ]
     success: list[str] = []
     failed: list[str] = []
-    for did, passcode, remark in wanted:
+    for did, passcode, remark, dev_alias in wanted:
         try:
             device = await ctx.storage.get_device(did)
         except (NotFound, InvalidInput):
@@ -93,11 +101,10 @@ async def bind(request: web.Request) -> web.Response:
             failed.append(did)
             continue
         ctx.device_access.drop((user.uid, did))
-        try:
-            await ctx.storage.bind(user.uid, did, remark)
-            _LOGGER.info("user %s bound device %s", user.uid, did)
-        except AlreadyExists:
-            pass  # binding again is not an error: the device is bound, as asked
+        # Binding again is not an error (the device is bound, as asked), and what it says is what the app wants
+        # now: a new remark or alias replaces the old one; one not sent is kept.
+        await ctx.storage.bind(user.uid, did, remark, dev_alias=dev_alias, rebind=True)
+        _LOGGER.info("user %s bound device %s", user.uid, did)
         success.append(did)
     return web.json_response({"success": success, "failed": failed})
 

@@ -20,7 +20,7 @@ from gizdev.cloud.security import (
     KdfParams,
     PasswordPolicy,
 )
-from gizdev.cloud.storage import App, Device, Storage, Token, User
+from gizdev.cloud.storage import App, Device, Storage
 
 __all__ = ["CONTEXT", "BrokerAccounts", "CloudContext", "HttpSettings"]
 
@@ -58,8 +58,7 @@ class CloudContext:
     clock: Callable[[], float] = time.time
     hashing: asyncio.Semaphore = field(init=False)  # settings.hash_concurrency password hashes at once
     apps: TtlCache[str, App] = field(default_factory=TtlCache)
-    tokens: TtlCache[str, Token] = field(default_factory=TtlCache)
-    users: TtlCache[str, User] = field(default_factory=TtlCache)
+    # Tokens and users are not cached: auth.require_user asks the database each time (a disable must be at once).
     # (uid, did) -> (device row, bound?) for controls: the binding and disabling handlers of this process drop
     # their entries at once, so only another process's change (a second server on the same database) can take
     # up to the TTL to be seen. Presence is never cached (the device bus has it).

@@ -24,13 +24,17 @@ MAX_USERNAME_LEN = 128
 MAX_PHONE_ID_LEN = 128
 # Sign-up variants of the vendor's API that need mail, SMS or OAuth providers this server does not have.
 _UNSUPPORTED = {
-    "email": "sign-up by email is not supported by this server; use username and password",
+    "email": "sign-up by email is not supported by this server yet; use username and password",
     "phone": "sign-up by phone needs SMS codes, which this server does not send; use username and password",
     "authData": "third-party (OAuth) sign-up is not supported by this server",
 }
 
 
 async def _issue_token(ctx: CloudContext, user: User) -> dict[str, Any]:
+    if user.is_disabled:
+        # 9026 "user invalid!": the credentials are right (checked first, so this tells nothing to a guesser), the
+        # account is not usable. Requests with its old tokens get 9004, as for any token that stopped working.
+        raise ApiError(Code.USER_INVALID, "this user is disabled")
     token = new_token()
     expire_at = ctx.now() + ctx.settings.token_lifetime_s
     await ctx.storage.store_token(token_digest(token), user.uid, user.appid, expire_at)
@@ -66,10 +70,15 @@ async def create_user(request: web.Request) -> web.Response:
     ctx = context_of(request)
     app = await require_app(request)
     body = await json_object(request)
+    # A vendor sign-up variant (email + password, phone + code) names its own fields: say that the variant is
+    # not offered, rather than that the username it never meant to send is missing.
+    unsupported = next((reason for key, reason in _UNSUPPORTED.items() if key in body), None)
     if "phone_id" in body:
         if "username" in body or "password" in body:
             raise invalid("give phone_id alone, or username and password")
         user = await _anonymous(ctx, app, required_string(body, "phone_id", max_len=MAX_PHONE_ID_LEN))
+    elif unsupported is not None and "username" not in body:
+        raise invalid(unsupported)
     elif "username" in body or "password" in body:
         username = required_string(body, "username", max_len=MAX_USERNAME_LEN)
         password = body.get("password")
@@ -85,9 +94,6 @@ async def create_user(request: web.Request) -> web.Response:
         user = await ctx.storage.create_user(app.appid, username=username, password_hash=await _hash(ctx, password))
         _LOGGER.info("app %s: user %s created", app.appid, user.uid)
     else:
-        for key, reason in _UNSUPPORTED.items():
-            if key in body:
-                raise invalid(reason)
         raise invalid("give phone_id, or username and password")
     return web.json_response(await _issue_token(ctx, user), status=201)
 

@@ -7,9 +7,10 @@ raise only :class:`~gizdev.errors.StorageError` subclasses (:mod:`.errors`). ``a
 
 from __future__ import annotations
 
-from gizdev.cloud.storage.engine import database_url, make_engine
+from gizdev.cloud.storage.engine import DATABASE_FILE, database_url, make_engine
 from gizdev.cloud.storage.errors import (
     AlreadyExists,
+    DatabaseMissing,
     DeviceDisabled,
     EncryptionRequired,
     InvalidInput,
@@ -25,11 +26,13 @@ from gizdev.cloud.storage.models import App, Binding, Device, LatestData, Produc
 from gizdev.cloud.storage.store import DID_LEN, Storage
 
 __all__ = [
+    "DATABASE_FILE",
     "DID_LEN",
     "MIGRATIONS",
     "AlreadyExists",
     "App",
     "Binding",
+    "DatabaseMissing",
     "Device",
     "DeviceDisabled",
     "EncryptionRequired",

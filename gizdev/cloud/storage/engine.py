@@ -29,7 +29,16 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from gizdev.cloud.storage.errors import StorageError, StorageUnavailable
 
-__all__ = ["BUSY_TIMEOUT_S", "WRITE_OPTION", "database_url", "make_engine", "make_inline_sqlite_engine"]
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "DATABASE_FILE",
+    "WRITE_OPTION",
+    "database_url",
+    "make_engine",
+    "make_inline_sqlite_engine",
+]
+
+DATABASE_FILE = "cloud.db"  # the SQLite database's name in a cloud data dir (the server's and the admin commands')
 
 BUSY_TIMEOUT_S = 10.0  # how long a SQLite writer waits for another process's lock before giving up
 CONNECT_TIMEOUT_S = 10.0  # PostgreSQL connection attempt

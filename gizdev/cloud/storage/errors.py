@@ -11,6 +11,7 @@ from gizdev.errors import StorageError
 
 __all__ = [
     "AlreadyExists",
+    "DatabaseMissing",
     "DeviceDisabled",
     "EncryptionRequired",
     "InvalidInput",
@@ -39,6 +40,18 @@ class InvalidInput(StorageError):
 
     def __str__(self) -> str:
         return f"{self.field}: {self.reason}"
+
+
+class DatabaseMissing(StorageError):
+    """``Storage.open(..., create=False)`` found no cloud database at ``where`` (no file, or no tables); nothing
+    was created."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        super().__init__(where)
+
+    def __str__(self) -> str:
+        return f"no cloud database at {self.where}"
 
 
 class NotFound(StorageError):

@@ -138,8 +138,18 @@ def _initial_tables(conn: sa.Connection) -> None:
     _v1_metadata().create_all(conn, checkfirst=False)
 
 
+# --- step 2: users can be disabled by an admin -----------------------------------------------------------------------
+
+
+def _users_is_disabled(conn: sa.Connection) -> None:
+    # Both dialects take ADD COLUMN with a constant default (existing users: enabled); only the literal differs.
+    false = "FALSE" if conn.dialect.name == "postgresql" else "0"
+    conn.execute(sa.text(f"ALTER TABLE users ADD COLUMN is_disabled BOOLEAN NOT NULL DEFAULT {false}"))
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables: apps, products, devices, users, tokens, bindings, latest_data", _initial_tables),
+    Migration(2, "users.is_disabled", _users_is_disabled),
 )
 
 

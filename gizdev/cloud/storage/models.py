@@ -64,6 +64,7 @@ class User:
     password_hash: str | None
     is_anonymous: bool
     created_at: int
+    is_disabled: bool = False  # by an admin: its tokens do not work, it cannot log in
 
 
 @dataclass(frozen=True, slots=True)

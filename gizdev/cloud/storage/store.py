@@ -56,6 +56,7 @@ from gizdev.cloud.storage import validate as v
 from gizdev.cloud.storage.engine import WRITE_OPTION, make_engine, make_inline_sqlite_engine
 from gizdev.cloud.storage.errors import (
     AlreadyExists,
+    DatabaseMissing,
     DeviceDisabled,
     EncryptionRequired,
     InvalidInput,
@@ -64,7 +65,7 @@ from gizdev.cloud.storage.errors import (
     StorageError,
     StorageUnavailable,
 )
-from gizdev.cloud.storage.migrations import migrate
+from gizdev.cloud.storage.migrations import current_version, migrate
 from gizdev.cloud.storage.models import App, Binding, Device, LatestData, Product, Registration, Token, User
 from gizdev.cloud.storage.tables import apps, bindings, devices, latest_data, products, tokens, users
 from gizdev.errors import SchemaError
@@ -123,7 +124,13 @@ def _user(row: sa.Row[Any]) -> User:
         password_hash=m["password_hash"],
         is_anonymous=bool(m["is_anonymous"]),
         created_at=int(m["created_at"]),
+        is_disabled=bool(m["is_disabled"]),
     )
+
+
+def _app(row: sa.Row[Any]) -> App:
+    m = row._mapping
+    return App(appid=m["appid"], appsecret=m["appsecret"], name=m["name"], created_at=int(m["created_at"]))
 
 
 def _product(row: sa.Row[Any]) -> Product:
@@ -171,6 +178,26 @@ _BINDING_SELECT = (
 )
 
 
+# Built once: lookup_session runs on every authenticated request, and building a SELECT costs more than SQLite's
+# answer to it.
+_SESSION_SELECT = (
+    sa.select(
+        tokens.c.token_hash,
+        tokens.c.appid.label("t_appid"),
+        tokens.c.expire_at,
+        tokens.c.created_at.label("t_created_at"),
+        *users.c,
+    )
+    .select_from(tokens)
+    .join(users, users.c.uid == tokens.c.uid)
+    .where(
+        tokens.c.token_hash == sa.bindparam("token_hash"),
+        tokens.c.expire_at > sa.bindparam("now"),
+        users.c.is_disabled.is_(False),
+    )
+)
+
+
 def _binding(row: sa.Row[Any]) -> Binding:
     m = row._mapping
     return Binding(
@@ -191,7 +218,9 @@ class _Conn(Protocol):
     @property
     def dialect(self) -> sa.Dialect: ...
 
-    async def execute(self, statement: sa.Executable) -> sa.CursorResult[Any]: ...
+    async def execute(
+        self, statement: sa.Executable, parameters: Mapping[str, Any] | None = None
+    ) -> sa.CursorResult[Any]: ...
 
 
 class _InlineConnection:
@@ -204,8 +233,22 @@ class _InlineConnection:
     def dialect(self) -> sa.Dialect:
         return self._conn.dialect
 
-    async def execute(self, statement: sa.Executable) -> sa.CursorResult[Any]:
-        return self._conn.execute(statement)
+    async def execute(
+        self, statement: sa.Executable, parameters: Mapping[str, Any] | None = None
+    ) -> sa.CursorResult[Any]:
+        return self._conn.execute(statement, parameters)
+
+
+async def _require_existing(engine: AsyncEngine) -> None:
+    url = engine.url
+    if url.get_backend_name() == "sqlite":
+        where = str(url.database)
+        if not Path(where).is_file():  # before any connection: connecting would create the file
+            raise DatabaseMissing(where)
+    else:
+        where = url.render_as_string(hide_password=True)
+    if await current_version(engine) == 0:  # an empty file, or a PostgreSQL database without our tables
+        raise DatabaseMissing(where)
 
 
 class Storage:
@@ -218,10 +261,18 @@ class Storage:
         self._inline = make_inline_sqlite_engine(engine)
 
     @classmethod
-    async def open(cls, database: str | Path, *, clock: Callable[[], float] = time.time) -> Storage:
-        """Connect to ``database`` (SQLite path/URL or ``postgresql://`` URL) and migrate it to the newest schema."""
+    async def open(
+        cls, database: str | Path, *, clock: Callable[[], float] = time.time, create: bool = True
+    ) -> Storage:
+        """Connect to ``database`` (SQLite path/URL or ``postgresql://`` URL) and migrate it to the newest schema.
+
+        ``create=False`` (the admin commands) refuses a database that does not exist yet with
+        :class:`DatabaseMissing` and creates nothing: a mistyped path must not become a new, empty cloud.
+        """
         engine = make_engine(database)
         try:
+            if not create:
+                await _require_existing(engine)
             await migrate(engine, clock=clock)
         except BaseException:
             await engine.dispose()
@@ -301,8 +352,13 @@ class Storage:
             row = (await conn.execute(sa.select(apps).where(apps.c.appid == appid))).first()
         if row is None:
             raise NotFound("app", appid)
-        m = row._mapping
-        return App(appid=m["appid"], appsecret=m["appsecret"], name=m["name"], created_at=int(m["created_at"]))
+        return _app(row)
+
+    async def list_apps(self) -> list[App]:
+        """Every application, oldest first."""
+        async with self._transaction(write=False) as conn:
+            rows = (await conn.execute(sa.select(apps).order_by(apps.c.created_at, apps.c.appid))).all()
+        return [_app(row) for row in rows]
 
     # --- products --------------------------------------------------------------------------------------------------
 
@@ -570,6 +626,7 @@ class Storage:
                 password_hash=password_hash,
                 is_anonymous=user.is_anonymous,
                 created_at=user.created_at,
+                is_disabled=False,
             )
             await self._insert(conn, stmt, AlreadyExists("user", field, key))
         return user
@@ -597,6 +654,35 @@ class Storage:
         """The user ``uid``; :class:`NotFound` if none."""
         uid = v.text("uid", uid, max_len=32, pattern=v.UID)
         return await self._get_user(users.c.uid == uid, key=uid)
+
+    async def list_users(self, *, appid: str | None = None, limit: int = 100, skip: int = 0) -> list[User]:
+        """Users, oldest first (same second: uid order), optionally of one application."""
+        query = sa.select(users)
+        if appid is not None:
+            appid = v.text("appid", appid, max_len=64, pattern=v.APPID)
+            query = query.where(users.c.appid == appid)
+        limit = v.count("limit", limit, low=1, high=MAX_PAGE)
+        skip = v.count("skip", skip, low=0, high=MAX_SKIP)
+        query = query.order_by(users.c.created_at, users.c.uid).limit(limit).offset(skip)
+        async with self._transaction(write=False) as conn:
+            return [_user(row) for row in (await conn.execute(query)).all()]
+
+    async def set_user_disabled(self, uid: str, disabled: bool) -> User:
+        """Disable (or enable again) the user ``uid``; :class:`NotFound` if none.
+
+        Disabling also deletes the user's tokens, so that enabling later does not bring an old (perhaps leaked)
+        token back: the user logs in again. Bindings stay.
+        """
+        uid = v.text("uid", uid, max_len=32, pattern=v.UID)
+        disabled = v.flag("disabled", disabled)
+        async with self._transaction(write=True) as conn:
+            result = await conn.execute(sa.update(users).where(users.c.uid == uid).values(is_disabled=disabled))
+            if result.rowcount == 0:
+                raise NotFound("user", uid)
+            if disabled:
+                await conn.execute(sa.delete(tokens).where(tokens.c.uid == uid))
+            row = (await conn.execute(sa.select(users).where(users.c.uid == uid))).one()
+        return _user(row)
 
     # --- tokens ----------------------------------------------------------------------------------------------------
 
@@ -631,6 +717,22 @@ class Storage:
         token = _token(row)
         return token if token.expire_at > now else None
 
+    async def lookup_session(self, token_hash: str, *, now: int | None = None) -> tuple[Token, User] | None:
+        """The unexpired token stored under ``token_hash`` and its user, if that user is not disabled; else None.
+
+        One query for what every authenticated request needs, so that the server can afford to ask the database
+        each time: a user disabled by another process (the admin CLI) is refused at its next request.
+        """
+        token_hash = v.text("token_hash", token_hash, max_len=64, pattern=v.TOKEN_HASH)
+        now = self._now() if now is None else v.timestamp("now", now)
+        async with self._transaction(write=False) as conn:
+            row = (await conn.execute(_SESSION_SELECT, {"token_hash": token_hash, "now": now})).first()
+        if row is None:
+            return None
+        m = row._mapping
+        token = Token(m["token_hash"], m["uid"], m["t_appid"], int(m["expire_at"]), int(m["t_created_at"]))
+        return token, _user(row)
+
     async def delete_token(self, token_hash: str) -> bool:
         """Forget a token (logout); False if there was none."""
         token_hash = v.text("token_hash", token_hash, max_len=64, pattern=v.TOKEN_HASH)
@@ -647,12 +749,22 @@ class Storage:
 
     # --- bindings --------------------------------------------------------------------------------------------------
 
-    async def bind(self, uid: str, did: str, remark: str = "", *, dev_alias: str = "") -> Binding:
-        """Bind device ``did`` to user ``uid``; :class:`AlreadyExists` if bound, :class:`DeviceDisabled` if disabled."""
+    async def bind(
+        self, uid: str, did: str, remark: str | None = None, *, dev_alias: str | None = None, rebind: bool = False
+    ) -> Binding:
+        """Bind device ``did`` to user ``uid`` (no remark or alias: empty); :class:`DeviceDisabled` if disabled.
+
+        Bound already: :class:`AlreadyExists`, or with ``rebind`` (``POST /app/bindings`` again) the given
+        ``remark`` and ``dev_alias`` replace the binding's (None keeps one) and the binding is returned.
+        """
         uid = v.text("uid", uid, max_len=32, pattern=v.UID)
         did = v.text("did", did, max_len=DID_LEN, pattern=v.DID)
-        remark = v.text("remark", remark, max_len=MAX_REMARK_LEN, min_len=0)
-        dev_alias = v.text("dev_alias", dev_alias, max_len=MAX_ALIAS_LEN, min_len=0)
+        changes: dict[str, str] = {}
+        if remark is not None:
+            changes["remark"] = v.text("remark", remark, max_len=MAX_REMARK_LEN, min_len=0)
+        if dev_alias is not None:
+            changes["dev_alias"] = v.text("dev_alias", dev_alias, max_len=MAX_ALIAS_LEN, min_len=0)
+        rebind = v.flag("rebind", rebind)
         now = self._now()
         async with self._transaction(write=True) as conn:
             if (await conn.execute(sa.select(users.c.uid).where(users.c.uid == uid))).first() is None:
@@ -662,9 +774,20 @@ class Storage:
                 raise DeviceDisabled(did)
             bound = sa.select(bindings.c.id).where(bindings.c.uid == uid, bindings.c.did == did)
             if (await conn.execute(bound)).first() is not None:
-                raise AlreadyExists("binding", "did", did)
+                if not rebind:
+                    raise AlreadyExists("binding", "did", did)
+                if changes:
+                    await conn.execute(
+                        sa.update(bindings).where(bindings.c.uid == uid, bindings.c.did == did).values(**changes)
+                    )
+                return await self._binding_in(conn, uid, did)
             stmt = sa.insert(bindings).values(
-                uid=uid, did=did, remark=remark, dev_alias=dev_alias, is_disabled=False, created_at=now
+                uid=uid,
+                did=did,
+                remark=changes.get("remark", ""),
+                dev_alias=changes.get("dev_alias", ""),
+                is_disabled=False,
+                created_at=now,
             )
             await self._insert(conn, stmt, AlreadyExists("binding", "did", did))
             return await self._binding_in(conn, uid, did)

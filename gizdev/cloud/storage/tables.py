@@ -95,6 +95,8 @@ users = sa.Table(
     sa.Column("password_hash", sa.String(512), nullable=True),
     sa.Column("is_anonymous", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    # An admin's `gizdev cloud user disable` (schema version 2): the user's tokens stop working, login is refused.
+    sa.Column("is_disabled", sa.Boolean, nullable=False, server_default=sa.false()),
     # NULLs never clash in either database, so anonymous users (no username) and named ones (no phone_id) coexist.
     sa.UniqueConstraint("appid", "username"),
     sa.UniqueConstraint("appid", "phone_id"),
