@@ -162,7 +162,7 @@ def _retire(config: BridgeConfig) -> int:
 
     settings = mqtt_settings(config)
     if settings is None:
-        raise ConfigError("bridge: --retire needs the MQTT broker (--mqtt URL or [mqtt] url)")
+        raise ConfigError("--retire needs the MQTT broker (--mqtt URL or [mqtt] url)")
     emptied = asyncio.run(retire(settings, IdentityStore.open(config.state_dir), load_product(config.product)))
     print(f"gizdev bridge: retired: emptied {len(emptied)} retained topics on {settings.safe_url}", file=sys.stderr)
     return 0

@@ -102,6 +102,19 @@ class LinkStats:
     bad_frames_by_reason: collections.Counter[str] = field(default_factory=collections.Counter)
     ack_rtt: Histogram = field(default_factory=lambda: Histogram(ACK_RTT_BUCKETS_S))
 
+    def to_json(self) -> dict[str, object]:
+        """JSON-ready counters (commands as 0xNN strings; dataclasses.asdict would mangle the Counters)."""
+        plain = {
+            name: getattr(self, name) for name in self.__dataclass_fields__ if isinstance(getattr(self, name), int)
+        }
+        return {
+            **plain,
+            "frames_in_by_cmd": {f"0x{cmd:02x}": n for cmd, n in sorted(self.frames_in_by_cmd.items())},
+            "frames_out_by_cmd": {f"0x{cmd:02x}": n for cmd, n in sorted(self.frames_out_by_cmd.items())},
+            "bad_frames_by_reason": dict(self.bad_frames_by_reason),
+            "ack_rtt": {"bounds_s": list(self.ack_rtt.bounds), "counts": list(self.ack_rtt.counts)},
+        }
+
 
 def bad_frame_reason(error: FrameError) -> str:
     """A short label for a bad frame: checksum, garbage or malformed."""

@@ -334,7 +334,7 @@ class SimController:
             "restarts": mcu.restarts,
             "passthrough_received": len(mcu.passthrough_received),
             "wifi_status": None if mcu.wifi_status is None else mcu.wifi_status.to_json(),
-            "link": None if link is None else dataclasses.asdict(link.stats),
+            "link": None if link is None else link.stats.to_json(),
         }
 
 
