@@ -7,11 +7,17 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from tests.guards import LeftoverTasks, wind_down
+
 T = TypeVar("T")
 
 
 class LoopThread:
-    """Run ``start()`` (a coroutine factory) on the thread's loop; ``close`` runs ``stop()`` and ends the loop."""
+    """Run ``start()`` (a coroutine factory) on the thread's loop; ``close`` runs ``stop()`` and ends the loop.
+
+    ``close`` fails (``LeftoverTasks``) if tasks are still running on the loop after ``stop()``: what the server
+    started, its stop must end.
+    """
 
     def __init__(
         self,
@@ -19,6 +25,7 @@ class LoopThread:
         start: Callable[[], Coroutine[Any, Any, object]],
         stop: Callable[[], Coroutine[Any, Any, object]],
     ) -> None:
+        self.name = name
         self._start = start
         self._stop = stop
         self._loop = asyncio.new_event_loop()
@@ -42,11 +49,15 @@ class LoopThread:
 
     def close(self) -> None:
         """Stop the server (if started) and the loop; nothing of either is left afterwards."""
+        left: LeftoverTasks | None = None
         try:
             if self._thread.is_alive():
                 self.call(self._stop())
         finally:
             if self._thread.is_alive():
+                left = self.call(wind_down(f"{self.name}'s loop"))
                 self._loop.call_soon_threadsafe(self._loop.stop)
                 self._thread.join(10)
             self._loop.close()
+        if left is not None:
+            raise left
