@@ -21,6 +21,7 @@ import pytest
 from tests.cloud.broker_fixtures import RawMqtt31, free_port, pid_alive
 from tests.cloud.server_fixtures import TEMP_HUMI_SCHEMA, world_searchable_dir
 from tests.conftest import REPO_ROOT, product_path
+from tests.guards import run
 
 GIZDEV = [sys.executable, "-m", "gizdev.cli.main"]
 GOKIT = product_path("gokit")
@@ -230,7 +231,7 @@ def test_serve_admin_while_running_and_sigterm(data_dir: Path, tmp_path: Path) -
             finally:
                 await device.close()
 
-        entry = asyncio.run(online_listing())
+        entry = run(online_listing())
         assert type(entry["last_seen"]) is int and abs(entry["last_seen"] - time.time()) < 30
 
         start = time.monotonic()

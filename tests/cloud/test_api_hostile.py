@@ -6,7 +6,6 @@ leave nothing behind: no user, no binding, no command on the device's MQTT topic
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 import time
@@ -36,6 +35,7 @@ from tests.cloud.test_open_api_seed import (
     online_device,
     register,
 )
+from tests.guards import run
 
 PK = TEMP_HUMI_SCHEMA["product_key"]
 BARE_PK = "ba7eba7eba7eba7eba7eba7eba7eba7e"  # a product registered without a datapoint schema
@@ -554,7 +554,7 @@ def test_bad_attrs_publish_nothing(cloud: CloudThread) -> None:
         assert await next_command(device, world.typed) == frame_0090(bytes.fromhex("0101" + "01" + "00" * 10))
         await device.close()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_gokit_out_of_range_vectors_are_refused(cloud: CloudThread) -> None:
@@ -587,7 +587,7 @@ def test_gokit_out_of_range_vectors_are_refused(cloud: CloudThread) -> None:
         await assert_silent(device)
         await device.close()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 # -- device data ----------------------------------------------------------------------------------------------
