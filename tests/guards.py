@@ -1,8 +1,10 @@
-"""The test guards: a test fails if it leaves asyncio tasks running or file descriptors open.
+"""The test guards: a test fails if it leaves asyncio tasks running, an error that asyncio only logs, or file
+descriptors open.
 
-- :func:`run` runs a test coroutine on a fresh loop with a timeout and fails on the tasks it left running;
-  :func:`wind_down` is the same check for a loop that a test drives itself (``LoopThread.close`` runs it on its
-  background loop before it stops it).
+- :func:`run` runs a test coroutine on a fresh loop with a timeout and fails on the tasks it left running and on
+  the errors asyncio only logs (an exception in a callback, a task exception never retrieved);
+  :func:`wind_down` is the task check for a loop that a test drives itself (``LoopThread.close`` runs it on its
+  background loop before it stops it, and fails on the errors that loop reported too).
 - :func:`fd_leak_guard` makes the autouse fixture that fails a test whose file descriptors outlive it. It
   snapshots the descriptors before the test's function-scoped fixtures are set up and compares after they are torn
   down, so a fixture's own cleanup is checked too. Descriptors that a broader-scoped fixture (the session's
@@ -40,6 +42,17 @@ class LeftoverTasks(AssertionError):
         self.tasks = tasks
         self.where = where
         super().__init__(f"tasks left running on {where}: " + "; ".join(map(repr, tasks)))
+
+
+class LoopErrors(AssertionError):
+    """Errors a loop reported to its exception handler (an exception in a callback, a task's exception never
+    retrieved): asyncio only logs them, so the code that caused them carries on as if nothing happened."""
+
+    def __init__(self, contexts: list[dict[str, Any]], where: str = "the test's loop") -> None:
+        self.contexts = contexts
+        self.where = where
+        described = [f"{context.get('message')}: {context.get('exception')!r}" for context in contexts]
+        super().__init__(f"errors reported on {where}: " + "; ".join(described))
 
 
 class LeakedFds(AssertionError):
@@ -83,10 +96,23 @@ async def wind_down(where: str) -> LeftoverTasks | None:
     return left
 
 
+def record_loop_errors(loop: asyncio.AbstractEventLoop, into: list[dict[str, Any]]) -> None:
+    """Append what ``loop`` reports to its exception handler to ``into`` (and log it as asyncio does)."""
+
+    def handler(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        into.append(context)
+        loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handler)
+
+
 def run(coro: Coroutine[Any, Any, T], timeout: float = RUN_TIMEOUT_S) -> T:
-    """Run a test coroutine on a fresh loop; fail on timeout or on tasks it left running."""
+    """Run a test coroutine on a fresh loop; fail on timeout, on tasks it left running or on errors the loop
+    reported to its exception handler (up to its close)."""
+    reported: list[dict[str, Any]] = []
 
     async def guarded() -> T:
+        record_loop_errors(asyncio.get_running_loop(), reported)
         try:
             async with asyncio.timeout(timeout):
                 result = await coro
@@ -100,7 +126,15 @@ def run(coro: Coroutine[Any, Any, T], timeout: float = RUN_TIMEOUT_S) -> T:
             raise LeftoverTasks(leftovers)
         return result
 
-    return asyncio.run(guarded())
+    try:
+        result = asyncio.run(guarded())
+    except BaseException as exc:
+        if reported:
+            exc.add_note(str(LoopErrors(reported)))
+        raise
+    if reported:
+        raise LoopErrors(reported)
+    return result
 
 
 # ---- file descriptors ---------------------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-from tests.guards import LeftoverTasks, wind_down
+from tests.guards import LeftoverTasks, LoopErrors, record_loop_errors, wind_down
 
 T = TypeVar("T")
 
@@ -15,8 +15,8 @@ T = TypeVar("T")
 class LoopThread:
     """Run ``start()`` (a coroutine factory) on the thread's loop; ``close`` runs ``stop()`` and ends the loop.
 
-    ``close`` fails (``LeftoverTasks``) if tasks are still running on the loop after ``stop()``: what the server
-    started, its stop must end.
+    ``close`` fails (``LeftoverTasks``) if tasks are still running on the loop after ``stop()`` (what the server
+    started, its stop must end), and (``LoopErrors``) if the loop reported errors to its exception handler.
     """
 
     def __init__(
@@ -29,6 +29,8 @@ class LoopThread:
         self._start = start
         self._stop = stop
         self._loop = asyncio.new_event_loop()
+        self._reported: list[dict[str, Any]] = []
+        record_loop_errors(self._loop, self._reported)
         self._thread = threading.Thread(target=self._loop.run_forever, name=name, daemon=True)
 
     def call(self, coro: Coroutine[Any, Any, T], timeout_s: float = 30.0) -> T:
@@ -61,3 +63,5 @@ class LoopThread:
             self._loop.close()
         if left is not None:
             raise left
+        if self._reported:
+            raise LoopErrors(self._reported, f"{self.name}'s loop")

@@ -10,7 +10,7 @@ import threading
 import pytest
 
 from tests.conftest import REPO_ROOT
-from tests.guards import FdWatch, LeakedFds, LeftoverTasks, run
+from tests.guards import FdWatch, LeakedFds, LeftoverTasks, LoopErrors, run
 from tests.loop_thread import LoopThread
 
 # ---- run() ----------------------------------------------------------------------------------------------------
@@ -51,6 +51,19 @@ def test_run_keeps_the_test_failure_and_notes_the_leftovers() -> None:
     assert any("still-here" in note for note in info.value.__notes__)
 
 
+def test_run_fails_on_an_error_asyncio_only_logs() -> None:
+    def broken_callback() -> None:
+        raise KeyError("lost in a callback")
+
+    async def schedules_a_broken_callback() -> None:
+        asyncio.get_running_loop().call_soon(broken_callback)
+        await asyncio.sleep(0)
+
+    with pytest.raises(LoopErrors, match=r"Exception in callback.*lost in a callback") as info:
+        run(schedules_a_broken_callback())
+    assert [type(context["exception"]) for context in info.value.contexts] == [KeyError]
+
+
 # ---- LoopThread -----------------------------------------------------------------------------------------------
 
 
@@ -66,6 +79,23 @@ def test_loop_thread_close_fails_on_a_task_its_stop_left_and_still_ends_the_loop
     with pytest.raises(LeftoverTasks, match=r"guarded-loop's loop.*server-housekeeping"):
         thread.close()
     assert not thread._thread.is_alive()
+    assert thread._loop.is_closed()
+
+
+def test_loop_thread_close_fails_on_an_error_its_loop_only_logged() -> None:
+    def broken_callback() -> None:
+        raise KeyError("lost on the server's loop")
+
+    async def start() -> None:
+        asyncio.get_running_loop().call_soon(broken_callback)
+
+    async def stop() -> None:
+        pass
+
+    thread = LoopThread("noisy-loop", start, stop)
+    thread.start()
+    with pytest.raises(LoopErrors, match=r"noisy-loop's loop.*lost on the server's loop"):
+        thread.close()
     assert thread._loop.is_closed()
 
 
