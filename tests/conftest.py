@@ -1,4 +1,5 @@
-"""Shared fixtures: the vendor SDK vectors (our copy in tests/data) and product schema paths."""
+"""Shared fixtures: the vendor SDK vectors (our copy in tests/data), product schema paths, and the guards every test
+runs under (log calls that format, no file descriptor left open: tests/guards.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,10 @@ from typing import Any
 
 import pytest
 from hypothesis import settings
+
+from tests.guards import fd_leak_guard, pytest_fixture_setup  # noqa: F401 - a hook: pytest finds it by name here
+
+pytest_plugins = ["pytester"]  # tests/test_guards.py runs guarded tests in a child pytest
 
 # CI runs derandomized so that a submission is judged on the same examples every time.
 settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
@@ -105,3 +110,7 @@ def _log_calls_must_format() -> Iterator[None]:
         root.removeHandler(handler)
         root.setLevel(previous)
     assert not handler.failures, "bad log formatting:\n" + "\n".join(handler.failures)
+
+
+# Every test leaves no file descriptor behind; fixtures broader than a test may keep theirs (see tests/guards.py).
+no_fd_leak = fd_leak_guard()

@@ -8,6 +8,7 @@ import time
 import pytest
 
 from gizdev.backoff import Backoff
+from tests.guards import run
 
 
 def test_delays_double_up_to_the_ceiling_and_start_over_after_reset() -> None:
@@ -31,7 +32,7 @@ def test_another_factor() -> None:
 def test_wait_sleeps_the_delay_then_grows_it() -> None:
     backoff = Backoff(0.05, 1.0)
     started = time.monotonic()
-    asyncio.run(backoff.wait())
+    run(backoff.wait())
     assert time.monotonic() - started >= 0.045
     assert backoff.delay == pytest.approx(0.1)
 
@@ -46,7 +47,7 @@ def test_wait_ends_early_when_interrupted() -> None:
         assert backoff.delay == 10.0  # an interrupted wait still counts as a failure
         return time.monotonic() - started
 
-    assert asyncio.run(scenario()) < 2.0
+    assert run(scenario()) < 2.0
 
 
 @pytest.mark.parametrize(

@@ -419,6 +419,10 @@ class LanServer:
                 _LOGGER.info("LAN: %s disconnected", client)
         except (ConnectionError, OSError) as exc:
             _LOGGER.info("LAN: %s: %s", peer, exc)
+        except asyncio.CancelledError:
+            # Cancelled by close(). End normally: on Python 3.11 asyncio's server calls exception() on a handler
+            # task that ended cancelled and logs the CancelledError as an error (CPython gh-113538, fixed later).
+            _LOGGER.debug("LAN: %s closed with the server", peer)
         finally:
             self._serve_tasks.discard(task)
             writer.close()

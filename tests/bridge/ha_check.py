@@ -55,4 +55,4 @@ async def check(request: dict[str, Any]) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(check(json.load(sys.stdin)))))
+    print(json.dumps(asyncio.run(check(json.load(sys.stdin)))))  # noqa: TID251 - HA's process, not a test

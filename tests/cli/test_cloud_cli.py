@@ -25,6 +25,8 @@ from gizdev.cloud.storage import Storage
 from tests.cloud.broker_fixtures import RawMqtt31, free_port, mosquitto_pids_for, pid_alive
 from tests.cloud.server_fixtures import TEMP_HUMI_SCHEMA, world_searchable_dir
 from tests.conftest import REPO_ROOT, product_path
+from tests.guards import run
+from tests.guards import run as guarded_run
 
 GIZDEV = [sys.executable, "-m", "gizdev.cli.main"]
 GOKIT = product_path("gokit")
@@ -58,7 +60,7 @@ def make_cloud_dir(path: Path) -> Path:
         await (await Storage.open(path / "cloud.db")).close()
 
     path.mkdir(mode=0o700)
-    asyncio.run(create())
+    guarded_run(create())
     return path
 
 
@@ -281,7 +283,7 @@ def test_serve_admin_while_running_and_sigterm(data_dir: Path, tmp_path: Path) -
             finally:
                 await device.close()
 
-        entry = asyncio.run(online_listing())
+        entry = run(online_listing())
         assert type(entry["last_seen"]) is int and abs(entry["last_seen"] - time.time()) < 30
 
         start = time.monotonic()

@@ -8,10 +8,11 @@ shadow the import)::
 
     def test_something(mosquitto_broker: BrokerThread) -> None:
         mosquitto_broker.add_device_sync(DID, PASSCODE, PRODUCT_KEY)
-        asyncio.run(scenario(mosquitto_broker.settings))
+        run(scenario(mosquitto_broker.settings))  # tests.guards.run
 
 ``mosquitto_broker`` runs :class:`ManagedMosquitto` on an event loop in a background thread, so a test can use
-it from plain code or from its own ``asyncio.run``; ``await broker.add_device(...)`` hops to the broker's loop.
+it from plain code or from its own loop (``tests.guards.run``); ``await broker.add_device(...)`` hops to the
+broker's loop.
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ databases) and is skipped with the reason otherwise.
 
 from __future__ import annotations
 
-import asyncio
 import glob
 import os
 import pwd
@@ -27,6 +26,8 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+
+from tests.guards import run
 
 PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
 PG_BIN_ENV = "GIZDEV_TEST_PG_BIN"  # another directory holding initdb and pg_ctl (non-Debian systems)
@@ -157,7 +158,7 @@ def postgres_server() -> Iterator[PostgresServer | str]:
         yield str(exc)
         return
     try:
-        asyncio.run(_admin(server, f'CREATE DATABASE "{TEST_DATABASE}"'))
+        run(_admin(server, f'CREATE DATABASE "{TEST_DATABASE}"'))
     except (OSError, asyncpg.PostgresError) as exc:
         cluster.stop()
         yield f"cannot create the test database: {exc}"
@@ -204,7 +205,7 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
             pytest.fail(f"PostgreSQL is required when CI is set, but: {server}")
         pytest.skip(f"PostgreSQL unavailable: {server}")
     assert isinstance(server, PostgresServer)
-    asyncio.run(_admin(server, _RESET_DATABASE, database=TEST_DATABASE))
+    run(_admin(server, _RESET_DATABASE, database=TEST_DATABASE))
     return server.url(TEST_DATABASE)
 
 

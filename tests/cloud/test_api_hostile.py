@@ -6,7 +6,6 @@ leave nothing behind: no user, no binding, no command on the device's MQTT topic
 
 from __future__ import annotations
 
-import asyncio
 import http.client
 import json
 import threading
@@ -38,6 +37,8 @@ from tests.cloud.test_open_api_seed import (
     online_device,
     register,
 )
+from tests.guards import run
+from tests.guards import run as guarded_run
 
 PK = TEMP_HUMI_SCHEMA["product_key"]
 BARE_PK = "ba7eba7eba7eba7eba7eba7eba7eba7e"  # a product registered without a datapoint schema
@@ -557,7 +558,7 @@ def test_bad_attrs_publish_nothing(cloud: CloudThread) -> None:
         assert await next_command(device, world.typed) == frame_0090(bytes.fromhex("0101" + "01" + "00" * 10))
         await device.close()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_gokit_out_of_range_vectors_are_refused(cloud: CloudThread) -> None:
@@ -590,7 +591,7 @@ def test_gokit_out_of_range_vectors_are_refused(cloud: CloudThread) -> None:
         await assert_silent(device)
         await device.close()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 # -- device data ----------------------------------------------------------------------------------------------
@@ -753,6 +754,6 @@ def test_a_user_disabled_by_another_process_is_refused_at_its_next_request(cloud
         finally:
             await storage.close()
 
-    asyncio.run(disable())
+    guarded_run(disable())
     assert_refused(cloud.api("GET", "/app/users", appid=appid, token=token), 9004)
     assert_refused(cloud.api("POST", "/app/login", {"username": "bob", "password": "123456"}, appid=appid), 9026)

@@ -46,6 +46,7 @@ from tests.cloud.broker_fixtures import (
     pid_alive,
     wait_until_async,
 )
+from tests.guards import run
 
 DID_A = "aaBBccDDeeFF001122334a"  # DIDs are 22 characters, passcodes 10 (gagent-wire-observations §3.1)
 DID_B = "bbCCddEEffGG001122334b"
@@ -147,7 +148,7 @@ def test_device_logs_in_with_did_and_passcode_over_mqtt311(
             async with service_client(wrong):
                 pass
 
-    asyncio.run(scenario())
+    run(scenario())
     service_password = broker.settings.password
     assert service_password
     password_file = broker.broker.password_path.read_text()
@@ -196,7 +197,7 @@ def test_gagent_mqtt31_session_byte_for_byte(mosquitto_broker: BrokerThread) -> 
         assert connack[:3] == bytes.fromhex("200200") and connack[3] in (4, 5), connack.hex()
         await intruder.close()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 # -- topic ACLs -----------------------------------------------------------------------------------------------
@@ -243,7 +244,7 @@ def test_device_cannot_read_or_write_another_devices_topics(mosquitto_broker: Br
             await service.publish(f"app2dev/{DID_B}/{APP}", b"after")
             assert await next_message(b) == (f"app2dev/{DID_B}/{APP}", b"after")
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_client_id_of_another_device_does_not_take_its_session(mosquitto_broker: BrokerThread) -> None:
@@ -261,7 +262,7 @@ def test_client_id_of_another_device_does_not_take_its_session(mosquitto_broker:
                 await service.publish(f"app2dev/{DID_A}/{APP}", b"still connected")
                 assert await next_message(a) == (f"app2dev/{DID_A}/{APP}", b"still connected")
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 # -- accounts change while clients are connected ---------------------------------------------------------------
@@ -310,7 +311,7 @@ def test_accounts_change_without_dropping_other_clients(mosquitto_broker: Broker
         async with device(port, DID_A, "NewPass123"):
             pass
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_concurrent_account_changes_share_reloads(
@@ -328,18 +329,18 @@ def test_concurrent_account_changes_share_reloads(
                 async with device(broker.port, did, PASS_B):
                     pass
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_names_that_would_break_the_files_are_refused(tmp_path: Path) -> None:
     broker = ManagedMosquitto(tmp_path / "broker")
     for did in ("a/b", "a+b", "#", "a b", "a:b", "", "x\nuser root", "gizdev-cloud"):
         with pytest.raises(ValueError):
-            asyncio.run(broker.add_device(did, PASS_A, PK_1))
+            run(broker.add_device(did, PASS_A, PK_1))
     with pytest.raises(ValueError):
-        asyncio.run(broker.add_device(DID_A, PASS_A, "pk/#"))
+        run(broker.add_device(DID_A, PASS_A, "pk/#"))
     with pytest.raises(ValueError):
-        asyncio.run(broker.add_device(DID_A, "", PK_1))
+        run(broker.add_device(DID_A, "", PK_1))
     assert broker.devices == frozenset()
 
 
@@ -373,7 +374,7 @@ def test_killed_broker_is_restarted_and_clients_reconnect(
                 assert await next_message(service) == (f"dev2app/{DID_A}", REPORT_0091)
             return new
 
-    new = asyncio.run(scenario())
+    new = run(scenario())
     assert not pid_alive(new)
     assert any("exited with code -9" in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
 
@@ -395,7 +396,7 @@ def test_stop_leaves_no_process_even_if_mosquitto_ignores_sigterm(
         await broker.stop()
         return first, second
 
-    first, second = asyncio.run(scenario())
+    first, second = run(scenario())
     assert not pid_alive(first) and not pid_alive(second)
     assert not broker.pid_path.exists() and broker.pid is None
     assert mosquitto_pids_for(broker.config_path) == []
@@ -441,7 +442,7 @@ def test_cancelled_owner_leaves_no_process(mosquitto_binary: str, broker_dir: Pa
         assert "pretending to be mosquitto" in info.value.stderr
         assert never.pid is None and not never.running
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_start_fails_clearly_when_the_port_is_taken(mosquitto_binary: str, broker_dir: Path) -> None:
@@ -450,7 +451,7 @@ def test_start_fails_clearly_when_the_port_is_taken(mosquitto_binary: str, broke
         sock.listen()
         broker = ManagedMosquitto(broker_dir, port=sock.getsockname()[1], binary=mosquitto_binary)
         with pytest.raises(BrokerError) as info:
-            asyncio.run(broker.start())
+            run(broker.start())
     error = info.value
     assert "Address already in use" in error.stderr and "Address already in use" in str(error)
     assert error.returncode not in (None, 0)
@@ -488,7 +489,7 @@ def test_mosquitto_orphaned_by_a_killed_server_is_replaced(
             async with ManagedMosquitto(broker_dir, port=port, binary=mosquitto_binary) as broker:
                 assert broker.pid != orphan and not pid_alive(orphan)
 
-        asyncio.run(scenario())
+        run(scenario())
     finally:
         if pid_alive(orphan):
             os.kill(orphan, signal.SIGKILL)
@@ -528,7 +529,7 @@ def test_root_drops_to_the_mosquitto_user_when_it_can_read_the_files(
         with pytest.raises(BrokerError, match="cannot reach"):
             await explicit.start()
 
-    asyncio.run(scenario())
+    run(scenario())
     assert "running mosquitto as root: user mosquitto cannot reach" in caplog.text
 
 

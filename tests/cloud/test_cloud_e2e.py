@@ -21,6 +21,7 @@ from tests.cloud.broker_fixtures import (  # noqa: F401
     mosquitto_broker_fixture,
 )
 from tests.cloud.server_fixtures import TEMP_HUMI_SCHEMA, CloudThread, make_cloud, world_searchable_dir
+from tests.guards import run
 
 MAC = "AABBCCDDEEFF"
 PASSCODE = "HKIPANQEYX"
@@ -122,7 +123,7 @@ def test_register_report_read_control(cloud: CloudThread) -> None:
         assert packet.endswith(encode_envelope(0x0090, bytes([0, 1, 2, 3])))
         device.writer.close()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_wrong_passcode_and_foreign_topics_are_refused(cloud: CloudThread) -> None:
@@ -151,7 +152,7 @@ def test_wrong_passcode_and_foreign_topics_are_refused(cloud: CloudThread) -> No
         device.writer.close()
         peer.writer.close()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_presence_follows_the_broker(cloud: CloudThread) -> None:
@@ -179,7 +180,7 @@ def test_presence_follows_the_broker(cloud: CloudThread) -> None:
         await asyncio.to_thread(wait_for, lambda: not device_online(cloud, did), 1.0, "offline after DISCONNECT")
         again.writer.close()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_online_query_is_answered_with_the_app_count(cloud: CloudThread) -> None:
@@ -197,7 +198,7 @@ def test_online_query_is_answered_with_the_app_count(cloud: CloudThread) -> None
         assert frame.cmd == 0x0210 and frame.body == b"\x00\x00"  # no app has used the device yet
         device.writer.close()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_device_initiated_0093_is_acknowledged(cloud: CloudThread) -> None:
@@ -214,7 +215,7 @@ def test_device_initiated_0093_is_acknowledged(cloud: CloudThread) -> None:
         assert ack.cmd == 0x0094 and ack.sn == 77 and ack.payload == b""
         device.writer.close()
 
-    asyncio.run(scenario())
+    run(scenario())
     latest = cloud.call(cloud.storage.get_latest(did))
     assert latest is not None and latest.attrs == {"temp": 5, "humi": 6}
 
@@ -307,7 +308,7 @@ def test_external_broker(db_url: str, mosquitto_broker: BrokerThread) -> None:
             await asyncio.to_thread(wait_for, lambda: device_online(cloud, did), 5.0, "online from traffic")
             device.writer.close()
 
-        asyncio.run(scenario())
+        run(scenario())
         wait_for(lambda: cloud.call(cloud.storage.get_latest(did)) is not None, 5.0, "report stored")
         latest = cloud.call(cloud.storage.get_latest(did))
         assert latest is not None and latest.attrs == {"temp": 10, "humi": 11}

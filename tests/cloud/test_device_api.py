@@ -4,7 +4,6 @@ unknown and disabled devices, the encrypted variant, hostile forms, and GAgent's
 
 from __future__ import annotations
 
-import asyncio
 import socket
 from urllib.parse import quote
 
@@ -15,6 +14,7 @@ from gizdev.protocol.device_api import decrypt_form, encrypt_form
 from tests.cloud.broker_fixtures import RawMqtt31
 from tests.cloud.server_fixtures import TEMP_HUMI_SCHEMA, CloudThread, Reply
 from tests.cloud.test_open_api_seed import CONNACK_OK, assert_error, register, wait_for
+from tests.guards import run
 
 PK = TEMP_HUMI_SCHEMA["product_key"]
 OTHER_PK = "0be70be70be70be70be70be70be70be7"  # well-formed, not a product of this cloud
@@ -36,7 +36,7 @@ async def mqtt_login(cloud: CloudThread, did: str, passcode: str) -> bytes:
 
 
 def login(cloud: CloudThread, did: str, passcode: str) -> bytes:
-    return asyncio.run(mqtt_login(cloud, did, passcode))
+    return run(mqtt_login(cloud, did, passcode))
 
 
 def provision(cloud: CloudThread, did: str) -> Reply:

@@ -17,6 +17,7 @@ from typing import Any
 from tests.cloud.broker_fixtures import RawMqtt31
 from tests.cloud.server_fixtures import TEMP_HUMI_SCHEMA, CloudThread, Reply
 from tests.conftest import REPO_ROOT, load_vectors
+from tests.guards import run
 
 PK = TEMP_HUMI_SCHEMA["product_key"]
 GOKIT_SCHEMA: dict[str, Any] = json.loads((REPO_ROOT / "protocols" / "gokit.json").read_text())
@@ -426,7 +427,7 @@ def test_control_as_in_the_seed(cloud: CloudThread) -> None:
             assert await next_command(device, did) == frame_0090(bytes.fromhex("00010203"))
         await device.close()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_control_of_every_gokit_type_matches_the_sdk_write_vectors(cloud: CloudThread) -> None:
@@ -489,7 +490,7 @@ def test_control_of_every_gokit_type_matches_the_sdk_write_vectors(cloud: CloudT
             assert await next_command(device, did) == frame_0090(bytes([0x01, 0x03, 1 | index << 1, 0, 0, 0, 0]))
         await device.close()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 def test_control_of_uint16_uint32_and_binary(cloud: CloudThread) -> None:
@@ -522,7 +523,7 @@ def test_control_of_uint16_uint32_and_binary(cloud: CloudThread) -> None:
             assert await next_command(device, did) == frame_0090(bytes.fromhex(p0_hex)), attrs
         await device.close()
 
-    asyncio.run(scenario())
+    run(scenario())
 
 
 # -- device data (§3.8, §3.13) --------------------------------------------------------------------------------
@@ -547,7 +548,7 @@ def test_latest_data_as_in_the_seed(cloud: CloudThread) -> None:
         await device.close()
         await kit.close()
 
-    asyncio.run(scenario())
+    run(scenario())
 
     def latest(which: str) -> Reply:
         return curl(cloud, "GET", f"/app/devdata/{which}/latest", appid=appid)

@@ -36,7 +36,9 @@ from gizdev.cloud.storage.tables import metadata, schema_version
 from gizdev.errors import CloudError, GizdevError
 from gizdev.errors import StorageError as RootStorageError
 from gizdev.schema.loader import load_schema
+from tests import guards
 from tests.conftest import product_path
+from tests.guards import run as guarded_run
 
 APPID = "d8b4d2f0bce943ee9ecb4abfa01a2e55"
 PK = "0123456789abcdef0123456789abcdef"
@@ -71,7 +73,7 @@ def run(db_url: str, body: Body, *, clock: Clock | None = None) -> None:
         finally:
             await storage.close()
 
-    asyncio.run(main())
+    guards.run(main())
 
 
 def run_engine(db_url: str, body: Callable[[AsyncEngine], Awaitable[None]]) -> None:
@@ -84,7 +86,7 @@ def run_engine(db_url: str, body: Callable[[AsyncEngine], Awaitable[None]]) -> N
         finally:
             await engine.dispose()
 
-    asyncio.run(main())
+    guards.run(main())
 
 
 async def counts(engine: AsyncEngine) -> dict[str, int]:
@@ -187,7 +189,7 @@ def test_newer_database_is_refused_untouched(db_url: str) -> None:
         with pytest.raises(SchemaTooNew):
             await Storage.open(db_url)
 
-    asyncio.run(open_it())
+    guards.run(open_it())
 
 
 def test_migration_steps_apply_in_order_and_a_failing_step_rolls_back(db_url: str) -> None:
@@ -332,7 +334,7 @@ def test_unreachable_databases_raise_storage_errors(tmp_path: Path) -> None:
         with pytest.raises(StorageUnavailable):
             await Storage.open("postgresql://nobody@127.0.0.1:1/nothing")
 
-    asyncio.run(body())
+    guards.run(body())
 
 
 # --- apps and products ----------------------------------------------------------------------------------------------
@@ -910,7 +912,7 @@ def test_open_without_create_refuses_a_missing_database(db_url: str, tmp_path: P
         await (await Storage.open(db_url)).close()  # the server creates it
         await (await Storage.open(db_url, create=False)).close()  # then the admin commands find it
 
-    asyncio.run(body())
+    guarded_run(body())
 
 
 def test_users_of_a_version_1_database_stay_enabled(db_url: str) -> None:

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import os
 import random
 import socket
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -18,23 +17,22 @@ from gizdev.link import ModuleSession, SerialLink
 from gizdev.sim.mcu import VirtualMcu
 from gizdev.transport import LinkKnobs, MemoryTransport, PtyPair, memory_pair, open_port, open_pty_pair
 from tests.conftest import product_path
+from tests.guards import run
+
+__all__ = [
+    "FrameFaults",
+    "Pair",
+    "TransportPair",
+    "mem_pair",
+    "pty_pair",
+    "record_chunks",
+    "record_requests",
+    "run",  # the guarded runner (tests/guards.py), re-exported for the tests that import it from here
+    "socket_pair",
+    "tcp_pair",
+]
 
 T = TypeVar("T")
-
-
-def run(coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
-    """Run a coroutine in a fresh loop; fail on leftover tasks."""
-
-    async def guarded() -> T:
-        try:
-            return await asyncio.wait_for(coro, timeout)
-        finally:
-            leftovers = [t for t in asyncio.all_tasks() if t is not asyncio.current_task() and not t.done()]
-            for task in leftovers:
-                task.cancel()
-            assert not leftovers, f"tasks left behind: {leftovers}"
-
-    return asyncio.run(guarded())
 
 
 @dataclass
@@ -273,8 +271,3 @@ def record_chunks(link: SerialLink) -> list[int]:
 
     link.data_received = spying  # type: ignore[method-assign]
     return sizes
-
-
-def open_fds() -> list[str]:
-    """This process's open file descriptors (Linux)."""
-    return sorted(os.listdir("/proc/self/fd"), key=int)

@@ -15,6 +15,7 @@ from gizdev.codec.p0 import Product, load_product
 from gizdev.errors import AckTimeout
 from tests.codec.schemas import app_values
 from tests.conftest import product_path
+from tests.guards import wind_down
 from tests.link.helpers import FrameFaults, Pair, socket_pair
 
 ACK_TIMEOUT = 0.02
@@ -99,14 +100,13 @@ class LinkMachine(RuleBasedStateMachine):
         assert self.acknowledged <= self.pair.mcu.writes_applied <= self.attempted
 
     def teardown(self) -> None:
-        self.run(self.pair.close())
-        pending = [task for task in asyncio.all_tasks(self.loop) if not task.done()]
-        for task in pending:
-            task.cancel()
-        if pending:
-            self.loop.run_until_complete(asyncio.wait(pending))
-        self.loop.close()
-        assert not pending, f"tasks left behind: {pending}"
+        try:
+            self.run(self.pair.close())
+        finally:
+            left = self.loop.run_until_complete(wind_down("the state machine's loop"))
+            self.loop.close()
+        if left is not None:
+            raise left
 
 
 LinkMachine.TestCase.settings = settings(

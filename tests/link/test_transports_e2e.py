@@ -13,7 +13,7 @@ import contextlib
 import functools
 import statistics
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
@@ -29,7 +29,6 @@ from gizdev.transport import LinkKnobs, open_pty_pair
 from tests.link.helpers import (
     TransportPair,
     mem_pair,
-    open_fds,
     pty_pair,
     record_chunks,
     record_requests,
@@ -42,14 +41,6 @@ T = TypeVar("T")
 HEARTBEAT_S = 0.05
 WIFI_WORDS = (0x0000, 0x0732, 0x1F3F, 0x0F3A)
 FAST = {"heartbeat_interval": HEARTBEAT_S}
-
-
-@pytest.fixture(autouse=True)
-def no_fd_leak() -> Iterator[None]:
-    before = open_fds()
-    yield
-    after = open_fds()
-    assert len(after) == len(before), f"file descriptors leaked: before {before}, after {after}"
 
 
 def writable_values(product: Product) -> list[dict[str, Value]]:

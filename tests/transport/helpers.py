@@ -1,29 +1,12 @@
-"""A `run()` with a timeout and a leftover-task check, and a protocol that records what a transport did to it."""
+"""A protocol that records what a transport did to it (and the guarded ``run``, re-exported)."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
-from typing import Any, TypeVar
 
-T = TypeVar("T")
+from tests.guards import run
 
-TEST_TIMEOUT_S = 10.0
-
-
-def run(coro: Coroutine[Any, Any, T], timeout: float = TEST_TIMEOUT_S) -> T:
-    """Run a test coroutine on a fresh loop; fail on timeout or on tasks it left running."""
-
-    async def main() -> T:
-        result = await asyncio.wait_for(coro, timeout)
-        # connection_lost and fd release run from call_soon callbacks: give them their turn before checking.
-        for _ in range(3):
-            await asyncio.sleep(0)
-        leftovers = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
-        assert leftovers == [], f"tasks left running: {leftovers}"
-        return result
-
-    return asyncio.run(main())
+__all__ = ["Recorder", "run"]  # run: the guarded runner (tests/guards.py), re-exported for the tests here
 
 
 class Recorder(asyncio.Protocol):

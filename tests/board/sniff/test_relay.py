@@ -6,7 +6,6 @@ import asyncio
 import functools
 import os
 import random
-from collections.abc import Iterator
 
 import pytest
 
@@ -14,17 +13,9 @@ from gizdev.board.sniff import Direction, Relay
 from gizdev.errors import TransportError
 from gizdev.transport import open_pty_pair
 from tests.board.sniff.helpers import RecordingObserver, Wire, pty_wire, until
-from tests.link.helpers import open_fds
 from tests.transport.helpers import Recorder, run
 
 MCU, MODULE = Direction.MCU_TO_MODULE, Direction.MODULE_TO_MCU
-
-
-@pytest.fixture(autouse=True)
-def no_fd_leak() -> Iterator[None]:
-    before = open_fds()
-    yield
-    assert len(open_fds()) == len(before), f"file descriptors leaked: {before} -> {open_fds()}"
 
 
 def hostile_chunks(rng: random.Random, count: int) -> list[bytes]:

@@ -8,9 +8,6 @@ the relay; and the recorded capture must replay to the same trace.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
-
-import pytest
 
 from gizdev.board.sniff import Direction, Relay, TraceDecoder, TraceEvent, TraceTap, event_json, replay
 from gizdev.codec.p0 import load_product
@@ -20,14 +17,7 @@ from gizdev.transport import open_pty_pair
 from tests.board.sniff.helpers import until
 from tests.board.sniff.scenario import MCU_GARBAGE, MODULE_GARBAGE, attach, observed, talk
 from tests.conftest import product_path
-from tests.link.helpers import open_fds, run
-
-
-@pytest.fixture(autouse=True)
-def no_fd_leak() -> Iterator[None]:
-    before = open_fds()
-    yield
-    assert len(open_fds()) == len(before), f"file descriptors leaked: {before} -> {open_fds()}"
+from tests.link.helpers import run
 
 
 def test_sniffer_in_the_middle_decodes_the_session_exactly() -> None:
