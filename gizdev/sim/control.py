@@ -432,6 +432,10 @@ class ControlServer:
             await writer.drain()
         except ConnectionError as exc:
             _LOGGER.info("control: %s: %s", name, exc)
+        except asyncio.CancelledError:
+            # Cancelled by close(): end normally, as the LAN server does (Python 3.11's asyncio server logs a
+            # handler that ended cancelled as an error, CPython gh-113538).
+            _LOGGER.debug("control: %s closed with the server", name)
         finally:
             self._clients.discard(task)
             writer.close()
