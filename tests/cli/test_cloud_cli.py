@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from gizdev.cloud.http.context import SESSION_CACHE_S
 from gizdev.cloud.storage import Storage
 from tests.cloud.broker_fixtures import RawMqtt31, free_port, mosquitto_pids_for, pid_alive
 from tests.cloud.server_fixtures import TEMP_HUMI_SCHEMA, world_searchable_dir
@@ -467,7 +468,8 @@ def test_apps_and_users_from_the_admin_cli_while_serving(scratch: Path) -> None:
         assert call("GET", "/app/users", None, app["appid"], bob["token"])[0] == 200  # works, and is cached
         disabled = json_out(gizdev("cloud", "user", "disable", bob["uid"], *data))
         assert (disabled["uid"], disabled["is_disabled"]) == (bob["uid"], True)
-        # The very next request, within any cache's lifetime: refused.
+        # Refused once the server's one-second session cache has let go of it.
+        time.sleep(SESSION_CACHE_S + 0.1)
         status, body = call("GET", "/app/users", None, app["appid"], bob["token"])
         assert (status, body["error_code"]) == (400, 9004), body
         status, body = call("POST", "/app/login", {"username": "bob", "password": "123456"}, app["appid"])

@@ -46,9 +46,16 @@ async def require_user(request: web.Request, app: App) -> User:
     if not token or len(token) > _MAX_HEADER:
         raise ApiError(Code.TOKEN_INVALID, f"{TOKEN_HEADER} is missing" if not token else None)
     ctx = context_of(request)
-    # Asked of the database every time, not cached: a disabled user (`gizdev cloud user disable`, often from
-    # another process) must be refused at its next request. It is one indexed query.
-    found = await ctx.storage.lookup_session(token_digest(token), now=ctx.now())
-    if found is None or found[0].appid != app.appid:
+    # Kept for a second only (SESSION_CACHE_S): a disabled user (`gizdev cloud user disable`, often from another
+    # process) is refused within it; a burst of requests with one token costs one indexed query.
+    digest = token_digest(token)
+    cached = ctx.sessions.get(digest)
+    if cached is None:
+        found = await ctx.storage.lookup_session(digest, now=ctx.now())
+        if found is None:
+            raise ApiError(Code.TOKEN_INVALID)
+        cached = (found[0].appid, found[1])
+        ctx.sessions.put(digest, cached)
+    if cached[0] != app.appid:
         raise ApiError(Code.TOKEN_INVALID)
-    return found[1]
+    return cached[1]

@@ -20,9 +20,11 @@ from gizdev.cloud.security import (
     KdfParams,
     PasswordPolicy,
 )
-from gizdev.cloud.storage import App, Device, Storage
+from gizdev.cloud.storage import App, Device, Storage, User
 
 __all__ = ["CONTEXT", "BrokerAccounts", "CloudContext", "HttpSettings"]
+
+SESSION_CACHE_S = 1.0  # how long a token's lookup is trusted: a query per request cost a third of the throughput
 
 MAX_BODY_BYTES = 64 * 1024  # the largest request body: a control with every binary point of a big product fits
 
@@ -58,7 +60,9 @@ class CloudContext:
     clock: Callable[[], float] = time.time
     hashing: asyncio.Semaphore = field(init=False)  # settings.hash_concurrency password hashes at once
     apps: TtlCache[str, App] = field(default_factory=TtlCache)
-    # Tokens and users are not cached: auth.require_user asks the database each time (a disable must be at once).
+    # token digest -> (appid, user), for SESSION_CACHE_S only: a disable from another process (`gizdev cloud user
+    # disable`) is refused within that second, while a burst of requests with one token costs one query.
+    sessions: TtlCache[str, tuple[str, User]] = field(default_factory=lambda: TtlCache(ttl_s=SESSION_CACHE_S))
     # (uid, did) -> (device row, bound?) for controls: the binding and disabling handlers of this process drop
     # their entries at once, so only another process's change (a second server on the same database) can take
     # up to the TTL to be seen. Presence is never cached (the device bus has it).
