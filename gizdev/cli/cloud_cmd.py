@@ -77,6 +77,13 @@ def register(commands: Any) -> None:
         help="the managed broker's listener (default 127.0.0.1:1883; 0.0.0.0:1883 lets devices on the LAN in)",
     )
     serve.add_argument(
+        "--metrics",
+        type=host_port,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (HTTP requests, devices online, reports, "
+        "controls; loopback only)",
+    )
+    serve.add_argument(
         "--broker",
         metavar="URL",
         help="use an external broker, mqtt://user:password@host:port (device accounts and ACLs are then yours)",
@@ -159,6 +166,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         public_mqtt_host=args.public_mqtt[0] if args.public_mqtt else None,
         public_mqtt_port=args.public_mqtt[1] if args.public_mqtt else None,
         password_policy=STRICT_PASSWORD_POLICY if args.strict_passwords else PasswordPolicy(),
+        metrics=args.metrics,
     )
     return asyncio.run(_serve(config))
 

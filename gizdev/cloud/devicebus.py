@@ -142,6 +142,11 @@ class DeviceBus:
                     await task
         self._runner = self._presence_worker = None
 
+    @property
+    def online_count(self) -> int:
+        """Devices this bus holds online now."""
+        return len(self._online)
+
     def is_online(self, did: str) -> bool:
         """Whether ``did`` is connected to the broker, as of the last presence event stored."""
         return did in self._online

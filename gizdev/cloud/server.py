@@ -11,11 +11,11 @@ import errno
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
 
 from aiohttp import web
 
@@ -26,6 +26,9 @@ from gizdev.cloud.products import ProductCache
 from gizdev.cloud.security import KDF_DEFAULT, KdfParams, PasswordPolicy
 from gizdev.cloud.storage import DATABASE_FILE, Storage
 from gizdev.errors import AddressInUse, BrokerError, ConfigError
+
+if TYPE_CHECKING:
+    from gizdev.metrics import HttpMetrics, MetricsServer
 
 __all__ = ["DATABASE_FILE", "CloudConfig", "CloudServer", "database_for"]
 
@@ -49,6 +52,7 @@ class CloudConfig:
     password_policy: PasswordPolicy = field(default_factory=PasswordPolicy)
     kdf: KdfParams = KDF_DEFAULT
     mosquitto_binary: str | None = None
+    metrics: tuple[str, int] | None = None  # (host, port) of a Prometheus /metrics endpoint; loopback only
 
 
 def database_for(config: CloudConfig) -> str | Path:
@@ -65,6 +69,7 @@ class CloudServer:
         self.broker: ManagedMosquitto | None = None
         self.bus: DeviceBus | None = None
         self._runner: web.AppRunner | None = None
+        self.metrics: MetricsServer | None = None
         self.http_port = config.http_port
 
     @property
@@ -115,7 +120,8 @@ class CloudServer:
                 ),
                 clock=self.clock,
             )
-            self._runner = web.AppRunner(make_app(ctx), handle_signals=False)
+            http_metrics = self._start_metrics(config.metrics) if config.metrics else None
+            self._runner = web.AppRunner(make_app(ctx, http_metrics), handle_signals=False)
             await self._runner.setup()
             site = web.TCPSite(self._runner, config.http_host, config.http_port)
             try:
@@ -178,11 +184,35 @@ class CloudServer:
                 return accounts
             skip += len(page)
 
+    def _start_metrics(self, address: tuple[str, int]) -> HttpMetrics:
+        """Serve Prometheus text at /metrics: the HTTP requests, and the device bus's figures read at scrape time."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric  # noqa: PLC0415
+
+        from gizdev.metrics import HttpMetrics, new_registry, serve_metrics  # noqa: PLC0415
+
+        def bus_metrics() -> Iterator[Metric]:
+            bus = self.bus
+            if bus is None:
+                return
+            yield GaugeMetricFamily("gizdev_devices_online", "Devices connected now", value=bus.online_count)
+            yield CounterMetricFamily("gizdev_reports_stored", "Device reports stored", value=bus.stats.reports)
+            yield CounterMetricFamily(
+                "gizdev_controls_sent", "Controls published to devices", value=bus.stats.controls_sent
+            )
+
+        registry = new_registry(bus_metrics)
+        http = HttpMetrics(registry)
+        self.metrics = serve_metrics(registry, *address)
+        return http
+
     async def stop(self) -> None:
         """Stop whatever was started, in reverse order; idempotent."""
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
+        metrics, self.metrics = self.metrics, None
+        if metrics is not None:
+            metrics.close()
         bus, self.bus = self.bus, None
         if bus is not None:
             await bus.stop()

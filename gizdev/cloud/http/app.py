@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from gizdev.cloud.errors import ApiError, Code, error_list, error_response
 from gizdev.cloud.http import bindings, control, devdata, device_api, users
 from gizdev.cloud.http.context import CONTEXT, CloudContext
+
+if TYPE_CHECKING:
+    from gizdev.metrics import HttpMetrics
 
 __all__ = ["make_app"]
 
@@ -43,9 +49,34 @@ async def list_errors(request: web.Request) -> web.Response:
     return web.json_response(error_list())
 
 
-def make_app(ctx: CloudContext) -> web.Application:
+def metrics_middleware(metrics: HttpMetrics) -> Middleware:
+    """Observe every request (route pattern, not the path: a DID in a path must not make a label per device)."""
+
+    @web.middleware
+    async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            return response
+        except web.HTTPException as exc:
+            status = exc.status
+            raise
+        finally:
+            info = request.match_info.route.resource
+            route = info.canonical if info is not None else "unmatched"
+            metrics.observe(request.method, route, status, time.perf_counter() - started)
+
+    return observe
+
+
+def make_app(ctx: CloudContext, metrics: HttpMetrics | None = None) -> web.Application:
     """The cloud's HTTP application for ``ctx`` (request bodies capped at ``ctx.settings.max_body_bytes``)."""
-    app = web.Application(middlewares=[error_boundary], client_max_size=ctx.settings.max_body_bytes)
+    middlewares: list[Middleware] = [error_boundary]
+    if metrics is not None:
+        middlewares.insert(0, metrics_middleware(metrics))  # outside the boundary: sees the status it answered
+    app = web.Application(middlewares=middlewares, client_max_size=ctx.settings.max_body_bytes)
     app[CONTEXT] = ctx
     for module in (device_api, users, bindings, control, devdata):
         app.add_routes(module.routes)
