@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 
 from gizdev.board.line import DEVICE_INFO_PAYLOAD_BYTES, FRAME_OVERHEAD_BYTES, status_payload_bytes, wire_s
@@ -11,14 +10,14 @@ from gizdev.codec.p0 import Product
 from gizdev.codec.values import Value
 from gizdev.errors import AckTimeout, LinkError
 from gizdev.link.module import HANDSHAKE_ATTEMPTS, ModuleSession
-from gizdev.link.protocol import ACK_TIMEOUT_S, SerialLink
+from gizdev.link.protocol import ACK_TIMEOUT_S
 from gizdev.schema.model import AttrType
 from gizdev.transport import open_port
+from gizdev.transport.closing import close_within
 
 __all__ = ["ProbeResult", "probe", "reply_timeout", "summary"]
 
 #: How long a closing port may take to flush before it is cut (an MCU that stopped reading never lets it finish).
-CLOSE_GRACE_S = 1.0
 #: Room for the MCU to start answering, on top of the time its answer takes on the wire.
 REPLY_START_S = 0.05
 
@@ -63,17 +62,8 @@ async def probe(
             ) from exc
     finally:
         await session.close()
-        await _closed(link, transport)
+        await close_within(link, transport)
     return ProbeResult(port, info, status)
-
-
-async def _closed(link: SerialLink, transport: asyncio.Transport) -> None:
-    try:
-        async with asyncio.timeout(CLOSE_GRACE_S):
-            await link.wait_closed()
-    except TimeoutError:
-        transport.abort()
-        await link.wait_closed()
 
 
 _KINDS = {

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import logging
 import re
@@ -179,12 +180,8 @@ class MqttJsonUplink:
     def mcu_online(self, info: DeviceInfo | None) -> None:
         self._online = True
         if info is not None:
-            self.ha_device = HaDevice(
-                self.ha_device.identifier,
-                self.ha_device.name,
-                self.ha_device.model,
-                sw_version=info.software_version,
-                hw_version=info.hardware_version,
+            self.ha_device = dataclasses.replace(
+                self.ha_device, sw_version=info.software_version, hw_version=info.hardware_version
             )
         self._discovery_due = True
         self._dirty.set()
@@ -212,16 +209,7 @@ class MqttJsonUplink:
     async def _run(self) -> None:
         backoff = Backoff(self.settings.backoff_initial_s, self.settings.backoff_max_s)
         while True:
-            client = MqttClient(
-                self.settings.host,
-                self.settings.port,
-                client_id=self.client_id,
-                username=self.settings.username,
-                password=self.settings.password,
-                keepalive_s=self.settings.keepalive_s,
-                tls=self.settings.tls(),
-                will=Will(self.topics.availability, OFFLINE, retain=True, qos=self.settings.qos),
-            )
+            client = self.new_client(will=Will(self.topics.availability, OFFLINE, retain=True, qos=self.settings.qos))
             try:
                 await client.connect()
                 for topic in (self.topics.set, f"{self.topics.base}/get", f"{self.settings.discovery_prefix}/status"):
@@ -243,6 +231,19 @@ class MqttJsonUplink:
                 self._mcu_changed()
                 await client.close()
             await backoff.wait()
+
+    def new_client(self, will: Will | None = None) -> MqttClient:
+        """A client for the configured broker, as this uplink (client id, credentials, TLS, keepalive)."""
+        return MqttClient(
+            self.settings.host,
+            self.settings.port,
+            client_id=self.client_id,
+            username=self.settings.username,
+            password=self.settings.password,
+            keepalive_s=self.settings.keepalive_s,
+            tls=self.settings.tls(),
+            will=will,
+        )
 
     def _read_soon(self) -> None:
         """Queue a read of the MCU (as a ``get`` would), published once the connection serves commands."""
@@ -341,14 +342,7 @@ class MqttJsonUplink:
 async def retire(settings: MqttJsonSettings, identities: IdentityStore, product: Product) -> list[str]:
     """Remove the device from HA and the broker: empty retained discovery configs, state and availability."""
     uplink = MqttJsonUplink(settings, identities, product)
-    client = MqttClient(
-        settings.host,
-        settings.port,
-        client_id=uplink.client_id,
-        username=settings.username,
-        password=settings.password,
-        tls=settings.tls(),
-    )
+    client = uplink.new_client()
     await client.connect()
     emptied = [*retire_configs(product.schema, uplink.ha_device, settings.discovery_prefix)]
     emptied += [uplink.topics.state, uplink.topics.availability]

@@ -18,13 +18,13 @@ from gizdev.link.protocol import SerialLink
 from gizdev.sim.control import bind_listener, format_address
 from gizdev.sim.mcu import VirtualMcu
 from gizdev.transport import LinkTransport, connect_fd, open_pty_pair
+from gizdev.transport.closing import close_within
 
 __all__ = ["Endpoint", "PtyEndpoint", "TcpEndpoint", "close_link"]
 
 _LOGGER = logging.getLogger(__name__)
 
 #: How long a closing link may take to flush before it is cut (a peer that stopped reading never lets it finish).
-CLOSE_GRACE_S = 1.0
 #: Pause after a failed accept() (e.g. out of file descriptors), so that the loop does not spin.
 ACCEPT_RETRY_S = 0.5
 
@@ -47,13 +47,7 @@ class Endpoint(Protocol):
 
 async def close_link(link: SerialLink, transport: LinkTransport) -> None:
     """Close a link, giving it CLOSE_GRACE_S to flush; a peer that stopped reading gets cut off."""
-    transport.close()
-    try:
-        async with asyncio.timeout(CLOSE_GRACE_S):
-            await link.wait_closed()
-    except TimeoutError:
-        transport.abort()
-        await link.wait_closed()
+    await close_within(link, transport)
 
 
 class PtyEndpoint:

@@ -6,7 +6,6 @@ answer's time and sn, every frame's integrity, and how often the MCU reported on
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from gizdev.codec.p0 import Action, Product
 from gizdev.codec.values import Value
 from gizdev.errors import ChecksumError, CodecError, ConfigError
 from gizdev.transport import open_port
+from gizdev.transport.closing import close_within
 
 __all__ = ["CHECKS", "CHECK_NAMES", "Check", "Checker", "Exchange", "check_board", "select_checks"]
 
@@ -726,7 +726,6 @@ _MISSING: object = _Missing()
 
 
 #: How long a closing port may take to flush before it is cut (a board that stopped reading never lets it finish).
-CLOSE_GRACE_S = 1.0
 
 
 async def check_board(
@@ -749,12 +748,6 @@ async def check_board(
         results = await checker.run()
         elapsed = tap.now() - checker.run_state.started
     finally:
-        tap.close()
-        try:
-            async with asyncio.timeout(CLOSE_GRACE_S):
-                await tap.wait_closed()
-        except TimeoutError:
-            transport.abort()
-            await tap.wait_closed()
+        await close_within(tap, transport)
     _LOGGER.info("%s: %d checks in %.1f s", port, len(results), elapsed)
     return results, elapsed
