@@ -22,6 +22,7 @@ from aiohttp import web
 from gizdev.cloud.broker import BrokerSettings, DeviceAccount, ManagedMosquitto
 from gizdev.cloud.devicebus import DeviceBus
 from gizdev.cloud.http import CloudContext, HttpSettings, make_app
+from gizdev.cloud.messages import OUTBOX_FILE, Outbox, OutboxSender
 from gizdev.cloud.products import ProductCache
 from gizdev.cloud.security import KDF_DEFAULT, KdfParams, PasswordPolicy
 from gizdev.cloud.storage import DATABASE_FILE, Storage
@@ -112,6 +113,7 @@ class CloudServer:
                 bus=self.bus,
                 products=products,
                 accounts=self.broker,
+                messages=OutboxSender(Outbox(config.data_dir / OUTBOX_FILE, clock=self.clock)),
                 settings=HttpSettings(
                     mqtt_host=public_host,
                     mqtt_port=public_port,

@@ -14,6 +14,7 @@ from gizdev.cloud.errors import ApiError, Code, error_list, error_response
 from gizdev.cloud.http import bindings, control, devdata, device_api, users
 from gizdev.cloud.http.api import Api, Auth, Call, Empty, Endpoint, openapi_document
 from gizdev.cloud.http.context import CONTEXT, CloudContext
+from gizdev.cloud.throttle import Throttled
 
 if TYPE_CHECKING:
     from gizdev.metrics import HttpMetrics
@@ -44,6 +45,8 @@ async def error_boundary(request: web.Request, handler: Handler) -> web.StreamRe
         raise  # any other answer aiohttp makes on its own
     except Exception as exc:
         status, body = error_response(exc)
+        if isinstance(exc, Throttled):
+            headers["Retry-After"] = str(exc.retry_after_s)
     return web.json_response(body, status=status, headers=headers)
 
 
