@@ -79,6 +79,11 @@ class CloudServer:
         host = "127.0.0.1" if host in _WILDCARDS else host
         return f"http://{f'[{host}]' if ':' in host else host}:{self.http_port}"
 
+    @property
+    def http_app(self) -> web.Application | None:
+        """The running HTTP application (its router lists every route served); None before start."""
+        return None if self._runner is None else self._runner.app
+
     def _broker_settings(self) -> tuple[BrokerSettings, str, int]:
         """How the cloud logs in, and the host/port provisioning hands to devices."""
         config = self.config
