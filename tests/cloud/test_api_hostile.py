@@ -457,6 +457,8 @@ def test_unbinding_refusals(cloud: CloudThread) -> None:
 def test_control_refusals_by_code(cloud: CloudThread) -> None:
     world = make_world(cloud)
     cloud.call(cloud.storage.add_product(BARE_PK, new_product_secret(), "no datapoints", None))
+    cloud.call(cloud.storage.link_app_product(world.appid, BARE_PK))
+    cloud.forget_cached_apps()
     bare = register(cloud, "AABBCCDDEE04", "BARE1", BARE_PK)
     bind(cloud, world.appid, world.token, bare, "BARE1")
 
