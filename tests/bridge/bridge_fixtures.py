@@ -37,6 +37,7 @@ from tests.conftest import product_path
 __all__ = [
     "GOKIT_PK",
     "GOKIT_SCHEMA",
+    "GOKIT_SECRET",
     "CloudPlace",
     "Rig",
     "bridge_rig",
@@ -48,6 +49,9 @@ __all__ = [
 GOKIT_PATH = product_path("gokit")
 GOKIT_SCHEMA: dict[str, Any] = json.loads(GOKIT_PATH.read_text())
 GOKIT_PK: str = GOKIT_SCHEMA["product_key"]
+# The product secret the virtual GoKit reports in its device info (the SDK's default): the bridge registers through
+# the encrypted device API with it, so the cloud's product must have the same.
+GOKIT_SECRET = "0" * 32
 HEARTBEAT_S = 0.3  # three misses (each 0.2 s + resends) make the MCU offline in ~2-3 s
 KEEPALIVE_S = 2
 BACKOFF_MAX_S = 1.0
@@ -218,7 +222,7 @@ async def bridge_rig(
 ) -> AsyncIterator[Rig]:
     """A virtual GoKit on a pty and a bridge on it, connected to ``cloud`` (whose product list gets GoKit)."""
     if GOKIT_PK not in {p.product_key for p in cloud.call(cloud.storage.list_products())}:
-        cloud.add_product(GOKIT_SCHEMA)
+        cloud.add_product(GOKIT_SCHEMA, secret=GOKIT_SECRET)
     product = load_product(GOKIT_PATH)
     mcu = VirtualMcu(product, **(mcu_kwargs or {}))
     mcu_link = state_dir.parent / f"{state_dir.name}-mcu"

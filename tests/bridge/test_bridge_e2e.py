@@ -26,6 +26,7 @@ from gizdev.transport import open_pty_pair
 from tests.bridge.bridge_fixtures import (
     GOKIT_PK,
     GOKIT_SCHEMA,
+    GOKIT_SECRET,
     KEEPALIVE_S,
     CloudPlace,
     bridge_config,
@@ -248,7 +249,7 @@ def test_the_cli_registers_serves_and_stops_on_sigterm(cloud: CloudThread, tmp_p
         '[lan]\nudp_port = 0\ntcp_port = 0\nbroadcast_address = "127.0.0.1"\nbroadcast_rounds = 1\n'
     )
     if GOKIT_PK not in {p.product_key for p in cloud.call(cloud.storage.list_products())}:
-        cloud.add_product(GOKIT_SCHEMA)
+        cloud.add_product(GOKIT_SCHEMA, secret=GOKIT_SECRET)
 
     async def scenario() -> None:
         mcu = VirtualMcu(load_product(product_path("gokit")), values=BOARD)
