@@ -7,6 +7,7 @@ GoKit schema's layout worked out by hand below, never from the bridge's own outp
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -19,7 +20,7 @@ import pytest
 
 from gizdev.bridge.factory import build_bridge
 from gizdev.bridge.identity import IDENTITY_FILE
-from gizdev.bridge.uplink import UplinkSettings
+from gizdev.bridge.uplink import UplinkSettings, module_soft_version
 from gizdev.codec.p0 import load_product
 from gizdev.sim.mcu import VirtualMcu
 from gizdev.transport import open_pty_pair
@@ -35,6 +36,7 @@ from tests.bridge.bridge_fixtures import (
     start_cloud,
 )
 from tests.bridge.lanclient import DISCOVER, PASSCODE_REQUEST, RawClient, UdpPeer
+from tests.cloud.broker_fixtures import RawMqtt31
 from tests.cloud.server_fixtures import CloudThread
 from tests.conftest import REPO_ROOT, product_path
 from tests.link.helpers import run
@@ -321,5 +323,63 @@ def test_encrypted_registration_and_provisioning(cloud: CloudThread, tmp_path: P
                     assert plain.body["error_code"] == 9048
             finally:
                 await mcu.close()
+
+    run(scenario(), 60)
+
+
+def test_the_passcode_bound_users_read_cannot_displace_the_bridge(cloud: CloudThread, tmp_path: Path) -> None:
+    """By default the bridge registers through the encrypted API and logs in with the MQTT password the cloud sealed
+    into the reply (kept in identity.json). The passcode, which every bound user reads in GET /app/bindings, opens
+    no MQTT session: the attacker's CONNECT is refused, the bridge's session stays up, no fake report reaches
+    /latest. The OTA checks told the cloud the module's and the MCU's versions."""
+    appid = cloud.add_app()
+    fake_status = bytes.fromhex("07123456080121630000")  # BOARD_STATUS with Humidity 99
+
+    async def scenario() -> None:
+        async with bridge_rig(cloud, tmp_path / "state", mcu_kwargs={"values": BOARD}) as rig:
+            await rig.up()
+            identity = rig.bridge.identity
+            assert identity.mqtt_password and identity.mqtt_password != identity.passcode
+            saved = json.loads((tmp_path / "state" / IDENTITY_FILE).read_text())
+            assert saved["mqtt_password"] == identity.mqtt_password
+            device = rig.device()
+            assert device.encrypted and device.mqtt_password_hash and identity.mqtt_password not in str(device)
+            token = await asyncio.to_thread(rig.user_token, appid)
+            listed = await rig.api("GET", "/app/bindings", appid=appid, token=token)
+            [item] = listed.body["devices"]
+            # The versions GAgent's OTA checks carry: the "module" (gizdev), then the MCU's from its device info
+            # (the virtual GoKit's, as the vendor SDK reports them: hardware 03010100, software 03030000).
+            assert (item["wifi_soft_version"], item["mcu_hard_version"], item["mcu_soft_version"]) == (
+                module_soft_version(),
+                "03010100",
+                "03030000",
+            )
+            assert module_soft_version("0.1.0") == "00010000" and module_soft_version("4.2.6") == "04020006"
+            assert device.wifi_hard_version == "GIZDEVPY"
+            leaked = item["passcode"]
+            assert leaked == identity.passcode
+            connects = rig.cloud_uplink.connects
+
+            attacker = await RawMqtt31.open("127.0.0.1", cloud.mqtt_port)
+            try:
+                assert await attacker.connect(rig.did, rig.did, leaked) == bytes.fromhex("20020005")
+                with contextlib.suppress(OSError):
+                    await attacker.publish(f"dev2app/{rig.did}", envelope(0x0091, b"\x04" + fake_status))
+                with pytest.raises((asyncio.IncompleteReadError, ConnectionResetError)):
+                    await attacker.read_packet(timeout_s=2.0)
+            finally:
+                await attacker.close()
+
+            rig.mcu.set_values({"Humidity": 77})
+
+            def latest() -> Any:
+                return rig.cloud.api("GET", f"/app/devdata/{rig.did}/latest", appid=appid, token=token)
+
+            await eventually(lambda: latest().body["attr"].get("Humidity") == 77, "the MCU's report on the cloud")
+            assert rig.cloud_uplink.connected and rig.cloud_uplink.connects == connects  # never knocked off
+            assert rig.online()
+            reply = await rig.api("POST", f"/app/control/{rig.did}", {"attrs": {"LED_R": 9}}, appid=appid, token=token)
+            assert reply.status == 200, reply
+            await eventually(lambda: rig.mcu.state["LED_R"] == 9, "a control through the same session")
 
     run(scenario(), 60)

@@ -74,10 +74,41 @@ def test_app_add(cloud_dir: Path) -> None:
     data_dir = cloud_dir
     first = json_out(gizdev("cloud", "app", "add", "my app", "--data-dir", str(data_dir)))
     second = json_out(gizdev("cloud", "app", "add", "another", "--data-dir", str(data_dir)))
-    assert set(first) == {"appid", "appsecret"} and set(second) == {"appid", "appsecret"}
+    assert set(first) == {"appid", "appsecret", "product_keys"} and set(second) == set(first)
     assert first["appid"] != second["appid"] and first["appsecret"] != second["appsecret"]
-    assert all(isinstance(value, str) and len(value) >= 16 for value in (*first.values(), *second.values()))
+    secrets = [app[key] for app in (first, second) for key in ("appid", "appsecret")]
+    assert all(isinstance(value, str) and len(value) >= 16 for value in secrets)
+    assert first["product_keys"] == second["product_keys"] == []  # it reaches no device until linked
     assert (data_dir / "cloud.db").is_file()
+
+
+def test_app_products_add_link_and_unlink(cloud_dir: Path, tmp_path: Path) -> None:
+    data = ["--data-dir", str(cloud_dir)]
+    json_out(gizdev("cloud", "product", "add", str(GOKIT), *data))
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(TEMP_HUMI_SCHEMA))
+    other_pk = json_out(gizdev("cloud", "product", "add", str(other), *data))["product_key"]
+
+    shop = json_out(gizdev("cloud", "app", "add", "shop", "--product", GOKIT_PK, "--product", other_pk, *data))
+    assert shop["product_keys"] == sorted([GOKIT_PK, other_pk])
+    unknown = gizdev("cloud", "app", "add", "typo", "--product", "ab" * 16, *data)
+    assert (unknown.returncode, unknown.stdout) == (1, "") and "ab" * 16 in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+    bad = gizdev("cloud", "app", "add", "typo", "--product", "not-a-key", *data)
+    assert bad.returncode == 1 and "product_key" in bad.stderr and "Traceback" not in bad.stderr
+    assert [app["name"] for app in json_out(gizdev("cloud", "app", "list", *data))] == ["shop"]  # no app left
+
+    plain = json_out(gizdev("cloud", "app", "add", "plain", *data))
+    linked = json_out(gizdev("cloud", "app", "link", plain["appid"], GOKIT_PK, *data))
+    assert (linked["appid"], linked["product_keys"]) == (plain["appid"], [GOKIT_PK])
+    assert json_out(gizdev("cloud", "app", "link", plain["appid"], GOKIT_PK, *data))["product_keys"] == [GOKIT_PK]
+    unlinked = json_out(gizdev("cloud", "app", "unlink", shop["appid"], GOKIT_PK, *data))
+    assert unlinked["product_keys"] == [other_pk]
+    listed = {app["appid"]: app["product_keys"] for app in json_out(gizdev("cloud", "app", "list", *data))}
+    assert listed == {shop["appid"]: [other_pk], plain["appid"]: [GOKIT_PK]}
+    for command in (["link", "0" * 32, GOKIT_PK], ["link", plain["appid"], "ab" * 16]):
+        refused = gizdev("cloud", "app", *command, *data)
+        assert (refused.returncode, refused.stdout) == (1, "") and "not found" in refused.stderr, refused
 
 
 def test_product_add_with_and_without_key(cloud_dir: Path, tmp_path: Path) -> None:
@@ -170,6 +201,8 @@ def test_admin_commands_refuse_a_data_dir_without_a_database(tmp_path: Path) -> 
     commands = [
         ["app", "add", "x"],
         ["app", "list"],
+        ["app", "link", "0" * 32, GOKIT_PK],
+        ["app", "unlink", "0" * 32, GOKIT_PK],
         ["product", "add", str(GOKIT)],
         ["device", "list"],
         ["user", "list"],
@@ -450,7 +483,7 @@ def test_apps_and_users_from_the_admin_cli_while_serving(scratch: Path) -> None:
         assert sorted((a["appid"], a["name"]) for a in apps) == sorted(
             [(app["appid"], "shop"), (other["appid"], "other")]
         )
-        assert all(set(a) == {"appid", "name", "created_at"} for a in apps)  # never the secret
+        assert all(set(a) == {"appid", "name", "created_at", "product_keys"} for a in apps)  # never the secret
         assert app["appsecret"] not in json.dumps(apps)
         users = json_out(gizdev("cloud", "user", "list", "--app", app["appid"], *data))
         assert {u["uid"]: (u["kind"], u["username"], u["phone_id"], u["is_disabled"]) for u in users} == {
