@@ -349,7 +349,10 @@ class CloudUplink:
             did,
             "encrypted API, own MQTT password" if mqtt_password else "MQTT password = passcode",
         )
-        if registered.old_did and registered.old_did != did:
+        if registered.old_did == did:  # an encrypted device keeps its DID through a reset (§1.3): nothing to disable
+            registered = dataclasses.replace(registered, old_did="", old_passcode="")
+            self._save_identity(registered)
+        elif registered.old_did:
             registered = await self._disable_old(http, registered)
         return registered
 

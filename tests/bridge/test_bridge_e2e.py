@@ -200,10 +200,11 @@ def device_count(cloud: CloudThread) -> int:
 
 
 def test_identity_is_kept_across_restarts_and_renewed_by_a_module_reset(cloud: CloudThread, tmp_path: Path) -> None:
+    """GAgent's way (the plain device API): a reset makes a new passcode, a new DID, and disables the old DID."""
     state = tmp_path / "state"
 
     async def scenario() -> None:
-        async with bridge_rig(cloud, state) as rig:
+        async with bridge_rig(cloud, state, encrypted=False) as rig:
             await rig.up()
             first = rig.bridge.identity
         saved = json.loads((state / IDENTITY_FILE).read_text())
@@ -216,7 +217,7 @@ def test_identity_is_kept_across_restarts_and_renewed_by_a_module_reset(cloud: C
         assert (device.mac, device.passcode, device.product_key) == (first.mac, first.passcode, GOKIT_PK)
         assert os.stat(state / IDENTITY_FILE).st_mode & 0o077 == 0  # the passcode is a credential
 
-        async with bridge_rig(cloud, state) as rig:
+        async with bridge_rig(cloud, state, encrypted=False) as rig:
             await rig.up()
             assert rig.bridge.identity == first  # same DID, passcode and MAC
             assert device_count(cloud) == 1  # no new registration
@@ -381,5 +382,33 @@ def test_the_passcode_bound_users_read_cannot_displace_the_bridge(cloud: CloudTh
             reply = await rig.api("POST", f"/app/control/{rig.did}", {"attrs": {"LED_R": 9}}, appid=appid, token=token)
             assert reply.status == 200, reply
             await eventually(lambda: rig.mcu.state["LED_R"] == 9, "a control through the same session")
+
+    run(scenario(), 60)
+
+
+def test_a_module_reset_of_an_encrypted_device_keeps_its_did_and_renews_its_password(
+    cloud: CloudThread, tmp_path: Path
+) -> None:
+    """§1.3: the DID of a device of the encrypted API is fixed; a reset brings a new passcode and, registering
+    again, a new MQTT password: the old one (and the old passcode) no longer opens a session."""
+
+    async def scenario() -> None:
+        async with bridge_rig(cloud, tmp_path / "state") as rig:
+            await rig.up()
+            first = rig.bridge.identity
+            await rig.mcu.session.reset_module()
+            await eventually(lambda: rig.bridge.identity.mqtt_password not in ("", first.mqtt_password), "renewed")
+            await rig.up()
+            renewed = rig.bridge.identity
+            assert (renewed.did, renewed.old_did) == (first.did, "")  # nothing to disable: the DID is the same
+            assert renewed.passcode != first.passcode and device_count(cloud) == 1
+            assert rig.device().passcode == renewed.passcode
+            for password in (first.mqtt_password, first.passcode, renewed.passcode):
+                client = await RawMqtt31.open("127.0.0.1", cloud.mqtt_port)
+                try:
+                    assert await client.connect(first.did, first.did, password) == bytes.fromhex("20020005")
+                finally:
+                    await client.close()
+            assert rig.cloud_uplink.connected
 
     run(scenario(), 60)
