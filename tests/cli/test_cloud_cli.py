@@ -18,11 +18,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import pytest
 
 from gizdev.cloud.http.context import SESSION_CACHE_S
 from gizdev.cloud.storage import Storage
+from gizdev.protocol.device_api import decrypt_form, encrypt_form
 from tests.cloud.broker_fixtures import RawMqtt31, free_port, mosquitto_pids_for, pid_alive
 from tests.cloud.server_fixtures import TEMP_HUMI_SCHEMA, world_searchable_dir
 from tests.conftest import REPO_ROOT, product_path
@@ -337,7 +339,9 @@ def test_serve_admin_while_running_and_sigterm(data_dir: Path, tmp_path: Path) -
 class ServeRun:
     """One ``gizdev cloud serve`` on free loopback ports; stderr to a file, or to a pipe the test may close."""
 
-    def __init__(self, data_dir: Path, *, mqtt: int | None = None, stderr_pipe: bool = False) -> None:
+    def __init__(
+        self, data_dir: Path, *, mqtt: int | None = None, stderr_pipe: bool = False, options: tuple[str, ...] = ()
+    ) -> None:
         self.data_dir = data_dir
         self.http, self.mqtt = free_port(), mqtt or free_port()
         self.err_path = data_dir.with_suffix(".err")
@@ -345,7 +349,7 @@ class ServeRun:
             self.proc = subprocess.Popen(
                 [
                     *GIZDEV, "cloud", "serve", "--http", f"127.0.0.1:{self.http}", "--mqtt", f"127.0.0.1:{self.mqtt}",
-                    "--data-dir", str(data_dir),
+                    "--data-dir", str(data_dir), *options,
                 ],
                 stdout=subprocess.PIPE if stderr_pipe else subprocess.DEVNULL,
                 stderr=subprocess.STDOUT if stderr_pipe else err,
@@ -514,5 +518,37 @@ def test_apps_and_users_from_the_admin_cli_while_serving(scratch: Path) -> None:
         assert status == 200, login
         assert call("GET", "/app/users", None, app["appid"], login["token"])[0] == 200
         assert call("GET", "/app/users", None, app["appid"], bob["token"])[0] == 400  # the old token stays dead
+    finally:
+        run.close()
+
+
+def test_serve_refuses_plain_registration_and_announces_tls_ports(scratch: Path) -> None:
+    """``--refuse-plain-registration``: GAgent's POST /dev/devices gets 9048 with a reason; the encrypted API works.
+    ``--public-mqtts-port`` / ``--public-wss-port`` are what the bindings list announces as port_s / wss_port."""
+    options = ("--refuse-plain-registration", "--public-mqtts-port", "8883", "--public-wss-port", "8880")
+    run = ServeRun(scratch / "data", options=options)
+    try:
+        run.wait_up()
+        data = ["--data-dir", str(run.data_dir)]
+        product = json_out(gizdev("cloud", "product", "add", str(GOKIT), *data))
+        app = json_out(gizdev("cloud", "app", "add", "shop", "--product", GOKIT_PK, *data))
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        plain = f"passcode=HKIPANQEYX&mac=AABBCCDDEEFF&product_key={GOKIT_PK}".encode()
+        status, body = http_call(run.http, "POST", "/dev/devices", plain, form)
+        refused = json.loads(body)
+        assert (status, refused["error_code"]) == (400, 9048), body
+        assert "encrypted device API" in refused["detail_message"]
+        sealed = encrypt_form(product["product_secret"], "mac=AABBCCDDEEFF&passcode=HKIPANQEYX&type=normal")
+        status, body = http_call(run.http, "POST", f"/dev/{GOKIT_PK}/device", f"data={sealed}".encode(), form)
+        assert status == 201, body
+        did = dict(parse_qsl(decrypt_form(product["product_secret"], body.decode())))["did"]
+        headers = {"Content-Type": "application/json", "X-Gizwits-Application-Id": app["appid"]}
+        status, body = http_call(run.http, "POST", "/app/users", b'{"phone_id": "p"}', headers)
+        headers["X-Gizwits-User-token"] = json.loads(body)["token"]
+        binding = json.dumps({"devices": [{"did": did, "passcode": "HKIPANQEYX"}]}).encode()
+        assert http_call(run.http, "POST", "/app/bindings", binding, headers)[0] == 200
+        status, body = http_call(run.http, "GET", "/app/bindings", None, headers)
+        [item] = json.loads(body)["devices"]
+        assert (item["port"], item["port_s"], item["ws_port"], item["wss_port"]) == (run.mqtt, 8883, run.http, 8880)
     finally:
         run.close()

@@ -122,6 +122,7 @@ def endpoints(world: World) -> list[tuple[str, str, Any]]:
         ("GET", "/app/bindings", None),
         ("POST", "/app/bindings", {"devices": [{"did": world.did, "passcode": "PASS1"}]}),
         ("DELETE", "/app/bindings", {"devices": [{"did": world.unbound}]}),
+        ("PUT", f"/app/bindings/{world.did}", {"remark": "hostile"}),
         ("POST", f"/app/control/{world.did}", {"attrs": {"temp": 1}}),
         ("GET", f"/app/devdata/{world.did}/latest", None),
         ("GET", f"/app/datapoint?product_key={PK}", None),
