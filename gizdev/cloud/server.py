@@ -23,6 +23,7 @@ from aiohttp import web
 from gizdev.cloud.broker import BrokerSettings, DeviceAccount, ManagedMosquitto
 from gizdev.cloud.devicebus import DeviceBus
 from gizdev.cloud.http import CloudContext, HttpSettings, make_app
+from gizdev.cloud.messages import OUTBOX_FILE, Outbox, OutboxSender
 from gizdev.cloud.products import ProductCache
 from gizdev.cloud.security import KDF_DEFAULT, KdfParams, PasswordPolicy
 from gizdev.cloud.storage import DATABASE_FILE, Storage
@@ -85,6 +86,11 @@ class CloudServer:
         host = "127.0.0.1" if host in _WILDCARDS else host
         return f"http://{f'[{host}]' if ':' in host else host}:{self.http_port}"
 
+    @property
+    def http_app(self) -> web.Application | None:
+        """The running HTTP application (its router lists every route served); None before start."""
+        return None if self._runner is None else self._runner.app
+
     def _broker_settings(self) -> tuple[BrokerSettings, str, int]:
         """How the cloud logs in, and the host/port provisioning hands to devices."""
         config = self.config
@@ -119,6 +125,7 @@ class CloudServer:
                 bus=self.bus,
                 products=products,
                 accounts=self.broker,
+                messages=OutboxSender(Outbox(config.data_dir / OUTBOX_FILE, clock=self.clock)),
                 settings=HttpSettings(
                     mqtt_host=public_host,
                     mqtt_port=public_port,

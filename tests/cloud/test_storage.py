@@ -46,7 +46,7 @@ PK2 = "fedcba9876543210fedcba9876543210"
 SECRET = "00112233445566778899aabbccddeeff"
 MAC = "AABBCCDDEEFF"
 T0 = 1_700_000_000
-NEWEST = 3  # the schema version of this code (MIGRATIONS); pinned, so that adding a step is a visible change
+NEWEST = 4  # the schema version of this code (MIGRATIONS); pinned, so that adding a step is a visible change
 
 
 class Clock:
@@ -951,7 +951,7 @@ def test_users_of_a_version_1_database_stay_enabled(db_url: str) -> None:
     run_engine(db_url, body)
 
 
-# --- schema version 3: apps and their products, device facts, binding roles and labels ----------------------------
+# --- schema version 4: apps and their products, device facts, binding roles and labels ----------------------------
 
 
 def test_apps_reach_the_products_they_are_linked_to(db_url: str) -> None:
@@ -1059,12 +1059,12 @@ def test_device_facts_roles_and_labels(db_url: str) -> None:
     run(db_url, body)
 
 
-def test_a_version_2_database_keeps_its_apps_working(db_url: str) -> None:
-    """Migration 3 links every existing app to every existing product (what they reached before), keeps existing
+def test_a_version_3_database_keeps_its_apps_working(db_url: str) -> None:
+    """Migration 4 links every existing app to every existing product (what they reached before), keeps existing
     devices on their passcode, and makes each device's oldest binding its special one."""
 
     async def body(engine: AsyncEngine) -> None:
-        assert await migrate(engine, steps=MIGRATIONS[:2]) == 2
+        assert await migrate(engine, steps=MIGRATIONS[:3]) == 3
         async with engine.begin() as conn:
             for appid in (APPID, "second-app"):
                 await conn.execute(

@@ -16,7 +16,7 @@ class App:
     appsecret: str
     name: str
     created_at: int
-    # The products whose devices this app may reach (schema version 3; `gizdev cloud app link`).
+    # The products whose devices this app may reach (schema version 4; `gizdev cloud app link`).
     product_keys: frozenset[str] = frozenset()
 
 
@@ -75,6 +75,14 @@ class User:
     is_anonymous: bool
     created_at: int
     is_disabled: bool = False  # by an admin: its tokens do not work, it cannot log in
+    email: str | None = None  # folded (trimmed, NFKC, case-folded); unique within the app
+    phone: str | None = None
+    name: str = ""
+    gender: str = "N"  # M | F | N
+    birthday: str = ""  # YYYY-MM-DD or MM-DD
+    address: str = ""
+    lang: str = "en"
+    remark: str = ""
 
 
 @dataclass(frozen=True, slots=True)
