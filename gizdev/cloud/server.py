@@ -162,6 +162,8 @@ class CloudServer:
             "managed mosquitto" if self.broker else "external broker",
             "PostgreSQL" if config.database and config.database.startswith("postgres") else "SQLite",
         )
+        if config.refuse_plain_registration:
+            _LOGGER.info("plain device registration refused (9048): new devices register through the encrypted API")
 
     def _prepare_data_dir(self) -> None:
         """The data dir (0700) and, with a managed broker, the way in to its own directory for the broker's user.

@@ -25,7 +25,8 @@ Encrypted registration (§1.3, ``POST /dev/<product_key>/device``: "Once a devic
 fixed, re-registration returns the same DID, and the plain register/provision/DELETE endpoints are refused for it"):
 
 4. an enabled encrypted device with this MAC and product exists → its DID is returned; a new passcode replaces the
-   stored one (the device is the one that knows its passcode, and it is its MQTT password, §1.4);
+   stored one (the device is the one that knows its passcode), and so does the digest of the new MQTT password the
+   cloud gave it in this registration's reply (``gizdev.cloud.http.device_api``);
 5. otherwise an enabled plain device with this passcode is converted to encrypted and its DID returned; otherwise a
    new encrypted device is created;
 6. a plain registration while an enabled encrypted device exists for the MAC and product is refused with
