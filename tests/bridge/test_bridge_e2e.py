@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -22,7 +23,7 @@ from gizdev.bridge.factory import build_bridge
 from gizdev.bridge.identity import IDENTITY_FILE
 from gizdev.bridge.uplink import UplinkSettings, module_soft_version
 from gizdev.codec.p0 import load_product
-from gizdev.sim.mcu import VirtualMcu
+from gizdev.sim.mcu import VirtualMcu, default_device_info
 from gizdev.transport import open_pty_pair
 from tests.bridge.bridge_fixtures import (
     GOKIT_PK,
@@ -410,5 +411,51 @@ def test_a_module_reset_of_an_encrypted_device_keeps_its_did_and_renews_its_pass
                 finally:
                     await client.close()
             assert rig.cloud_uplink.connected
+
+    run(scenario(), 60)
+
+
+def test_a_plainly_registered_bridge_moves_to_the_encrypted_api_keeping_its_did(
+    cloud: CloudThread, tmp_path: Path
+) -> None:
+    """An identity from the plain API (or from before the cloud gave passwords) with the encrypted API wanted: the
+    bridge registers again through it, keeps its DID (§1.3 rule 5) and from then on has a password of its own."""
+    state = tmp_path / "state"
+
+    async def scenario() -> None:
+        async with bridge_rig(cloud, state, encrypted=False) as rig:
+            await rig.up()
+            plain = rig.bridge.identity
+            assert plain.mqtt_password == "" and not rig.device().encrypted
+        async with bridge_rig(cloud, state) as rig:
+            await rig.up()
+            moved = rig.bridge.identity
+            assert (moved.did, moved.passcode) == (plain.did, plain.passcode) and moved.mqtt_password
+            device = rig.device()
+            assert device.encrypted and device.mqtt_password_hash
+            assert device_count(cloud) == 1
+            client = await RawMqtt31.open("127.0.0.1", cloud.mqtt_port)
+            try:  # the passcode, its old MQTT password, opens nothing any more
+                assert await client.connect(plain.did, plain.did, plain.passcode) == bytes.fromhex("20020005")
+            finally:
+                await client.close()
+
+    run(scenario(), 60)
+
+
+def test_without_a_product_secret_the_bridge_registers_through_the_plain_api(
+    cloud: CloudThread, tmp_path: Path
+) -> None:
+    """An MCU of the 2015 SDK sends no product secret, and none is configured: the encrypted API cannot be used,
+    so the bridge registers plainly (with a warning) rather than not at all."""
+    info = dataclasses.replace(
+        default_device_info(load_product(product_path("gokit"))), device_attributes=None, product_secret=None
+    )
+
+    async def scenario() -> None:
+        async with bridge_rig(cloud, tmp_path / "state", mcu_kwargs={"device_info": info}) as rig:
+            await rig.up()
+            assert rig.bridge.identity.mqtt_password == ""
+            assert not rig.device().encrypted and rig.device().mqtt_password_hash is None
 
     run(scenario(), 60)
