@@ -7,6 +7,7 @@ in reverse; ``cloud.http_url`` and ``cloud.mqtt_port`` say where it listens (por
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
@@ -54,6 +55,11 @@ class CloudConfig:
     kdf: KdfParams = KDF_DEFAULT
     mosquitto_binary: str | None = None
     metrics: tuple[str, int] | None = None  # (host, port) of a Prometheus /metrics endpoint; loopback only
+    # What the bindings list announces for TLS (§3.9 port_s, wss_port): a TLS proxy in front of the broker and of
+    # the HTTP port (this cloud itself listens for TLS nowhere); 0 = none. ws_port is the HTTP port itself.
+    public_mqtts_port: int = 0
+    public_wss_port: int = 0
+    refuse_plain_registration: bool = False  # POST /dev/devices answers 9048 (device_api.py says why)
 
 
 def database_for(config: CloudConfig) -> str | Path:
@@ -69,6 +75,7 @@ class CloudServer:
         self.storage: Storage | None = None
         self.broker: ManagedMosquitto | None = None
         self.bus: DeviceBus | None = None
+        self.context: CloudContext | None = None  # what the HTTP handlers share (its caches, its settings)
         self._runner: web.AppRunner | None = None
         self.metrics: MetricsServer | None = None
         self.http_port = config.http_port
@@ -122,11 +129,16 @@ class CloudServer:
                 settings=HttpSettings(
                     mqtt_host=public_host,
                     mqtt_port=public_port,
+                    mqtt_tls_port=config.public_mqtts_port,
+                    ws_port=config.http_port,
+                    wss_port=config.public_wss_port,
                     password_policy=config.password_policy,
                     kdf=config.kdf,
+                    refuse_plain_registration=config.refuse_plain_registration,
                 ),
                 clock=self.clock,
             )
+            self.context = ctx
             http_metrics = self._start_metrics(config.metrics) if config.metrics else None
             self._runner = web.AppRunner(make_app(ctx, http_metrics), handle_signals=False)
             await self._runner.setup()
@@ -138,6 +150,8 @@ class CloudServer:
                     raise AddressInUse(config.http_host, config.http_port, "HTTP") from exc
                 raise ConfigError(f"cannot listen on {config.http_host}:{config.http_port}: {exc}") from exc
             self.http_port = _bound_port(site) or config.http_port
+            # The realtime API is served on this port (ws_port of the bindings list); port 0 is known only now.
+            ctx.settings = dataclasses.replace(ctx.settings, ws_port=self.http_port)
         except BaseException:
             await self.stop()
             raise
@@ -148,6 +162,8 @@ class CloudServer:
             "managed mosquitto" if self.broker else "external broker",
             "PostgreSQL" if config.database and config.database.startswith("postgres") else "SQLite",
         )
+        if config.refuse_plain_registration:
+            _LOGGER.info("plain device registration refused (9048): new devices register through the encrypted API")
 
     def _prepare_data_dir(self) -> None:
         """The data dir (0700) and, with a managed broker, the way in to its own directory for the broker's user.
@@ -186,7 +202,12 @@ class CloudServer:
         skip = 0
         while True:
             page = await self.storage.list_devices(include_disabled=False, limit=1000, skip=skip)
-            accounts += [DeviceAccount(d.did, d.passcode, d.product_key) for d in page]
+            accounts += [
+                DeviceAccount(d.did, d.mqtt_password_hash, d.product_key, hashed=True)
+                if d.mqtt_password_hash
+                else DeviceAccount(d.did, d.passcode, d.product_key)
+                for d in page
+            ]
             if len(page) < 1000:
                 return accounts
             skip += len(page)
@@ -215,6 +236,7 @@ class CloudServer:
     async def stop(self) -> None:
         """Stop whatever was started, in reverse order; idempotent."""
         runner, self._runner = self._runner, None
+        self.context = None
         if runner is not None:
             await runner.cleanup()
         metrics, self.metrics = self.metrics, None

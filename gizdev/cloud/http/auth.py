@@ -9,7 +9,7 @@ from gizdev.cloud.http.context import context_of
 from gizdev.cloud.security import token_digest
 from gizdev.cloud.storage import App, InvalidInput, NotFound, User
 
-__all__ = ["APP_HEADER", "TOKEN_HEADER", "optional_user", "require_app", "require_user"]
+__all__ = ["APP_HEADER", "TOKEN_HEADER", "check_served", "optional_user", "require_app", "require_user"]
 
 APP_HEADER = "X-Gizwits-Application-Id"
 TOKEN_HEADER = "X-Gizwits-User-token"
@@ -30,6 +30,17 @@ async def require_app(request: web.Request) -> App:
             raise ApiError(Code.APPID_INVALID) from None
         ctx.apps.put(appid, app)
     return app
+
+
+def check_served(app: App, product_key: str) -> None:
+    """9014 for a device of a product ``app`` is not linked to (``gizdev cloud app link``): through that app the
+    device does not exist, so the answer is the one for a DID that names nothing, and tells an attacker nothing.
+
+    The app's products come with the app (``ctx.apps``, cached for its TTL): a link or unlink made by the admin
+    CLI, another process, is seen within that time.
+    """
+    if product_key not in app.product_keys:
+        raise ApiError(Code.DEVICE_NOT_FOUND)
 
 
 async def optional_user(request: web.Request, app: App) -> User | None:

@@ -38,6 +38,15 @@ class HttpSettings:
 
     mqtt_host: str = "127.0.0.1"  # what provisioning hands to devices (where they can reach the broker)
     mqtt_port: int = 1883
+    # What GET /app/bindings tells apps besides host/port (§3.9): the broker's TLS port (``port_s``), and the
+    # realtime API's ports, plain (this HTTP server's own port, where /ws/app/v1 is served) and TLS. 0: none (this
+    # cloud listens for TLS nowhere itself; a TLS proxy in front of it is announced with the serve options).
+    mqtt_tls_port: int = 0
+    ws_port: int = 0
+    wss_port: int = 0
+    # `gizdev cloud serve --refuse-plain-registration`: POST /dev/devices answers 9048, so that every new device
+    # gets an MQTT password of its own through the encrypted API (device_api.py).
+    refuse_plain_registration: bool = False
     password_policy: PasswordPolicy = DEFAULT_PASSWORD_POLICY
     kdf: KdfParams = KDF_DEFAULT
     token_lifetime_s: int = USER_TOKEN_LIFETIME_S
@@ -48,7 +57,7 @@ class HttpSettings:
 class BrokerAccounts(Protocol):
     """Where device MQTT logins are kept: the managed Mosquitto (an external broker's operator does this)."""
 
-    async def add_device(self, did: str, passcode: str, product_key: str) -> None: ...
+    async def add_device(self, did: str, password: str, product_key: str, *, hashed: bool = False) -> None: ...
 
     async def remove_device(self, did: str) -> bool: ...
 

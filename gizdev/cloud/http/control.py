@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from gizdev.cloud.errors import ApiError, Code
-from gizdev.cloud.http.auth import require_app, require_user
+from gizdev.cloud.http.auth import check_served, require_app, require_user
 from gizdev.cloud.http.context import CloudContext, context_of
 from gizdev.cloud.http.forms import invalid, json_object
 from gizdev.cloud.storage import Device, InvalidInput, NotFound
@@ -98,6 +98,7 @@ async def control(request: web.Request) -> web.Response:
             raise ApiError(Code.DEVICE_NOT_FOUND) from None
         ctx.device_access.put(key, access)
     device, bound = access
+    check_served(app, device.product_key)  # before anything that tells the device exists
     # Disabled first: disabling a device also disables its bindings, so the binding check would hide it.
     if device.is_disabled:
         raise ApiError(Code.DEVICE_DISABLED)
