@@ -10,7 +10,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from gizdev.cloud.errors import ApiError, Code, error_list, error_response
-from gizdev.cloud.http import bindings, control, devdata, device_api, users
+from gizdev.cloud.http import bindings, control, devdata, device_api, realtime, users
 from gizdev.cloud.http.context import CONTEXT, CloudContext
 
 if TYPE_CHECKING:
@@ -81,4 +81,6 @@ def make_app(ctx: CloudContext, metrics: HttpMetrics | None = None) -> web.Appli
     for module in (device_api, users, bindings, control, devdata):
         app.add_routes(module.routes)
     app.router.add_get("/errors", list_errors)
+    if ctx.realtime is not None:
+        realtime.install(app)
     return app
