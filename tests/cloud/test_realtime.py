@@ -75,7 +75,8 @@ def test_reads_writes_and_raw_frames_reach_the_device_exactly(cloud: CloudThread
             await device.publish(f"dev2app/{did}/{client_id}", bytes.fromhex("000000030a00009401020304031537"))
             assert await ws.expect("s2c_ack") == {"cmd": "s2c_ack", "res_sn": 0x01020304, "did": did}
             noti = await ws.expect("s2c_noti")
-            assert noti == {"cmd": "s2c_noti", "res_sn": 0x01020304, "data": {"did": did, "attrs": {"temp": 21, "humi": 55}}}
+            status = {"did": did, "attrs": {"temp": 21, "humi": 55}}
+            assert noti == {"cmd": "s2c_noti", "res_sn": 0x01020304, "data": status}
 
             # c2s_write: P0 01 | attr_flags 01 (temp, writable id 0) | temp 10, humi 0 (fixed-length writes carry
             # every writable value); with req_sn 9 the same P0 in a 0x0093.
