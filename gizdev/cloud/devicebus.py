@@ -254,6 +254,10 @@ class DeviceBus:
                 backoff.reset()
                 async for message in client.messages():
                     await self._dispatch(message.topic, message.payload)
+                    if self._listeners:
+                        # A burst of buffered messages, stored by SQLite's inline (never suspending) storage, would
+                        # run in one turn of the loop; the listeners' consumers (WebSocket writers) go between.
+                        await asyncio.sleep(0)
             except BrokerError as exc:
                 _LOGGER.warning("device bus: broker connection lost (%s); retrying in %.1f s", exc, backoff.delay)
             finally:

@@ -83,9 +83,9 @@ class Ws:
                 assert body["cmd"] == cmd, f"expected {cmd}, got {body}"
                 return body
 
-    async def invalid(self, timeout_s: float = 5.0) -> int:
+    async def invalid(self, timeout_s: float = 5.0, *, skip: tuple[str, ...] = ()) -> int:
         """The error code of the next message, which must be s2c_invalid_msg."""
-        body = await self.expect("s2c_invalid_msg", timeout_s)
+        body = await self.expect("s2c_invalid_msg", timeout_s, skip=skip)
         assert isinstance(body["data"]["msg"], str) and body["data"]["msg"]
         code: int = body["data"]["error_code"]
         return code

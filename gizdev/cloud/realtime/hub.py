@@ -135,7 +135,9 @@ class RealtimeHub:
     def dropped(self, session: Session) -> None:
         """Called when a client's outbox overflowed (the handler closes its connection)."""
         self.stats.dropped += 1
-        _LOGGER.warning("websocket client of user %s dropped: it did not read its messages", session.uid)
+        _LOGGER.warning(
+            "websocket client %s of user %s dropped: it did not read its messages", session.client_id, session.uid
+        )
         self.remove(session)
 
     # -- the device bus's events ------------------------------------------------------------------------------------

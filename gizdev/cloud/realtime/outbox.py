@@ -61,6 +61,9 @@ class Outbox:
             except (ConnectionError, RuntimeError) as exc:  # the peer went away (aiohttp raises either)
                 _LOGGER.debug("websocket send failed: %s", exc)
                 return
+            except Exception:  # a bug, not the peer: log it; the client is gone either way
+                _LOGGER.exception("websocket send failed")
+                return
             self.sent += 1
 
     async def flush(self, timeout_s: float) -> None:
