@@ -21,6 +21,7 @@ import pytest
 
 from gizdev.cloud.realtime import RealtimeSettings
 from gizdev.codec.envelope import encode_envelope
+from tests.bridge.test_bridge_metrics import Samples, scrape, value
 from tests.cloud.broker_fixtures import wait_until_async
 from tests.cloud.realtime_helpers import Ws, connected_device, new_user, register, ws_client
 from tests.cloud.server_fixtures import CloudThread, make_cloud, world_searchable_dir
@@ -345,3 +346,32 @@ def test_stopping_the_cloud_closes_its_websocket_clients(tight_cloud: CloudThrea
             assert time.monotonic() - started < 5
 
     run(scenario(), 30)
+
+
+def test_metrics_count_websocket_sessions(mosquitto_binary: str) -> None:
+    base = world_searchable_dir()
+    database = f"sqlite+aiosqlite:///{base / 'cloud.db'}"
+    cloud = make_cloud(database, base / "data", mosquitto_binary=mosquitto_binary, metrics=("127.0.0.1", 0))
+    try:
+        metrics = cloud.server.metrics
+        assert metrics is not None
+        url = "http://{}:{}/metrics".format(*metrics.address)
+        appid, _did, uid, token = setup(cloud)
+
+        async def scenario() -> tuple[Samples, Samples, Samples]:
+            before = await asyncio.to_thread(scrape, url)
+            async with ws_client(cloud) as ws:
+                await ws.login(appid, uid, token)
+                await ws.expect("s2c_online_status")
+                during = await asyncio.to_thread(scrape, url)
+            hub = cloud.server.realtime
+            assert hub is not None
+            await wait_until_async(lambda: hub.session_count == 0, what="the session ended")
+            return before, during, await asyncio.to_thread(scrape, url)
+
+        before, during, after = run(scenario())
+        assert [value(samples, "gizdev_ws_sessions") for samples in (before, during, after)] == [0, 1, 0]
+        assert value(after, "gizdev_ws_dropped_total") == 0
+    finally:
+        cloud.close()
+        shutil.rmtree(base, ignore_errors=True)
