@@ -15,7 +15,6 @@ device's 0x0094 (on ``dev2app/<did>/<client id>``) reaches exactly the client wh
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -186,8 +185,7 @@ class Client:
         finally:
             self._leave()
             await self.outbox.flush(self.settings.close_timeout_s)
-            with contextlib.suppress(Exception):
-                await self.ws.close()
+            await self._close(WSCloseCode.OK, "")
 
     async def end(self, code: int, reason: str) -> None:
         """Close the connection after what is queued for it went out."""
@@ -195,8 +193,20 @@ class Client:
             return
         self._ended = True
         await self.outbox.flush(self.settings.close_timeout_s)
-        with contextlib.suppress(Exception):
-            await self.ws.close(code=code, message=reason.encode())
+        await self._close(code, reason)
+
+    async def _close(self, code: int, reason: str) -> None:
+        """The close handshake, bounded: a peer that reads nothing could hold it (and its socket) forever."""
+        try:
+            async with asyncio.timeout(2 * self.settings.close_timeout_s):
+                await self.ws.close(code=code, message=reason.encode())
+        except Exception:  # timed out, or the connection is gone already
+            self._abort()
+
+    def _abort(self) -> None:
+        transport = self.request.transport
+        if transport is not None:
+            transport.abort()
 
     def _who(self) -> str:
         return f"{self.peer} (user {self.session.uid})" if self.session is not None else self.peer
@@ -216,9 +226,7 @@ class Client:
         else:
             _LOGGER.warning("websocket client %s dropped: it did not read its messages", self.peer)
         self._ended = True
-        transport = self.request.transport
-        if transport is not None:
-            transport.abort()
+        self._abort()
 
     def send(self, text: str) -> None:
         self.outbox.put(text)
