@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from gizdev.cloud.security import token_digest
 from tests.cloud.broker_fixtures import RawMqtt31
@@ -300,5 +301,73 @@ def test_login_is_checked_like_the_token_header(cloud: CloudThread) -> None:
             assert closed.type.name in ("CLOSE", "CLOSED", "CLOSING")
         async with ws_client(cloud) as ws:
             await refused(ws, good, 9004)
+
+    run(scenario(), 60)
+
+
+KEY_SCHEMA: dict[str, Any] = {
+    "name": "key-and-level",
+    "product_key": "4e790000000000000000000000000001",
+    "protocolType": "standard",
+    "packetVersion": "0x00000004",
+    "entities": [
+        {
+            "id": 0,
+            "name": "entity0",
+            "display_name": "device",
+            "attrs": [
+                {
+                    "id": 0,
+                    "name": "key",
+                    "display_name": "key",
+                    "type": "status_writable",
+                    "data_type": "binary",
+                    "position": {"byte_offset": 0, "bit_offset": 0, "len": 3, "unit": "byte"},
+                    "desc": "",
+                },
+                {
+                    "id": 1,
+                    "name": "level",
+                    "display_name": "level",
+                    "type": "status_writable",
+                    "data_type": "uint8",
+                    "position": {"byte_offset": 3, "bit_offset": 0, "len": 1, "unit": "byte"},
+                    "uint_spec": {"min": 0, "max": 100, "ratio": 1, "addition": 0},
+                    "desc": "",
+                },
+            ],
+        }
+    ],
+}
+
+
+def test_binary_points_are_byte_arrays_on_the_websocket(cloud: CloudThread) -> None:
+    appid = cloud.add_app()
+    product_key, _secret = cloud.add_product(KEY_SCHEMA)
+    did = register(cloud, MAC, PASSCODE, product_key)
+    uid, token = new_user(cloud, appid, "alice", (did, PASSCODE))
+
+    async def scenario() -> None:
+        device = await connected_device(cloud, did, PASSCODE, product_key)
+        async with ws_client(cloud) as ws:
+            await ws.login(appid, uid, token)
+            await online(ws, did, True)
+            # D-ws writes binary as a byte array; the hex string /app/control takes works too. P0: 01 | attr_flags
+            # 01 (key, writable id 0) | key 3 bytes | level 0.
+            await ws.send("c2s_write", {"did": did, "attrs": {"key": [1, 2, 0xFF]}})
+            assert (await next_command(device, did))[1] == envelope(0x0090, bytes.fromhex("01010102ff00"))
+            await ws.send("c2s_write", {"did": did, "attrs": {"key": "0a0b0c", "level": 7}})
+            assert (await next_command(device, did))[1] == envelope(0x0090, bytes.fromhex("01030a0b0c07"))
+            for bad in ([1, 2], [1, 2, 256], "0a0b", [1, 2, "3"]):
+                await ws.send("c2s_write", {"did": did, "attrs": {"key": bad}})
+                assert await ws.invalid() == 9025, bad
+
+            # A report: s2c_noti carries the byte array, /app/devdata the hex string (§3.8), from one decoding.
+            await device.publish(f"dev2app/{did}", envelope(0x0091, bytes.fromhex("04c0ffee2a")))
+            noti = await ws.expect("s2c_noti")
+            assert noti["data"] == {"did": did, "attrs": {"key": [0xC0, 0xFF, 0xEE], "level": 42}}
+            latest = await asyncio.to_thread(cloud.api, "GET", f"/app/devdata/{did}/latest", appid=appid, token=token)
+            assert latest.body["attr"] == {"key": "c0ffee", "level": 42}
+        await device.close()
 
     run(scenario(), 60)
