@@ -23,6 +23,7 @@ from gizdev.cloud.broker import BrokerSettings, DeviceAccount, ManagedMosquitto
 from gizdev.cloud.devicebus import DeviceBus
 from gizdev.cloud.http import CloudContext, HttpSettings, make_app
 from gizdev.cloud.http.realtime import new_hub
+from gizdev.cloud.messages import OUTBOX_FILE, Outbox, OutboxSender
 from gizdev.cloud.products import ProductCache
 from gizdev.cloud.realtime import RealtimeHub, RealtimeSettings
 from gizdev.cloud.security import KDF_DEFAULT, KdfParams, PasswordPolicy
@@ -82,6 +83,11 @@ class CloudServer:
         host = "127.0.0.1" if host in _WILDCARDS else host
         return f"http://{f'[{host}]' if ':' in host else host}:{self.http_port}"
 
+    @property
+    def http_app(self) -> web.Application | None:
+        """The running HTTP application (its router lists every route served); None before start."""
+        return None if self._runner is None else self._runner.app
+
     def _broker_settings(self) -> tuple[BrokerSettings, str, int]:
         """How the cloud logs in, and the host/port provisioning hands to devices."""
         config = self.config
@@ -116,6 +122,7 @@ class CloudServer:
                 bus=self.bus,
                 products=products,
                 accounts=self.broker,
+                messages=OutboxSender(Outbox(config.data_dir / OUTBOX_FILE, clock=self.clock)),
                 settings=HttpSettings(
                     mqtt_host=public_host,
                     mqtt_port=public_port,

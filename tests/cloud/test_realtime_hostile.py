@@ -302,7 +302,7 @@ def test_a_client_that_stops_reading_is_dropped_and_holds_back_nobody(tight_clou
             seq = 0
             while hub.stats.dropped == 0:  # (counted on the cloud's loop; an int read here)
                 # The kernel grows the socket's send buffer up to a few MB: that much is queued before its writer
-                # blocks and its outbox fills.
+                # blocks and its send queue fills.
                 assert seq < 6000, "the stalled client was never dropped"
                 for _ in range(20):
                     seq += 1

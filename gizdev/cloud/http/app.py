@@ -9,9 +9,12 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
+from gizdev import __version__
 from gizdev.cloud.errors import ApiError, Code, error_list, error_response
 from gizdev.cloud.http import bindings, control, devdata, device_api, realtime, users
+from gizdev.cloud.http.api import Api, Auth, Call, Empty, Endpoint, openapi_document
 from gizdev.cloud.http.context import CONTEXT, CloudContext
+from gizdev.cloud.throttle import Throttled
 
 if TYPE_CHECKING:
     from gizdev.metrics import HttpMetrics
@@ -42,11 +45,34 @@ async def error_boundary(request: web.Request, handler: Handler) -> web.StreamRe
         raise  # any other answer aiohttp makes on its own
     except Exception as exc:
         status, body = error_response(exc)
+        if isinstance(exc, Throttled):
+            headers["Retry-After"] = str(exc.retry_after_s)
     return web.json_response(body, status=status, headers=headers)
 
 
-async def list_errors(request: web.Request) -> web.Response:
+documents = Api("documents")
+
+
+@documents.endpoint(
+    "GET", "/errors", summary="Every error code this server answers", auth=Auth.NONE, responses={200: None}
+)
+async def list_errors(call: Call[Empty, Empty]) -> web.Response:
     return web.json_response(error_list())
+
+
+#: Modules whose endpoints are declared (gizdev.cloud.http.api); the others are added by their route tables alone.
+DECLARED: tuple[Api, ...] = (users.api, documents)
+
+
+def declared_endpoints() -> list[Endpoint]:
+    return [endpoint for module in DECLARED for endpoint in module.endpoints]
+
+
+@documents.endpoint(
+    "GET", "/openapi.json", summary="This document: every declared endpoint", auth=Auth.NONE, responses={200: None}
+)
+async def openapi(call: Call[Empty, Empty]) -> web.Response:
+    return web.json_response(openapi_document(declared_endpoints(), title="gizdev local cloud", version=__version__))
 
 
 def metrics_middleware(metrics: HttpMetrics) -> Middleware:
@@ -78,9 +104,10 @@ def make_app(ctx: CloudContext, metrics: HttpMetrics | None = None) -> web.Appli
         middlewares.insert(0, metrics_middleware(metrics))  # outside the boundary: sees the status it answered
     app = web.Application(middlewares=middlewares, client_max_size=ctx.settings.max_body_bytes)
     app[CONTEXT] = ctx
-    for module in (device_api, users, bindings, control, devdata):
+    for module in (device_api, bindings, control, devdata):
         app.add_routes(module.routes)
-    app.router.add_get("/errors", list_errors)
+    for declared in DECLARED:
+        app.add_routes(declared.routes)
     if ctx.realtime is not None:
         realtime.install(app)
     return app

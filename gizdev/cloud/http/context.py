@@ -11,7 +11,9 @@ from typing import Protocol
 from aiohttp import web
 
 from gizdev.cloud.cache import TtlCache
+from gizdev.cloud.codes import CodeBook
 from gizdev.cloud.devicebus import DeviceBus
+from gizdev.cloud.messages import Sender
 from gizdev.cloud.products import ProductCache
 from gizdev.cloud.realtime import RealtimeHub, RealtimeSettings
 from gizdev.cloud.security import (
@@ -22,6 +24,7 @@ from gizdev.cloud.security import (
     PasswordPolicy,
 )
 from gizdev.cloud.storage import App, Device, Storage, User
+from gizdev.cloud.throttle import Throttle
 
 __all__ = ["CONTEXT", "BindingEvents", "BrokerAccounts", "CloudContext", "HttpSettings", "NoBindingEvents"]
 
@@ -70,6 +73,9 @@ class CloudContext:
     storage: Storage
     bus: DeviceBus
     products: ProductCache
+    # Where SMS codes and mails go (gizdev.cloud.messages): the server gives the outbox unless SMTP or an SMS
+    # webhook is configured. None: this context sends nothing, and what would send answers 9037.
+    messages: Sender | None = None
     accounts: BrokerAccounts | None = None
     settings: HttpSettings = field(default_factory=HttpSettings)
     clock: Callable[[], float] = time.time
@@ -77,6 +83,8 @@ class CloudContext:
     realtime: RealtimeHub | None = None  # the WebSocket API's clients; None: no /ws/app/v1
     realtime_settings: RealtimeSettings = field(default_factory=RealtimeSettings)
     hashing: asyncio.Semaphore = field(init=False)  # settings.hash_concurrency password hashes at once
+    codes: CodeBook = field(init=False)  # one-time codes in the storage
+    throttle: Throttle = field(init=False)  # abuse counters in the storage
     apps: TtlCache[str, App] = field(default_factory=TtlCache)
     # token digest -> (appid, user), for SESSION_CACHE_S only: a disable from another process (`gizdev cloud user
     # disable`) is refused within that second, while a burst of requests with one token costs one query.
@@ -88,6 +96,8 @@ class CloudContext:
 
     def __post_init__(self) -> None:
         self.hashing = asyncio.Semaphore(self.settings.hash_concurrency)
+        self.codes = CodeBook(self.storage)
+        self.throttle = Throttle(self.storage, self.now)
 
     def now(self) -> int:
         return int(self.clock())

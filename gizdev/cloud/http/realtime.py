@@ -1,7 +1,7 @@
 """The app realtime WebSocket API: ``GET /ws/app/v1`` on the cloud's HTTP port (cloud protocol §4, D-ws).
 
-One :class:`Client` per connection reads JSON text frames in order and answers through its bounded outbox; the
-hub (:mod:`gizdev.cloud.realtime`) pushes device events into the same outbox. The checks are the HTTP API's:
+One :class:`Client` per connection reads JSON text frames in order and answers through its bounded send queue; the
+hub (:mod:`gizdev.cloud.realtime`) pushes device events into the same send queue. The checks are the HTTP API's:
 the login's app id and token as ``X-Gizwits-Application-Id``/``X-Gizwits-User-token`` (:mod:`.auth`, and the
 token is checked again, through the same one-second cache, on every later command, so a disabled user or a
 deleted token ends the session), devices as ``/app/control`` (:mod:`.control`: 9014, 9023, 9017, 9029, 9025,
@@ -28,8 +28,8 @@ from gizdev.cloud.http.context import CloudContext, context_of
 from gizdev.cloud.http.control import MAX_RAW_BYTES, accessible_device, attrs_p0, deliver, raw_bytes
 from gizdev.cloud.http.forms import invalid, parse_json_object, required_string
 from gizdev.cloud.realtime import P0_TYPES, RealtimeHub, Session, message
-from gizdev.cloud.realtime.outbox import Outbox
 from gizdev.cloud.realtime.ratelimit import TokenBucket
+from gizdev.cloud.realtime.sendqueue import SendQueue
 from gizdev.cloud.storage import App, Device, User
 from gizdev.cloud.storage.store import MAX_PAGE
 from gizdev.codec.envelope import BusinessCmd, decode_envelope, encode_envelope
@@ -146,7 +146,7 @@ class Client:
         self.request = request
         self.settings = ctx.realtime_settings
         self.peer = request.remote or "?"
-        self.outbox = Outbox(ws.send_str, self._overflowed, self.settings.send_queue)
+        self.queue = SendQueue(ws.send_str, self._overflowed, self.settings.send_queue)
         self.bucket = TokenBucket(self.settings.rate_per_s, self.settings.burst)
         self.session: Session | None = None
         self._app: App | None = None
@@ -184,7 +184,7 @@ class Client:
                     break
         finally:
             self._leave()
-            await self.outbox.flush(self.settings.close_timeout_s)
+            await self.queue.flush(self.settings.close_timeout_s)
             await self._close(WSCloseCode.OK, "")
 
     async def end(self, code: int, reason: str) -> None:
@@ -192,7 +192,7 @@ class Client:
         if self._ended:
             return
         self._ended = True
-        await self.outbox.flush(self.settings.close_timeout_s)
+        await self.queue.flush(self.settings.close_timeout_s)
         await self._close(code, reason)
 
     async def _close(self, code: int, reason: str) -> None:
@@ -229,7 +229,7 @@ class Client:
         self._abort()
 
     def send(self, text: str) -> None:
-        self.outbox.put(text)
+        self.queue.put(text)
 
     def _invalid(self, exc: ApiError) -> None:
         _LOGGER.debug("websocket client %s: %s", self._who(), exc)
@@ -300,7 +300,7 @@ class Client:
                 await self.end(WSCloseCode.POLICY_VIOLATION, "login failed")
             return
         self._app, self._token, self._heartbeat_s = app, token, float(heartbeat)
-        session = Session(uid, appid, str(p0_type), auto_subscribe, f"ws{secrets.token_hex(10)}", self.outbox)
+        session = Session(uid, appid, str(p0_type), auto_subscribe, f"ws{secrets.token_hex(10)}", self.queue)
         self.session = session
         self.hub.add(session)
         _LOGGER.info(

@@ -4,7 +4,7 @@ The aiohttp handler that speaks the protocol is :mod:`gizdev.cloud.http.realtime
 """
 
 from gizdev.cloud.realtime.hub import P0_TYPES, HubStats, RealtimeHub, Session, message, noti_attrs
-from gizdev.cloud.realtime.outbox import Outbox
+from gizdev.cloud.realtime.sendqueue import SendQueue
 from gizdev.cloud.realtime.settings import RealtimeSettings
 
-__all__ = ["P0_TYPES", "HubStats", "Outbox", "RealtimeHub", "RealtimeSettings", "Session", "message", "noti_attrs"]
+__all__ = ["P0_TYPES", "HubStats", "RealtimeHub", "RealtimeSettings", "SendQueue", "Session", "message", "noti_attrs"]

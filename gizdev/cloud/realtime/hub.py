@@ -3,8 +3,8 @@ events to them (cloud protocol §4).
 
 The hub is a :class:`~gizdev.cloud.deviceevents.DeviceListener` of the device bus and the binding hook of the
 HTTP bindings handlers. Both call it synchronously; it renders each push once per shape and puts it into the
-bounded outbox of every client concerned (:mod:`gizdev.cloud.realtime.outbox`), so it never waits: a client that
-does not keep up is dropped, nobody else notices.
+bounded send queue of every client concerned (:mod:`gizdev.cloud.realtime.sendqueue`), so it never waits: a
+client that does not keep up is dropped, nobody else notices.
 
 What goes to whom, per device frame (the p0_type chosen at login):
 
@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gizdev.cloud.deviceevents import DeviceEvent, DeviceFrame, PresenceChange
-from gizdev.cloud.realtime.outbox import Outbox
+from gizdev.cloud.realtime.sendqueue import SendQueue
 from gizdev.codec.envelope import BusinessCmd
 from gizdev.codec.values import Value
 
@@ -68,7 +68,7 @@ class Session:
     p0_type: str
     auto_subscribe: bool
     client_id: str
-    outbox: Outbox
+    queue: SendQueue
     dids: set[str] = field(default_factory=set)
 
     @property
@@ -79,7 +79,7 @@ class Session:
 @dataclass
 class HubStats:
     logins: int = 0
-    dropped: int = 0  # clients dropped for not reading (their outbox overflowed)
+    dropped: int = 0  # clients dropped for not reading (their send queue overflowed)
     pushed: int = 0  # messages queued to clients by the hub
 
 
@@ -129,11 +129,11 @@ class RealtimeHub:
 
     def _push(self, sessions: Iterable[Session], text: str) -> None:
         for session in sessions:
-            if session.outbox.put(text):
+            if session.queue.put(text):
                 self.stats.pushed += 1
 
     def dropped(self, session: Session) -> None:
-        """Called when a client's outbox overflowed (the handler closes its connection)."""
+        """Called when a client's send queue overflowed (the handler closes its connection)."""
         self.stats.dropped += 1
         _LOGGER.warning(
             "websocket client %s of user %s dropped: it did not read its messages", session.client_id, session.uid
@@ -202,7 +202,7 @@ class RealtimeHub:
         except Exception:
             _LOGGER.exception("subscribing user %s to newly bound %s failed", session.uid, did)
             return
-        if mac is not None and session.outbox.alive and session in self._by_uid.get(session.uid, ()):
+        if mac is not None and session.queue.alive and session in self._by_uid.get(session.uid, ()):
             self.subscribe(session, did, mac)
 
     async def close(self) -> None:

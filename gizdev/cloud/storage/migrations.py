@@ -147,9 +147,54 @@ def _users_is_disabled(conn: sa.Connection) -> None:
     conn.execute(sa.text(f"ALTER TABLE users ADD COLUMN is_disabled BOOLEAN NOT NULL DEFAULT {false}"))
 
 
+# --- step 3: accounts (contact points, profile), one-time codes, throttling ------------------------------------------
+
+
+def _accounts(conn: sa.Connection) -> None:
+    for column in (
+        "email VARCHAR(254)",
+        "phone VARCHAR(32)",
+        "name VARCHAR(128) NOT NULL DEFAULT ''",
+        "gender VARCHAR(1) NOT NULL DEFAULT 'N'",
+        "birthday VARCHAR(10) NOT NULL DEFAULT ''",
+        "address VARCHAR(256) NOT NULL DEFAULT ''",
+        "lang VARCHAR(16) NOT NULL DEFAULT 'en'",
+        "remark VARCHAR(1024) NOT NULL DEFAULT ''",
+    ):
+        conn.execute(sa.text(f"ALTER TABLE users ADD COLUMN {column}"))
+    # Unique indexes, not constraints: SQLite cannot add a constraint to an existing table.
+    conn.execute(sa.text("CREATE UNIQUE INDEX ix_users_appid_email ON users (appid, email)"))
+    conn.execute(sa.text("CREATE UNIQUE INDEX ix_users_appid_phone ON users (appid, phone)"))
+    md = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    sa.Table(
+        "one_time_codes",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("purpose", sa.String(32), nullable=False),
+        sa.Column("subject", sa.String(254), nullable=False),
+        sa.Column("code_hash", sa.String(64), nullable=False),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.Column("expires_at", sa.BigInteger, nullable=False),
+        sa.Column("used_at", sa.BigInteger, nullable=True),
+        sa.Column("failures", sa.Integer, nullable=False),
+        sa.Index(None, "purpose", "subject"),
+        sa.Index(None, "expires_at"),
+    )
+    sa.Table(
+        "throttle_hits",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("key", sa.String(200), nullable=False),
+        sa.Column("at", sa.BigInteger, nullable=False),
+        sa.Index(None, "key", "at"),
+    )
+    md.create_all(conn, checkfirst=False)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables: apps, products, devices, users, tokens, bindings, latest_data", _initial_tables),
     Migration(2, "users.is_disabled", _users_is_disabled),
+    Migration(3, "users: email, phone, profile; one_time_codes; throttle_hits", _accounts),
 )
 
 

@@ -65,6 +65,14 @@ class User:
     is_anonymous: bool
     created_at: int
     is_disabled: bool = False  # by an admin: its tokens do not work, it cannot log in
+    email: str | None = None  # folded (trimmed, NFKC, case-folded); unique within the app
+    phone: str | None = None
+    name: str = ""
+    gender: str = "N"  # M | F | N
+    birthday: str = ""  # YYYY-MM-DD or MM-DD
+    address: str = ""
+    lang: str = "en"
+    remark: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,7 +67,17 @@ from gizdev.cloud.storage.errors import (
 )
 from gizdev.cloud.storage.migrations import current_version, migrate
 from gizdev.cloud.storage.models import App, Binding, Device, LatestData, Product, Registration, Token, User
-from gizdev.cloud.storage.tables import apps, bindings, devices, latest_data, products, tokens, users
+from gizdev.cloud.storage.tables import (
+    apps,
+    bindings,
+    devices,
+    latest_data,
+    one_time_codes,
+    products,
+    throttle_hits,
+    tokens,
+    users,
+)
 from gizdev.errors import SchemaError
 from gizdev.protocol.identifiers import DID_LENGTH, new_did
 from gizdev.schema.loader import parse_schema, schema_to_json
@@ -82,6 +92,25 @@ MAX_ALIAS_LEN = 128
 MAX_USERNAME_LEN = 128
 MAX_PHONE_ID_LEN = 128
 MAX_PASSWORD_HASH_LEN = 512
+MAX_EMAIL_LEN = 254
+MAX_PHONE_LEN = 32
+#: The columns a user's account may change (update_user), with their length limits; the HTTP layer decides who may
+#: change which, and normalises emails and phones before they get here.
+USER_UPDATABLE: Mapping[str, int] = {
+    "username": MAX_USERNAME_LEN,
+    "password_hash": MAX_PASSWORD_HASH_LEN,
+    "email": MAX_EMAIL_LEN,
+    "phone": MAX_PHONE_LEN,
+    "phone_id": MAX_PHONE_ID_LEN,
+    "name": 128,
+    "gender": 1,
+    "birthday": 10,
+    "address": 256,
+    "lang": 16,
+    "remark": 1024,
+}
+#: The columns that name an account (unique within an app): a user is found by any of them.
+USER_KEYS = ("username", "email", "phone", "phone_id")
 MAX_APPSECRET_LEN = 128
 MAX_CLIENT_ID_LEN = 64
 MAX_PEER_LEN = 128
@@ -125,6 +154,14 @@ def _user(row: sa.Row[Any]) -> User:
         is_anonymous=bool(m["is_anonymous"]),
         created_at=int(m["created_at"]),
         is_disabled=bool(m["is_disabled"]),
+        email=m["email"],
+        phone=m["phone"],
+        name=m["name"],
+        gender=m["gender"],
+        birthday=m["birthday"],
+        address=m["address"],
+        lang=m["lang"],
+        remark=m["remark"],
     )
 
 
@@ -587,31 +624,41 @@ class Storage:
         *,
         phone_id: str | None = None,
         username: str | None = None,
+        email: str | None = None,
+        phone: str | None = None,
         password_hash: str | None = None,
     ) -> User:
-        """Create an anonymous user (``phone_id`` only) or a named one (``username`` and ``password_hash``).
+        """Create an anonymous user (``phone_id`` only) or a named one: ``username`` or ``email`` with a
+        ``password_hash``, or ``phone`` with or without one (a phone user may log in with SMS codes alone, §3.2).
 
         The password arrives hashed (the security module hashes it) and is stored as given.
         """
         appid = v.text("appid", appid, max_len=64, pattern=v.APPID)
-        if phone_id is not None and username is None and password_hash is None:
+        names = {"username": username, "email": email, "phone": phone}
+        given = {field: value for field, value in names.items() if value is not None}
+        if phone_id is not None and not given and password_hash is None:
             phone_id = v.text("phone_id", phone_id, max_len=MAX_PHONE_ID_LEN)
-            field, key = "phone_id", phone_id
-        elif phone_id is None and username is not None and password_hash is not None:
-            username = v.text("username", username, max_len=MAX_USERNAME_LEN)
-            password_hash = v.text("password_hash", password_hash, max_len=MAX_PASSWORD_HASH_LEN)
-            field, key = "username", username
+            keys = {"phone_id": phone_id}
+        elif phone_id is None and len(given) == 1 and (password_hash is not None or phone is not None):
+            keys = {field: v.text(field, value, max_len=USER_UPDATABLE[field]) for field, value in given.items()}
+            if password_hash is not None:
+                password_hash = v.text("password_hash", password_hash, max_len=MAX_PASSWORD_HASH_LEN)
         else:
-            raise InvalidInput("user", "give either phone_id alone, or username and password_hash")
+            raise InvalidInput(
+                "user", "give phone_id alone, or one of username, email, phone with a password_hash (phone: optional)"
+            )
         user = User(
             uid=secrets.token_hex(16),
             appid=appid,
-            username=username,
-            phone_id=phone_id,
+            username=keys.get("username"),
+            phone_id=keys.get("phone_id"),
             password_hash=password_hash,
             is_anonymous=phone_id is not None,
             created_at=self._now(),
+            email=keys.get("email"),
+            phone=keys.get("phone"),
         )
+        ((field, key),) = keys.items()
         async with self._transaction(write=True) as conn:
             if (await conn.execute(sa.select(apps.c.appid).where(apps.c.appid == appid))).first() is None:
                 raise NotFound("app", appid)
@@ -621,8 +668,10 @@ class Storage:
             stmt = sa.insert(users).values(
                 uid=user.uid,
                 appid=appid,
-                username=username,
-                phone_id=phone_id,
+                username=user.username,
+                phone_id=user.phone_id,
+                email=user.email,
+                phone=user.phone,
                 password_hash=password_hash,
                 is_anonymous=user.is_anonymous,
                 created_at=user.created_at,
@@ -649,6 +698,142 @@ class Storage:
         appid = v.text("appid", appid, max_len=64, pattern=v.APPID)
         phone_id = v.text("phone_id", phone_id, max_len=MAX_PHONE_ID_LEN)
         return await self._get_user(users.c.appid == appid, users.c.phone_id == phone_id, key=phone_id)
+
+    async def find_user(self, appid: str, field: str, value: str) -> User:
+        """The user of app ``appid`` whose ``field`` (one of USER_KEYS) is ``value``; :class:`NotFound` if none."""
+        appid = v.text("appid", appid, max_len=64, pattern=v.APPID)
+        if field not in USER_KEYS:
+            raise InvalidInput("field", f"must be one of {', '.join(USER_KEYS)}")
+        value = v.text(field, value, max_len=USER_UPDATABLE[field])
+        return await self._get_user(users.c.appid == appid, users.c[field] == value, key=value)
+
+    async def update_user(self, uid: str, *, is_anonymous: bool | None = None, **changes: str | None) -> User:
+        """Change the account fields ``changes`` (names of USER_UPDATABLE; None clears a key such as ``phone_id``)
+        of user ``uid`` in one transaction; :class:`AlreadyExists` if a new username, email or phone is another
+        user's of the same app, :class:`NotFound` if there is no such user. Returns the user as stored now."""
+        uid = v.text("uid", uid, max_len=32, pattern=v.UID)
+        values: dict[str, Any] = {}
+        for field, value in changes.items():
+            if field not in USER_UPDATABLE:
+                raise InvalidInput(field, "is not a field of a user that can be changed")
+            values[field] = None if value is None else v.text(field, value, max_len=USER_UPDATABLE[field], min_len=0)
+        if is_anonymous is not None:
+            values["is_anonymous"] = v.flag("is_anonymous", is_anonymous)
+        if not values:
+            raise InvalidInput("user", "nothing to change")
+        async with self._transaction(write=True) as conn:
+            row = (await conn.execute(sa.select(users.c.appid).where(users.c.uid == uid))).first()
+            if row is None:
+                raise NotFound("user", uid)
+            for field in USER_KEYS:
+                if values.get(field) is None:
+                    continue
+                clash = sa.select(users.c.uid).where(
+                    users.c.appid == row.appid, users.c[field] == values[field], users.c.uid != uid
+                )
+                if (await conn.execute(clash)).first() is not None:
+                    raise AlreadyExists("user", field, values[field])
+            try:
+                await conn.execute(sa.update(users).where(users.c.uid == uid).values(**values))
+            except IntegrityError as exc:  # a concurrent change took the name first
+                raise AlreadyExists("user", "key", uid) from exc
+            return _user((await conn.execute(sa.select(users).where(users.c.uid == uid))).one())
+
+    async def delete_tokens(self, uid: str, *, keep: str | None = None) -> int:
+        """Revoke every token of user ``uid`` except the one stored under digest ``keep``; returns how many."""
+        uid = v.text("uid", uid, max_len=32, pattern=v.UID)
+        condition = tokens.c.uid == uid
+        if keep is not None:
+            keep = v.text("keep", keep, max_len=64, pattern=v.TOKEN_HASH)
+            condition = sa.and_(condition, tokens.c.token_hash != keep)
+        async with self._transaction(write=True) as conn:
+            return int((await conn.execute(sa.delete(tokens).where(condition))).rowcount)
+
+    # --- one-time codes (SMS codes, captcha answers, reset links: codes.CodeBook) -----------------------------------
+
+    async def add_code(self, purpose: str, subject: str, code_hash: str, *, expires_at: int) -> None:
+        """Keep a one-time code's digest for ``subject``; earlier live codes of the same purpose and subject stay
+        valid until they expire or one of them is used (an SMS may arrive late)."""
+        purpose = v.text("purpose", purpose, max_len=32, pattern=v.PRINTABLE)
+        subject = v.text("subject", subject, max_len=MAX_EMAIL_LEN)
+        code_hash = v.text("code_hash", code_hash, max_len=64, pattern=v.TOKEN_HASH)
+        expires_at = v.timestamp("expires_at", expires_at)
+        async with self._transaction(write=True) as conn:
+            await conn.execute(
+                sa.insert(one_time_codes).values(
+                    purpose=purpose,
+                    subject=subject,
+                    code_hash=code_hash,
+                    created_at=self._now(),
+                    expires_at=expires_at,
+                    used_at=None,
+                    failures=0,
+                )
+            )
+
+    async def use_code(self, purpose: str, subject: str, code_hash: str, *, max_failures: int) -> str:
+        """Use a code once: "ok" (now spent, with every other code of the purpose and subject), "expired", or
+        "invalid" (no such live code; the wrong guess counts against the subject's live codes, which are spent
+        after ``max_failures`` of them so that a 6-digit code cannot be guessed)."""
+        purpose = v.text("purpose", purpose, max_len=32, pattern=v.PRINTABLE)
+        subject = v.text("subject", subject, max_len=MAX_EMAIL_LEN)
+        code_hash = v.text("code_hash", code_hash, max_len=64, pattern=v.TOKEN_HASH)
+        now = self._now()
+        mine = sa.and_(
+            one_time_codes.c.purpose == purpose,
+            one_time_codes.c.subject == subject,
+            one_time_codes.c.used_at.is_(None),
+        )
+        async with self._transaction(write=True) as conn:
+            row = (
+                await conn.execute(sa.select(one_time_codes).where(mine, one_time_codes.c.code_hash == code_hash))
+            ).first()
+            if row is not None and row.expires_at > now:
+                await conn.execute(sa.update(one_time_codes).where(mine).values(used_at=now))
+                return "ok"
+            if row is not None:
+                return "expired"
+            live = sa.and_(mine, one_time_codes.c.expires_at > now)
+            await conn.execute(sa.update(one_time_codes).where(live).values(failures=one_time_codes.c.failures + 1))
+            await conn.execute(
+                sa.update(one_time_codes).where(live, one_time_codes.c.failures >= max_failures).values(used_at=now)
+            )
+            return "invalid"
+
+    # --- throttling (throttle.Throttle) ------------------------------------------------------------------------------
+
+    async def add_hit(self, key: str, at: int) -> None:
+        """Count one event under ``key`` at ``at``."""
+        key = v.text("key", key, max_len=200)
+        at = v.timestamp("at", at)
+        async with self._transaction(write=True) as conn:
+            await conn.execute(sa.insert(throttle_hits).values(key=key, at=at))
+
+    async def hits_since(self, key: str, since: int) -> tuple[int, int | None]:
+        """How many events ``key`` has had at or after ``since``, and the time of the oldest of them."""
+        key = v.text("key", key, max_len=200)
+        since = v.timestamp("since", since)
+        query = sa.select(sa.func.count().label("count_1"), sa.func.min(throttle_hits.c.at).label("min_1")).where(
+            throttle_hits.c.key == key, throttle_hits.c.at >= since
+        )
+        async with self._transaction(write=False) as conn:
+            found = (await conn.execute(query)).one()._mapping
+        count, oldest = found["count_1"], found["min_1"]
+        return int(count), None if oldest is None else int(oldest)
+
+    async def clear_hits(self, key: str) -> None:
+        """Forget ``key``'s events (a successful login clears its failures)."""
+        key = v.text("key", key, max_len=200)
+        async with self._transaction(write=True) as conn:
+            await conn.execute(sa.delete(throttle_hits).where(throttle_hits.c.key == key))
+
+    async def prune(self, before: int) -> int:
+        """Delete throttle events and one-time codes older than ``before`` (housekeeping); returns rows deleted."""
+        before = v.timestamp("before", before)
+        async with self._transaction(write=True) as conn:
+            hits = await conn.execute(sa.delete(throttle_hits).where(throttle_hits.c.at < before))
+            codes = await conn.execute(sa.delete(one_time_codes).where(one_time_codes.c.expires_at < before))
+            return int(hits.rowcount) + int(codes.rowcount)
 
     async def get_user_by_uid(self, uid: str) -> User:
         """The user ``uid``; :class:`NotFound` if none."""

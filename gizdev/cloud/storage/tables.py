@@ -20,8 +20,10 @@ __all__ = [
     "devices",
     "latest_data",
     "metadata",
+    "one_time_codes",
     "products",
     "schema_version",
+    "throttle_hits",
     "tokens",
     "users",
 ]
@@ -97,6 +99,19 @@ users = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     # An admin's `gizdev cloud user disable` (schema version 2): the user's tokens stop working, login is refused.
     sa.Column("is_disabled", sa.Boolean, nullable=False, server_default=sa.false()),
+    # Schema version 3: the account's contact points and profile (§3.3). ``email`` is kept folded (trimmed, NFKC,
+    # case-folded) and ``phone`` as "+<country><number>" or digits, so that equality is the comparison the API
+    # makes; both are unique within an app, NULL when not given.
+    sa.Column("email", sa.String(254), nullable=True),
+    sa.Column("phone", sa.String(32), nullable=True),
+    sa.Column("name", sa.String(128), nullable=False, server_default=""),
+    sa.Column("gender", sa.String(1), nullable=False, server_default="N"),
+    sa.Column("birthday", sa.String(10), nullable=False, server_default=""),
+    sa.Column("address", sa.String(256), nullable=False, server_default=""),
+    sa.Column("lang", sa.String(16), nullable=False, server_default="en"),
+    sa.Column("remark", sa.String(1024), nullable=False, server_default=""),
+    sa.Index(None, "appid", "email", unique=True),
+    sa.Index(None, "appid", "phone", unique=True),
     # NULLs never clash in either database, so anonymous users (no username) and named ones (no phone_id) coexist.
     sa.UniqueConstraint("appid", "username"),
     sa.UniqueConstraint("appid", "phone_id"),
@@ -127,6 +142,34 @@ bindings = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.UniqueConstraint("uid", "did"),
     sa.Index(None, "did"),
+)
+
+one_time_codes = sa.Table(
+    "one_time_codes",
+    metadata,
+    # Schema version 3: SMS codes, captcha answers, password-reset links. Only a digest of the secret is kept; a
+    # code is good until ``expires_at``, once (``used_at``), and for a few wrong guesses (``failures``).
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("purpose", sa.String(32), nullable=False),
+    sa.Column("subject", sa.String(254), nullable=False),  # what the code is for: a phone, a captcha id, a uid
+    sa.Column("code_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Column("used_at", sa.BigInteger, nullable=True),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Index(None, "purpose", "subject"),
+    sa.Index(None, "expires_at"),
+)
+
+throttle_hits = sa.Table(
+    "throttle_hits",
+    metadata,
+    # Schema version 3: one row per counted event (a failed login, a code sent) under a key such as
+    # "login-ip:127.0.0.1"; kept in the database so that every cloud worker sees the same counts.
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(200), nullable=False),
+    sa.Column("at", sa.BigInteger, nullable=False),
+    sa.Index(None, "key", "at"),
 )
 
 latest_data = sa.Table(

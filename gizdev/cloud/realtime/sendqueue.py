@@ -1,6 +1,6 @@
 """A client's bounded send queue and the one task that writes it out.
 
-Everything for one WebSocket client (answers and pushes) goes through its outbox, so that sends never interleave
+Everything for one WebSocket client (answers and pushes) goes through its send queue, so that sends never interleave
 and a client that stops reading costs at most ``size`` queued messages: the message after that drops the client
 (``on_overflow``), and whoever pushed it moves on at once. The device bus and the other clients never wait for it.
 """
@@ -12,21 +12,21 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-__all__ = ["Outbox"]
+__all__ = ["SendQueue"]
 
 _LOGGER = logging.getLogger(__name__)
 
 _CLOSE = None  # the end-of-queue marker
 
 
-class Outbox:
+class SendQueue:
     def __init__(
         self,
         send: Callable[[str], Awaitable[None]],
         on_overflow: Callable[[], None],
         size: int,
         *,
-        name: str = "ws-outbox",
+        name: str = "ws-send-queue",
     ) -> None:
         self._send = send
         self._on_overflow = on_overflow

@@ -1,0 +1,8 @@
+"""What the cloud tells people: SMS codes, mails (sign-up notices, reset links), and the outbox they all go to."""
+
+from __future__ import annotations
+
+from gizdev.cloud.messages.message import Channel, Message, Sender, SendFailed
+from gizdev.cloud.messages.outbox import OUTBOX_FILE, Outbox, OutboxSender
+
+__all__ = ["OUTBOX_FILE", "Channel", "Message", "Outbox", "OutboxSender", "SendFailed", "Sender"]
