@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -158,7 +159,7 @@ class RealtimeHub:
         if not subscribers:
             return
         is_answer = event.cmd == BusinessCmd.CONTROL_REPLY
-        raw = message("s2c_raw", {"did": event.did, "raw": list(event.frame)})
+        raw = functools.cache(lambda: message("s2c_raw", {"did": event.did, "raw": list(event.frame)}))
         attrs = None if event.values is None else {"did": event.did, "attrs": noti_attrs(event.values)}
         noti = None
         if attrs is not None:
@@ -168,17 +169,17 @@ class RealtimeHub:
             mine = session is requester
             if session.custom:
                 if mine or not is_answer:  # a 0x0094 belongs to the client whose 0x0093 it answers
-                    self._push((session,), raw)
+                    self._push((session,), raw())
             elif is_answer and mine:
                 self._push((session,), message("s2c_ack", None, res_sn=event.sn, did=event.did))
                 if attrs is not None:
                     self._push((session,), message("s2c_noti", attrs, res_sn=event.sn))
                 elif event.p0:
-                    self._push((session,), raw)
+                    self._push((session,), raw())
             elif noti is not None:
                 self._push((session,), noti)
             elif event.p0 and not is_answer:
-                self._push((session,), raw)  # pass-through data, or a product without data points
+                self._push((session,), raw())  # pass-through data, or a product without data points
 
     # -- the bindings handlers' hook --------------------------------------------------------------------------------
 
