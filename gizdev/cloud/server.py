@@ -23,8 +23,10 @@ from aiohttp import web
 from gizdev.cloud.broker import BrokerSettings, DeviceAccount, ManagedMosquitto
 from gizdev.cloud.devicebus import DeviceBus
 from gizdev.cloud.http import CloudContext, HttpSettings, make_app
+from gizdev.cloud.http.realtime import new_hub
 from gizdev.cloud.messages import OUTBOX_FILE, Outbox, OutboxSender
 from gizdev.cloud.products import ProductCache
+from gizdev.cloud.realtime import RealtimeHub, RealtimeSettings
 from gizdev.cloud.security import KDF_DEFAULT, KdfParams, PasswordPolicy
 from gizdev.cloud.storage import DATABASE_FILE, Storage
 from gizdev.errors import AddressInUse, BrokerError, ConfigError
@@ -60,6 +62,7 @@ class CloudConfig:
     public_mqtts_port: int = 0
     public_wss_port: int = 0
     refuse_plain_registration: bool = False  # POST /dev/devices answers 9048 (device_api.py says why)
+    realtime: RealtimeSettings = field(default_factory=RealtimeSettings)  # the WebSocket API's limits
 
 
 def database_for(config: CloudConfig) -> str | Path:
@@ -76,6 +79,7 @@ class CloudServer:
         self.broker: ManagedMosquitto | None = None
         self.bus: DeviceBus | None = None
         self.context: CloudContext | None = None  # what the HTTP handlers share (its caches, its settings)
+        self.realtime: RealtimeHub | None = None
         self._runner: web.AppRunner | None = None
         self.metrics: MetricsServer | None = None
         self.http_port = config.http_port
@@ -137,8 +141,11 @@ class CloudServer:
                     refuse_plain_registration=config.refuse_plain_registration,
                 ),
                 clock=self.clock,
+                realtime_settings=config.realtime,
             )
             self.context = ctx
+            self.realtime = new_hub(ctx)
+            self.bus.add_listener(self.realtime)
             http_metrics = self._start_metrics(config.metrics) if config.metrics else None
             self._runner = web.AppRunner(make_app(ctx, http_metrics), handle_signals=False)
             await self._runner.setup()
@@ -227,6 +234,14 @@ class CloudServer:
             yield CounterMetricFamily(
                 "gizdev_controls_sent", "Controls published to devices", value=bus.stats.controls_sent
             )
+            hub = self.realtime
+            if hub is not None:
+                yield GaugeMetricFamily(
+                    "gizdev_ws_sessions", "WebSocket API clients logged in now", value=hub.session_count
+                )
+                yield CounterMetricFamily(
+                    "gizdev_ws_dropped", "WebSocket API clients dropped for not reading", value=hub.stats.dropped
+                )
 
         registry = new_registry(bus_metrics)
         http = HttpMetrics(registry)
@@ -242,7 +257,12 @@ class CloudServer:
         metrics, self.metrics = self.metrics, None
         if metrics is not None:
             metrics.close()
+        hub, self.realtime = self.realtime, None
         bus, self.bus = self.bus, None
+        if hub is not None:
+            if bus is not None:
+                bus.remove_listener(hub)
+            await hub.close()
         if bus is not None:
             await bus.stop()
         broker, self.broker = self.broker, None

@@ -21,8 +21,10 @@ from typing import Any
 
 import pytest
 
+from gizdev.cloud.security import token_digest
 from gizdev.protocol.device_api import encrypt_form
 from tests.cloud.broker_fixtures import RawMqtt31
+from tests.cloud.realtime_helpers import ws_client
 from tests.cloud.server_fixtures import TEMP_HUMI_SCHEMA, CloudThread, Reply, make_cloud, world_searchable_dir
 from tests.cloud.test_device_api import CONNACK_REFUSED, sealed_registration
 from tests.cloud.test_open_api_seed import (
@@ -304,6 +306,20 @@ def test_another_apps_id_reads_nothing(cloud: CloudThread) -> None:
     assert_error(cloud.api("GET", f"/app/devdata/{did}/latest", appid=own), 9014, 404)
     assert_error(cloud.api("POST", f"/app/control/{did}", {"attrs": {"temp": 1}}, appid=own, token=token), 9014, 404)
     assert listing(cloud, own, token) == []
+    uid = cloud.call(cloud.storage.lookup_session(token_digest(token)))
+    assert uid is not None
+
+    async def realtime() -> None:  # the WebSocket API answers the same way: the device is not A's to reach
+        async with ws_client(cloud) as ws:
+            await ws.login(own, uid[1].uid, token, auto=False)
+            await ws.send("subscribe_req", [{"did": did}])
+            reply = await ws.expect("subscribe_res")
+            assert reply["data"]["success"] == []
+            assert [entry["error_code"] for entry in reply["data"]["failed"]] == [9014]
+            await ws.send("c2s_write", {"did": did, "attrs": {"temp": 1}})
+            assert await ws.invalid() == 9014
+
+    run(realtime())
     cloud.call(cloud.storage.link_app_product(own, PK))
     cloud.forget_cached_apps()
     assert [item["did"] for item in listing(cloud, own, token)] == [did]

@@ -152,6 +152,7 @@ async def bind(request: web.Request) -> web.Response:
         # now: a new remark or alias replaces the old one; one not sent is kept.
         await ctx.storage.bind(user.uid, did, remark, dev_alias=dev_alias, rebind=True)
         _LOGGER.info("user %s bound device %s", user.uid, did)
+        ctx.binding_events.binding_changed(user.uid, did, True)
         success.append(did)
     return web.json_response({"success": success, "failed": failed})
 
@@ -176,6 +177,7 @@ async def unbind(request: web.Request) -> web.Response:
             failed.append(did)
             continue
         _LOGGER.info("user %s unbound device %s", user.uid, did)
+        ctx.binding_events.binding_changed(user.uid, did, False)
         success.append(did)
     return web.json_response({"success": success, "failed": failed})
 

@@ -15,6 +15,7 @@ from gizdev.cloud.codes import CodeBook
 from gizdev.cloud.devicebus import DeviceBus
 from gizdev.cloud.messages import Sender
 from gizdev.cloud.products import ProductCache
+from gizdev.cloud.realtime import RealtimeHub, RealtimeSettings
 from gizdev.cloud.security import (
     DEFAULT_PASSWORD_POLICY,
     KDF_DEFAULT,
@@ -25,7 +26,7 @@ from gizdev.cloud.security import (
 from gizdev.cloud.storage import App, Device, Storage, User
 from gizdev.cloud.throttle import Throttle
 
-__all__ = ["CONTEXT", "BrokerAccounts", "CloudContext", "HttpSettings"]
+__all__ = ["CONTEXT", "BindingEvents", "BrokerAccounts", "CloudContext", "HttpSettings", "NoBindingEvents"]
 
 SESSION_CACHE_S = 1.0  # how long a token's lookup is trusted: a query per request cost a third of the throughput
 
@@ -62,6 +63,20 @@ class BrokerAccounts(Protocol):
     async def remove_device(self, did: str) -> bool: ...
 
 
+class BindingEvents(Protocol):
+    """Told by the bindings handlers when a user binds or unbinds a device (the realtime hub's
+    ``s2c_binding_changed``); called on the handler's task, so it must return at once."""
+
+    def binding_changed(self, uid: str, did: str, bound: bool) -> None: ...
+
+
+class NoBindingEvents:
+    """Nobody listens (an HTTP application without the realtime API)."""
+
+    def binding_changed(self, uid: str, did: str, bound: bool) -> None:
+        return None
+
+
 @dataclass
 class CloudContext:
     storage: Storage
@@ -73,6 +88,9 @@ class CloudContext:
     accounts: BrokerAccounts | None = None
     settings: HttpSettings = field(default_factory=HttpSettings)
     clock: Callable[[], float] = time.time
+    binding_events: BindingEvents = field(default_factory=NoBindingEvents)
+    realtime: RealtimeHub | None = None  # the WebSocket API's clients; None: no /ws/app/v1
+    realtime_settings: RealtimeSettings = field(default_factory=RealtimeSettings)
     hashing: asyncio.Semaphore = field(init=False)  # settings.hash_concurrency password hashes at once
     codes: CodeBook = field(init=False)  # one-time codes in the storage
     throttle: Throttle = field(init=False)  # abuse counters in the storage
