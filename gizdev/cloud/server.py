@@ -11,7 +11,7 @@ import errno
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -26,6 +26,7 @@ from gizdev.cloud.messages import OUTBOX_FILE, Outbox, OutboxSender
 from gizdev.cloud.products import ProductCache
 from gizdev.cloud.security import KDF_DEFAULT, KdfParams, PasswordPolicy
 from gizdev.cloud.storage import DATABASE_FILE, Storage
+from gizdev.cloud.throttle import AbuseLimits
 from gizdev.errors import AddressInUse, BrokerError, ConfigError
 
 if TYPE_CHECKING:
@@ -54,6 +55,8 @@ class CloudConfig:
     kdf: KdfParams = KDF_DEFAULT
     mosquitto_binary: str | None = None
     metrics: tuple[str, int] | None = None  # (host, port) of a Prometheus /metrics endpoint; loopback only
+    limits: AbuseLimits = field(default_factory=AbuseLimits)  # 9041: logins, sign-ups, registrations
+    oauth_endpoints: Mapping[str, str] = field(default_factory=dict)  # src (baidu, sina, qq) → token-check URL
 
 
 def database_for(config: CloudConfig) -> str | Path:
@@ -119,6 +122,8 @@ class CloudServer:
                     mqtt_port=public_port,
                     password_policy=config.password_policy,
                     kdf=config.kdf,
+                    limits=config.limits,
+                    oauth_endpoints=dict(config.oauth_endpoints),
                 ),
                 clock=self.clock,
             )

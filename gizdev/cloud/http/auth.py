@@ -9,11 +9,16 @@ from gizdev.cloud.http.context import context_of
 from gizdev.cloud.security import token_digest
 from gizdev.cloud.storage import App, InvalidInput, NotFound, User
 
-__all__ = ["APP_HEADER", "TOKEN_HEADER", "optional_user", "require_app", "require_user"]
+__all__ = ["APP_HEADER", "TOKEN_HEADER", "client_address", "optional_user", "require_app", "require_user"]
 
 APP_HEADER = "X-Gizwits-Application-Id"
 TOKEN_HEADER = "X-Gizwits-User-token"
 _MAX_HEADER = 128
+
+
+def client_address(request: web.Request) -> str:
+    """The peer's address, what abuse limits count by (the cloud listens on its own, not behind a proxy)."""
+    return request.remote or "unknown"
 
 
 async def require_app(request: web.Request) -> App:

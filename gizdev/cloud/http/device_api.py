@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl, urlencode
 from aiohttp import web
 
 from gizdev.cloud.errors import ApiError, Code
+from gizdev.cloud.http.auth import client_address
 from gizdev.cloud.http.context import CloudContext, context_of
 from gizdev.cloud.http.forms import form_fields, invalid
 from gizdev.cloud.storage import Device, InvalidInput, NotFound, Registration
@@ -48,6 +49,12 @@ async def _register(ctx: CloudContext, mac: str, product_key: str, passcode: str
     return registration
 
 
+async def _count_registration(ctx: CloudContext, request: web.Request) -> None:
+    # Well-formed registrations only (a garbled form costs nothing): each may create a DID and a broker account.
+    limit = ctx.settings.limits.device_registrations_per_address
+    await ctx.throttle.take(f"register-address:{client_address(request)}", limit, "device registrations")
+
+
 def _provision_text(ctx: CloudContext) -> str:
     host = ctx.settings.mqtt_host
     return urlencode(
@@ -70,6 +77,7 @@ async def register(request: web.Request) -> web.Response:
     for name in ("passcode", "mac", "product_key"):
         if not form.get(name):
             raise invalid(f"{name} is required")
+    await _count_registration(ctx, request)
     registration = await _register(ctx, form["mac"], form["product_key"], form["passcode"], encrypted=False)
     return _form_reply(f"did={registration.did}", status=201)
 
@@ -152,6 +160,7 @@ async def register_sealed(request: web.Request) -> web.Response:
             raise invalid(f"data: {name} is required")
     if fields.get("type", "normal") not in DEVICE_TYPES:
         raise invalid(f"data: type must be one of {', '.join(DEVICE_TYPES)}")
+    await _count_registration(ctx, request)
     registration = await _register(ctx, fields["mac"], product_key, fields["passcode"], encrypted=True)
     return _form_reply(encrypt_form(secret, f"did={registration.did}"), status=201)
 

@@ -191,10 +191,38 @@ def _accounts(conn: sa.Connection) -> None:
     md.create_all(conn, checkfirst=False)
 
 
+# --- step 6: third-party identities (authData sign-up, §3.2) --------------------------------------------------
+
+
+def _reserved(conn: sa.Connection) -> None:
+    """Steps 4 and 5 are other changes' (being written in parallel); placeholders until they are merged."""
+
+
+def _identities(conn: sa.Connection) -> None:
+    md = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    sa.Table("apps", md, sa.Column("appid", sa.String(64), primary_key=True))
+    sa.Table("users", md, sa.Column("uid", sa.String(32), primary_key=True))
+    sa.Table(
+        "user_identities",
+        md,
+        sa.Column("appid", sa.String(64), sa.ForeignKey("apps.appid"), primary_key=True),
+        sa.Column("src", sa.String(16), primary_key=True),
+        sa.Column("external_uid", sa.String(128), primary_key=True),
+        sa.Column("uid", sa.String(32), sa.ForeignKey("users.uid", ondelete="CASCADE"), nullable=False),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.Index(None, "uid"),
+    )
+    md.tables["user_identities"].create(conn)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables: apps, products, devices, users, tokens, bindings, latest_data", _initial_tables),
     Migration(2, "users.is_disabled", _users_is_disabled),
     Migration(3, "users: email, phone, profile; one_time_codes; throttle_hits", _accounts),
+    # Placeholders (the lead renumbers at merge): the accounts helper was given step 6.
+    Migration(4, "reserved", _reserved),
+    Migration(5, "reserved", _reserved),
+    Migration(6, "user_identities: third-party sign-ups (authData src + uid)", _identities),
 )
 
 
