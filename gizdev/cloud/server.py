@@ -57,6 +57,7 @@ class CloudConfig:
     metrics: tuple[str, int] | None = None  # (host, port) of a Prometheus /metrics endpoint; loopback only
     limits: AbuseLimits = field(default_factory=AbuseLimits)  # 9041: logins, sign-ups, registrations
     oauth_endpoints: Mapping[str, str] = field(default_factory=dict)  # src (baidu, sina, qq) → token-check URL
+    oauth_timeout_s: float = 5.0  # a provider's whole answer
 
 
 def database_for(config: CloudConfig) -> str | Path:
@@ -124,6 +125,7 @@ class CloudServer:
                     kdf=config.kdf,
                     limits=config.limits,
                     oauth_endpoints=dict(config.oauth_endpoints),
+                    oauth_timeout_s=config.oauth_timeout_s,
                 ),
                 clock=self.clock,
             )
