@@ -76,6 +76,7 @@ class CloudServer:
         self._runner: web.AppRunner | None = None
         self.metrics: MetricsServer | None = None
         self.http_port = config.http_port
+        self.context: CloudContext | None = None  # what the HTTP handlers share, once started (tools and tests)
 
     @property
     def http_url(self) -> str:
@@ -129,6 +130,7 @@ class CloudServer:
                 ),
                 clock=self.clock,
             )
+            self.context = ctx
             http_metrics = self._start_metrics(config.metrics) if config.metrics else None
             self._runner = web.AppRunner(make_app(ctx, http_metrics), handle_signals=False)
             await self._runner.setup()

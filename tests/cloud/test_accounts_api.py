@@ -353,6 +353,9 @@ def test_anonymous_to_phone_as_in_the_seed_and_by_post(accounts: Accounts) -> No
     assert accounts.login("1328830223", "123456").body["uid"] == uid
     # The old SDKs' way (§3.3 note): POST /app/users with the user token converts, answered as PUT is.
     other_token, other_uid, _ = anonymous_with_a_device(accounts, "phone-b", "AABBCCDDEE03")
+    # Only a conversion needs the token, so only a conversion is refused for a bad one (a sign-up ignores it).
+    assert_refused(accounts.post({"username": "carol", "password": "123456"}, token="0" * 32), 9004)
+    assert accounts.user(other_uid).username is None
     by_post = accounts.post({"username": "carol", "password": "123456"}, token=other_token)
     assert_updated(by_post, accounts.clock)
     assert accounts.me(other_token)["username"] == "carol"
@@ -501,9 +504,9 @@ def test_refused_sign_ups_create_nothing_and_ask_no_provider(accounts: Accounts)
 # -- login, logout, status -------------------------------------------------------------------------------------
 
 
-def throttled_login(accounts: Accounts, name: str, password: str) -> int:
+def throttled_login(accounts: Accounts, name: str, password: str, timeout_s: float = 30) -> int:
     """Send the login and expect 9041 (HTTP 429); the Retry-After seconds."""
-    conn = http.client.HTTPConnection("127.0.0.1", accounts.cloud.http_port, timeout=30)
+    conn = http.client.HTTPConnection("127.0.0.1", accounts.cloud.http_port, timeout=timeout_s)
     try:
         body = json.dumps({"username": name, "password": password})
         headers = {"Content-Type": "application/json", "X-Gizwits-Application-Id": accounts.appid}
@@ -544,6 +547,35 @@ def test_failed_logins_are_throttled_per_account_and_per_address(accounts: Accou
     assert 0 < wait <= limits.login_per_address.window_s
     accounts.clock.advance(wait)
     assert accounts.login("bob", "123456").status == 200
+
+
+def test_a_locked_account_costs_no_password_hash(accounts: Accounts) -> None:
+    """The limit is checked before the KDF: with every hashing slot held, locked logins are still answered."""
+    token_of(accounts.post({"username": "bob", "password": "123456"}))
+    for name in ("bob", "ghost"):
+        for _ in range(AbuseLimits().login_per_account.count):
+            assert_refused(accounts.login(name, "wrong-password"), 9020)
+    ctx = accounts.cloud.server.context
+    assert ctx is not None
+    slots = ctx.settings.hash_concurrency
+
+    async def hold() -> None:
+        for _ in range(slots):
+            await ctx.hashing.acquire()
+
+    async def release() -> None:
+        for _ in range(slots):
+            ctx.hashing.release()
+
+    accounts.cloud.call(hold())
+    try:
+        for name in ("bob", "ghost"):
+            started = time.monotonic()
+            throttled_login(accounts, name, "123456", timeout_s=5)  # a hash would wait for a slot: a timeout
+            assert time.monotonic() - started < 2
+    finally:
+        accounts.cloud.call(release())
+    assert accounts.login("carol", "123456").status == 400  # hashing works again once the slots are free
 
 
 def test_anonymous_sign_ups_are_throttled_per_address(accounts: Accounts) -> None:

@@ -635,6 +635,14 @@ KNOWN_KEYS = [
     "phone_id",
     "username",
     "password",
+    "phone",
+    "code",
+    "old_pwd",
+    "new_pwd",
+    "name",
+    "gender",
+    "birthday",
+    "authData",
     "devices",
     "did",
     "passcode",
@@ -686,6 +694,7 @@ def test_random_json_bodies_never_give_a_server_error(cloud: CloudThread, body: 
     payload = json.dumps(body).encode()
     for method, path in (
         ("POST", "/app/users"),
+        ("PUT", "/app/users"),
         ("POST", "/app/login"),
         ("POST", "/app/bindings"),
         ("DELETE", "/app/bindings"),
