@@ -166,19 +166,20 @@ def _spoken(fields: frozenset[str]) -> str:
     return " + ".join(sorted(fields))
 
 
-def _pattern(body: Body, patterns: Mapping[str, frozenset[str]], *, ignored: frozenset[str] = frozenset()) -> str:
-    """The name of the pattern whose fields are exactly the body's; 9015 naming the choices otherwise."""
-    given = frozenset(body.model_fields_set) - ignored
+def _pattern(body: Body, patterns: Mapping[str, frozenset[str]], *, profile: bool = False) -> str:
+    """The name of the pattern whose fields are exactly the body's (``lang`` aside, on sign-ups), or "profile" for
+    profile fields alone when ``profile``; 9015 naming the choices otherwise."""
+    given = frozenset(body.model_fields_set) - (frozenset() if profile else {"lang"})
     for name, fields in patterns.items():
         if given == fields:
             missing = sorted(field for field in fields if getattr(body, field) is None)
             if missing:
                 raise invalid(f"{missing[0]}: must not be null")
             return name
-    if given and given <= PROFILE and patterns is UPDATES:
+    if profile and given and given <= PROFILE:
         return "profile"
     choices = "; ".join(_spoken(fields) for fields in patterns.values())
-    if patterns is UPDATES:
+    if profile:
         choices += "; profile fields (" + ", ".join(sorted(PROFILE)) + ")"
     shown = ", ".join(sorted(given)) or "no fields"
     raise invalid(f"give exactly one of: {choices} (this body has {shown})")
@@ -206,11 +207,6 @@ async def _hash(ctx: CloudContext, password: str) -> str:
 async def _verify(ctx: CloudContext, stored: str | None, password: str) -> bool:
     async with ctx.hashing:
         return await asyncio.to_thread(verify_password, stored, password, ctx.settings.kdf)
-
-
-async def _new_password_hash(ctx: CloudContext, password: str) -> str:
-    ctx.settings.password_policy.check(password)
-    return await _hash(ctx, password)
 
 
 async def _find(ctx: CloudContext, appid: str, field: str, value: str) -> User | None:
@@ -367,9 +363,9 @@ async def create_user(call: Call[CreateUser, Empty]) -> web.Response:
             # The old SDKs' conversion (§3.3): only then does the token matter; a sign-up ignores a stale one.
             user = await optional_user(call.request, call.app)
             assert user is not None
-            kind = _pattern(call.body, CONVERSIONS, ignored=frozenset({"lang"}))
-            return _answer(await _convert(call.ctx, user, kind, call.body), 200)
-    kind = _pattern(call.body, SIGN_UPS, ignored=frozenset({"lang"}))
+            kind = _pattern(call.body, CONVERSIONS)
+            return _answer(await _convert(call.ctx, user.uid, kind, call.body), 200)
+    kind = _pattern(call.body, SIGN_UPS)
     user = await _sign_up(call, kind)
     return _answer(await _issue_token(call.ctx, user), 201)
 
@@ -377,9 +373,10 @@ async def create_user(call: Call[CreateUser, Empty]) -> web.Response:
 # --- updates ----------------------------------------------------------------------------------------------------
 
 
-async def _convert(ctx: CloudContext, user: User, kind: str, body: CreateUser | UpdateUser) -> UpdatedReply:
+async def _convert(ctx: CloudContext, uid: str, kind: str, body: CreateUser | UpdateUser) -> UpdatedReply:
     """An account without a password gets a username (or a phone, proved by a code) and a password; it keeps its
     uid, tokens and bindings, and lets go of its phone_id."""
+    user = await ctx.storage.get_user_by_uid(uid)  # as stored: the session cache may not have seen a conversion
     if user.password_hash is not None:
         raise invalid("this account has a password already: change it with old_pwd and new_pwd")
     assert body.password is not None
@@ -465,9 +462,9 @@ async def _change_contact(ctx: CloudContext, user: User, field: Literal["email",
 )
 async def update_user(call: Call[UpdateUser, Empty]) -> UpdatedReply:
     ctx, user, body = call.ctx, call.user, call.body
-    kind = _pattern(body, UPDATES)
+    kind = _pattern(body, UPDATES, profile=True)
     if kind in CONVERSIONS:
-        reply = await _convert(ctx, await ctx.storage.get_user_by_uid(user.uid), kind, body)
+        reply = await _convert(ctx, user.uid, kind, body)
     else:
         if kind == "password":
             await _change_password(call)
