@@ -184,7 +184,17 @@ def test_names_are_compared_folded_and_hidden_characters_refused(accounts: Accou
         assert reply.body["detail_message"].startswith("username: "), reply
         assert_refused(accounts.login(hostile, "123456"), 9015)
     assert_refused(accounts.post({"email": "ann\u202e@example.org", "password": "123456"}), 9015)
+    # Login takes an email-shaped name as an email: a username like Ann's address would lock her out of it.
+    shadow = accounts.post({"username": "ANN@example.org", "password": "attacker1"})
+    assert_refused(shadow, 9015)
+    assert "looks like an email address" in shadow.body["detail_message"]
     assert len(accounts.users()) == before
+    # A phone-shaped username still logs in while no account has that phone; then the phone (proved by an SMS
+    # code) is what the name means.
+    digits = accounts.post({"username": "13288302230", "password": "123456"})
+    assert accounts.login("13288302230", "123456").body["uid"] == digits.body["uid"]
+    owner = accounts.post({"phone": "13288302230", "password": "654321", "code": accounts.sms_code("13288302230")})
+    assert accounts.login("13288302230", "654321").body["uid"] == owner.body["uid"]
 
 
 SEED_PHONE = '{{\n    "phone": "123456",\n    "password": "123456",\n    "code": "{code}"\n}}'
@@ -334,6 +344,8 @@ def test_anonymous_to_username_as_in_the_seed_keeps_uid_tokens_and_bindings(acco
     again = accounts.post({"phone_id": "apiary"})
     assert token_of(again) and again.body["uid"] != uid
     assert bound_dids(accounts, again.body["token"]) == []
+    email_shaped = accounts.put({"username": "bob@bob.com", "password": "123456"}, again.body["token"])
+    assert_refused(email_shaped, 9015)
     # A named account has a password: converting again is refused, by PUT and by POST.
     for method in ("PUT", "POST"):
         body = {"username": "bob2", "password": "123456"}

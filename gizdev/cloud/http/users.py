@@ -21,6 +21,7 @@ computed, so a locked account costs no KDF time, and an unknown name is counted 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import re
@@ -254,6 +255,7 @@ NameField = Literal["username", "email", "phone"]
 async def _named(ctx: CloudContext, app: App, field: NameField, value: str, pw: str) -> User:
     """A new user named ``value`` in ``field`` with password ``pw`` (checked against the policy); 9019/9022/9018
     when the name is taken (told before the KDF runs)."""
+    _refuse_email_shaped(field, value)
     ctx.settings.password_policy.check(pw)
     if await _find(ctx, app.appid, field, value) is not None:
         raise ApiError(_TAKEN[field])
@@ -265,6 +267,12 @@ async def _named(ctx: CloudContext, app: App, field: NameField, value: str, pw: 
         raise ApiError(_TAKEN[field]) from None
     _LOGGER.info("app %s: user %s created (%s)", app.appid, user.uid, field)
     return user
+
+
+def _refuse_email_shaped(field: str, value: str) -> None:
+    # Login takes an email-shaped name as an email (§3.4): such a username could lock its owner out of her mail.
+    if field == "username" and _is_email(value):
+        raise invalid("username: looks like an email address; sign up with email and password instead")
 
 
 async def _notify_sign_up(ctx: CloudContext, app: App, email: str) -> None:
@@ -385,6 +393,7 @@ async def _convert(ctx: CloudContext, uid: str, kind: str, body: CreateUser | Up
     if kind == "to_username":
         assert body.username is not None
         field, value = "username", body.username
+        _refuse_email_shaped(field, value)
     else:
         assert body.phone is not None and body.code is not None
         field, value = "phone", body.phone
@@ -488,23 +497,34 @@ async def update_user(call: Call[UpdateUser, Empty]) -> UpdatedReply:
 # --- login, logout, the account ---------------------------------------------------------------------------------
 
 
-async def _account_named(ctx: CloudContext, appid: str, name: str) -> tuple[str, User | None]:
-    """The canonical form of ``name`` and the account it names: a username, else an email, else a phone (§3.4)."""
+def _is_email(name: str) -> bool:
     try:
-        key = username_key(name)
+        email_key(name)
+    except ValueError:
+        return False
+    return True
+
+
+async def _account_named(ctx: CloudContext, appid: str, name: str) -> tuple[str, User | None]:
+    """The canonical form of ``name`` and the account it names (§3.4: a username, an email or a phone).
+
+    An email-shaped name is looked up as an email only (usernames cannot be email-shaped, so no username can stand
+    in front of someone's address), a phone-shaped one as a phone first (a phone is proved by an SMS code, a
+    username by nothing), then as a username."""
+    try:
+        candidates = [("username", username_key(name))]
     except ValueError as exc:
         raise invalid(f"username: {exc}") from None
-    found = await _find(ctx, appid, "username", key)
-    for field, canonical in (("email", email_key), ("phone", phone_key)):
+    if _is_email(name):
+        candidates = [("email", email_key(name))]
+    else:
+        with contextlib.suppress(ValueError):  # not phone-shaped
+            candidates.insert(0, ("phone", phone_key(name)))
+    for field, key in candidates:
+        found = await _find(ctx, appid, field, key)
         if found is not None:
-            break
-        try:
-            value = canonical(name)
-        except ValueError:
-            continue
-        key = value
-        found = await _find(ctx, appid, field, value)
-    return key, found
+            return key, found
+    return candidates[0][1], None
 
 
 @api.endpoint(
