@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -112,6 +113,23 @@ def register(commands: Any) -> None:
             help=f"the TLS port of a proxy in front of the {'broker' if what == 'port_s' else 'HTTP port'}, "
             f"announced as {what} in GET /app/bindings (default 0: none)",
         )
+    serve.add_argument(
+        "--oauth-endpoint",
+        type=_oauth_endpoint,
+        action="append",
+        default=[],
+        metavar="SRC=URL",
+        help="offer third-party sign-up through SRC (baidu, sina, qq), checking tokens at URL the way the provider's "
+        "API is called (e.g. qq=https://graph.qq.com/oauth2.0/me); repeatable",
+    )
+    serve.add_argument(
+        "--limit",
+        type=_limit,
+        action="append",
+        default=[],
+        metavar="NAME=COUNT/SECONDS",
+        help=f"an abuse limit ({', '.join(LIMIT_NAMES)}), e.g. login-account=5/900; repeatable",
+    )
     serve.set_defaults(run=_run_serve)
 
     app = sub.add_parser("app", help="applications (the appid apps send)").add_subparsers(
@@ -184,11 +202,41 @@ def register(commands: Any) -> None:
 
 # -- serve ------------------------------------------------------------------------------------------------------
 
+#: --limit names → the AbuseLimits fields they set
+LIMIT_NAMES = {
+    "login-account": "login_per_account",
+    "login-address": "login_per_address",
+    "anonymous-sign-ups": "anonymous_sign_ups_per_address",
+    "device-registrations": "device_registrations_per_address",
+}
+
+
+def _oauth_endpoint(text: str) -> tuple[str, str]:
+    from gizdev.cloud.oauth import parse_endpoint  # noqa: PLC0415 - start-up time
+
+    try:
+        return parse_endpoint(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _limit(text: str) -> tuple[str, int, int]:
+    name, _, rule = text.partition("=")
+    count, _, window = rule.partition("/")
+    if name not in LIMIT_NAMES or not count.isdigit() or not window.isdigit() or int(count) < 1 or int(window) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expects NAME=COUNT/SECONDS with NAME one of {', '.join(LIMIT_NAMES)}, e.g. login-account=5/900, "
+            f"not {text!r}"
+        )
+    return LIMIT_NAMES[name], int(count), int(window)
+
 
 def _run_serve(args: argparse.Namespace) -> int:
     from gizdev.cloud.security import STRICT_PASSWORD_POLICY, PasswordPolicy  # noqa: PLC0415 - start-up time
     from gizdev.cloud.server import CloudConfig  # noqa: PLC0415 - start-up time
+    from gizdev.cloud.throttle import AbuseLimits, Limit  # noqa: PLC0415 - start-up time
 
+    limits = dataclasses.replace(AbuseLimits(), **{field: Limit(count, window) for field, count, window in args.limit})
     config = CloudConfig(
         data_dir=args.data_dir,
         http_host=args.http[0],
@@ -204,6 +252,8 @@ def _run_serve(args: argparse.Namespace) -> int:
         public_mqtts_port=args.public_mqtts_port,
         public_wss_port=args.public_wss_port,
         refuse_plain_registration=args.refuse_plain_registration,
+        limits=limits,
+        oauth_endpoints=dict(args.oauth_endpoint),
     )
     return asyncio.run(_serve(config))
 

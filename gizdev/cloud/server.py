@@ -12,7 +12,7 @@ import errno
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -29,6 +29,7 @@ from gizdev.cloud.products import ProductCache
 from gizdev.cloud.realtime import RealtimeHub, RealtimeSettings
 from gizdev.cloud.security import KDF_DEFAULT, KdfParams, PasswordPolicy
 from gizdev.cloud.storage import DATABASE_FILE, Storage
+from gizdev.cloud.throttle import AbuseLimits
 from gizdev.errors import AddressInUse, BrokerError, ConfigError
 
 if TYPE_CHECKING:
@@ -63,6 +64,9 @@ class CloudConfig:
     public_wss_port: int = 0
     refuse_plain_registration: bool = False  # POST /dev/devices answers 9048 (device_api.py says why)
     realtime: RealtimeSettings = field(default_factory=RealtimeSettings)  # the WebSocket API's limits
+    limits: AbuseLimits = field(default_factory=AbuseLimits)  # 9041: logins, sign-ups, registrations
+    oauth_endpoints: Mapping[str, str] = field(default_factory=dict)  # src (baidu, sina, qq) → token-check URL
+    oauth_timeout_s: float = 5.0  # a provider's whole answer
 
 
 def database_for(config: CloudConfig) -> str | Path:
@@ -139,6 +143,9 @@ class CloudServer:
                     password_policy=config.password_policy,
                     kdf=config.kdf,
                     refuse_plain_registration=config.refuse_plain_registration,
+                    limits=config.limits,
+                    oauth_endpoints=dict(config.oauth_endpoints),
+                    oauth_timeout_s=config.oauth_timeout_s,
                 ),
                 clock=self.clock,
                 realtime_settings=config.realtime,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -24,7 +24,7 @@ from gizdev.cloud.security import (
     PasswordPolicy,
 )
 from gizdev.cloud.storage import App, Device, Storage, User
-from gizdev.cloud.throttle import Throttle
+from gizdev.cloud.throttle import AbuseLimits, Throttle
 
 __all__ = ["CONTEXT", "BindingEvents", "BrokerAccounts", "CloudContext", "HttpSettings", "NoBindingEvents"]
 
@@ -53,6 +53,11 @@ class HttpSettings:
     token_lifetime_s: int = USER_TOKEN_LIFETIME_S
     max_body_bytes: int = MAX_BODY_BYTES
     hash_concurrency: int = 2  # password hashes at once: each takes the KDF's memory (64 MiB by default)
+    limits: AbuseLimits = field(default_factory=AbuseLimits)  # 9041: logins, sign-ups, registrations
+    # Third-party sign-up (§3.2 authData): the token-check URL of each provider offered (baidu, sina, qq), called
+    # the way the provider's own API is (gizdev.cloud.oauth); a src not listed here is refused.
+    oauth_endpoints: Mapping[str, str] = field(default_factory=dict)
+    oauth_timeout_s: float = 5.0  # the whole provider call, connect to last byte
 
 
 class BrokerAccounts(Protocol):

@@ -79,6 +79,7 @@ from gizdev.cloud.storage.tables import (
     products,
     throttle_hits,
     tokens,
+    user_identities,
     users,
 )
 from gizdev.errors import SchemaError
@@ -97,6 +98,7 @@ MAX_PHONE_ID_LEN = 128
 MAX_PASSWORD_HASH_LEN = 512
 MAX_EMAIL_LEN = 254
 MAX_PHONE_LEN = 32
+MAX_EXTERNAL_UID_LEN = 128  # a provider's id of a person (qq openid: 32 hex digits; baidu, sina: numbers)
 #: The columns a user's account may change (update_user), with their length limits; the HTTP layer decides who may
 #: change which, and normalises emails and phones before they get here.
 USER_UPDATABLE: Mapping[str, int] = {
@@ -866,6 +868,80 @@ class Storage:
             condition = sa.and_(condition, tokens.c.token_hash != keep)
         async with self._transaction(write=True) as conn:
             return int((await conn.execute(sa.delete(tokens).where(condition))).rowcount)
+
+    # --- third-party identities (authData sign-up, §3.2) -------------------------------------------------------------
+
+    async def find_identity_user(self, appid: str, src: str, external_uid: str) -> User:
+        """The user of app ``appid`` signed up through provider ``src`` as ``external_uid``; :class:`NotFound`."""
+        appid = v.text("appid", appid, max_len=64, pattern=v.APPID)
+        src = v.text("src", src, max_len=16, pattern=v.PRINTABLE)
+        external_uid = v.text("external_uid", external_uid, max_len=MAX_EXTERNAL_UID_LEN)
+        query = (
+            sa.select(users)
+            .select_from(user_identities)
+            .join(users, users.c.uid == user_identities.c.uid)
+            .where(
+                user_identities.c.appid == appid,
+                user_identities.c.src == src,
+                user_identities.c.external_uid == external_uid,
+            )
+        )
+        async with self._transaction(write=False) as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            raise NotFound("user", f"{src}:{external_uid}")
+        return _user(row)
+
+    async def create_identity_user(self, appid: str, src: str, external_uid: str) -> User:
+        """A new user of app ``appid`` (no name, no password, not anonymous) and its identity ``src`` +
+        ``external_uid``, in one transaction; :class:`AlreadyExists` if that identity is someone's already."""
+        appid = v.text("appid", appid, max_len=64, pattern=v.APPID)
+        src = v.text("src", src, max_len=16, pattern=v.PRINTABLE)
+        external_uid = v.text("external_uid", external_uid, max_len=MAX_EXTERNAL_UID_LEN)
+        user = User(
+            uid=secrets.token_hex(16),
+            appid=appid,
+            username=None,
+            phone_id=None,
+            password_hash=None,
+            is_anonymous=False,
+            created_at=self._now(),
+        )
+        clash = AlreadyExists("user", src, external_uid)
+        async with self._transaction(write=True) as conn:
+            if (await conn.execute(sa.select(apps.c.appid).where(apps.c.appid == appid))).first() is None:
+                raise NotFound("app", appid)
+            taken = sa.select(user_identities.c.uid).where(
+                user_identities.c.appid == appid,
+                user_identities.c.src == src,
+                user_identities.c.external_uid == external_uid,
+            )
+            if (await conn.execute(taken)).first() is not None:
+                raise clash
+            await conn.execute(
+                sa.insert(users).values(
+                    uid=user.uid,
+                    appid=appid,
+                    password_hash=None,
+                    is_anonymous=False,
+                    created_at=user.created_at,
+                    is_disabled=False,
+                )
+            )
+            stmt = sa.insert(user_identities).values(
+                appid=appid, src=src, external_uid=external_uid, uid=user.uid, created_at=user.created_at
+            )
+            await self._insert(conn, stmt, clash)
+        return user
+
+    async def ping(self) -> bool:
+        """Whether the database answers a query now (``GET /status``); never raises."""
+        try:
+            async with self._transaction(write=False) as conn:
+                await conn.execute(sa.select(sa.literal(1)))
+        except StorageError:
+            return False
+        return True
 
     # --- one-time codes (SMS codes, captcha answers, reset links: codes.CodeBook) -----------------------------------
 

@@ -26,6 +26,7 @@ __all__ = [
     "schema_version",
     "throttle_hits",
     "tokens",
+    "user_identities",
     "users",
 ]
 
@@ -138,6 +139,19 @@ tokens = sa.Table(
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Index(None, "uid"),
     sa.Index(None, "expire_at"),
+)
+
+user_identities = sa.Table(
+    "user_identities",
+    metadata,
+    # Schema version 6: a third-party account (§3.2 authData) is the provider (``src``: baidu, sina, qq) and the
+    # provider's id of the person (``external_uid``, the openid for qq); the same pair again is the same user.
+    sa.Column("appid", sa.String(64), sa.ForeignKey("apps.appid"), primary_key=True),
+    sa.Column("src", sa.String(16), primary_key=True),
+    sa.Column("external_uid", sa.String(128), primary_key=True),
+    sa.Column("uid", sa.String(32), sa.ForeignKey("users.uid", ondelete="CASCADE"), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index(None, "uid"),
 )
 
 bindings = sa.Table(
