@@ -18,17 +18,21 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from aiohttp import web
+from yarl import URL
 
 from gizdev.cloud.broker import BrokerSettings, DeviceAccount, ManagedMosquitto
+from gizdev.cloud.codes import CodeSettings
 from gizdev.cloud.devicebus import DeviceBus
 from gizdev.cloud.http import CloudContext, HttpSettings, make_app
-from gizdev.cloud.messages import OUTBOX_FILE, Outbox, OutboxSender
+from gizdev.cloud.messages import OUTBOX_FILE, Channel, ChannelRouter, Outbox, OutboxSender, Sender
 from gizdev.cloud.products import ProductCache
 from gizdev.cloud.security import KDF_DEFAULT, KdfParams, PasswordPolicy
 from gizdev.cloud.storage import DATABASE_FILE, Storage
 from gizdev.errors import AddressInUse, BrokerError, ConfigError
 
 if TYPE_CHECKING:
+    from gizdev.cloud.messages.smtp import SmtpSettings
+    from gizdev.cloud.messages.webhook import WebhookSettings
     from gizdev.metrics import HttpMetrics, MetricsServer
 
 __all__ = ["DATABASE_FILE", "CloudConfig", "CloudServer", "database_for"]
@@ -54,6 +58,26 @@ class CloudConfig:
     kdf: KdfParams = KDF_DEFAULT
     mosquitto_binary: str | None = None
     metrics: tuple[str, int] | None = None  # (host, port) of a Prometheus /metrics endpoint; loopback only
+    codes: CodeSettings = field(default_factory=CodeSettings)  # lifetimes and limits of codes, captchas, links
+    public_url: str | None = None  # how apps and mail readers reach this cloud (captcha URLs, reset links)
+    smtp: SmtpSettings | None = None  # mail over SMTP; None: mails go to the outbox
+    sms_webhook: WebhookSettings | None = None  # SMS through a webhook; None: SMS go to the outbox
+
+    def __post_init__(self) -> None:
+        if self.public_url is not None:
+            check_public_url(self.public_url)
+
+
+def check_public_url(text: str) -> None:
+    """ConfigError unless ``text`` is an http(s) URL with a host and nothing after the path."""
+    try:
+        url = URL(text)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"the public URL {text!r} is not a URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(f"the public URL must start with http:// or https:// and name a host, not {text!r}")
+    if url.query_string or url.fragment or url.user or url.password:
+        raise ConfigError(f"the public URL must not carry a query, a fragment or credentials: {text!r}")
 
 
 def database_for(config: CloudConfig) -> str | Path:
@@ -118,12 +142,14 @@ class CloudServer:
                 bus=self.bus,
                 products=products,
                 accounts=self.broker,
-                messages=OutboxSender(Outbox(config.data_dir / OUTBOX_FILE, clock=self.clock)),
+                messages=self._sender(),
                 settings=HttpSettings(
                     mqtt_host=public_host,
                     mqtt_port=public_port,
                     password_policy=config.password_policy,
                     kdf=config.kdf,
+                    codes=config.codes,
+                    public_url=config.public_url,
                 ),
                 clock=self.clock,
             )
@@ -138,6 +164,7 @@ class CloudServer:
                     raise AddressInUse(config.http_host, config.http_port, "HTTP") from exc
                 raise ConfigError(f"cannot listen on {config.http_host}:{config.http_port}: {exc}") from exc
             self.http_port = _bound_port(site) or config.http_port
+            ctx.origin = self.http_url
         except BaseException:
             await self.stop()
             raise
@@ -148,6 +175,26 @@ class CloudServer:
             "managed mosquitto" if self.broker else "external broker",
             "PostgreSQL" if config.database and config.database.startswith("postgres") else "SQLite",
         )
+
+    def _sender(self) -> Sender:
+        """The outbox, with SMTP for mail and the webhook for SMS when they are configured."""
+        config = self.config
+        outbox = OutboxSender(Outbox(config.data_dir / OUTBOX_FILE, clock=self.clock))
+        routes: dict[Channel, Sender] = {}
+        if config.smtp is not None:
+            from gizdev.cloud.messages.smtp import SmtpSender  # noqa: PLC0415 - only when configured
+
+            routes["email"] = SmtpSender(config.smtp)
+        if config.sms_webhook is not None:
+            from gizdev.cloud.messages.webhook import WebhookSender  # noqa: PLC0415 - only when configured
+
+            routes["sms"] = WebhookSender(config.sms_webhook)
+        if config.codes.insecure_test_captcha:
+            _LOGGER.warning(
+                "--insecure-test-captcha: every captcha's answer is written to the outbox (%s); development only",
+                config.data_dir / OUTBOX_FILE,
+            )
+        return ChannelRouter(outbox, routes) if routes else outbox
 
     def _prepare_data_dir(self) -> None:
         """The data dir (0700) and, with a managed broker, the way in to its own directory for the broker's user.
