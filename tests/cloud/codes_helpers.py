@@ -145,7 +145,8 @@ def user_with(
     on the storage: sign-up by email and phone is another part's."""
     storage = cloud.storage
     user = cloud.call(storage.create_user(appid, username=username, password_hash=hash_password(password, FAST_KDF)))
-    changes = {key: value for key, value in (("email", email), ("phone", phone)) if value is not None}
-    if changes:
-        user = cloud.call(storage.update_user(user.uid, **changes))
+    if email is not None:
+        user = cloud.call(storage.update_user(user.uid, email=email))
+    if phone is not None:
+        user = cloud.call(storage.update_user(user.uid, phone=phone))
     return user

@@ -302,9 +302,11 @@ def test_wrong_expired_and_reused_codes(start_cloud: CloudFactory) -> None:
     captcha_id, answer = new_captcha(cloud, app, token)
     wrong = "".join("A" if char != "A" else "C" for char in answer)
     body = {"captcha_id": captcha_id, "captcha_code": wrong, "phone": "13800000001"}
-    post = lambda value: seed_call(  # noqa: E731
-        cloud, "POST", "/app/verify/codes", appid=app.appid, app_token=token, body=json.dumps(value)
-    )
+
+    def post(value: dict[str, str]) -> Reply:
+        text = json.dumps(value)
+        return seed_call(cloud, "POST", "/app/verify/codes", appid=app.appid, app_token=token, body=text)
+
     assert_error(post(body), 9010, 400)
     assert_error(post({**body, "captcha_code": answer, "phone": "13800000002"}), 9010, 400)
     assert_error(post({**body, "captcha_id": "0" * 32, "phone": "13800000003"}), 9010, 400)  # no such captcha
