@@ -74,7 +74,11 @@ def register(commands: Any) -> None:
     sub = cloud.add_subparsers(dest="cloud_command", metavar="ACTION", required=True)
 
     serve = sub.add_parser(
-        "serve", help="run the cloud", description=SERVE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter
+        "serve",
+        help="run the cloud",
+        description=SERVE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # "--smtp-password X" must not pass as --smtp-password-file X
     )
     _add_storage_options(serve)
     serve.add_argument(
