@@ -119,12 +119,12 @@ def test_hostile_headers(start_cloud: CloudFactory) -> None:
         sent = {"X-Gizwits-Application-Id": app.appid, "X-Gizwits-Application-Token": value}
         reply = cloud.request("GET", "/app/verify/codes", None, sent)
         assert_refused(reply.status, reply.body, f"token={value[:20]!r} {reply}")
-    # The captcha picture: ids that are not ids are unknown paths; unknown ids are 9010.
-    for path in ("/captcha/image/../../etc/passwd/", "/captcha/image/%00/", "/captcha/image/" + "a" * 33 + "/"):
-        reply = cloud.request("GET", path)
-        assert reply.status == 404 and reply.body["error_code"] == 9015, (path, reply)
-    reply = cloud.request("GET", "/captcha/image/" + "a" * 32 + "/")
-    assert reply.status == 400 and reply.body["error_code"] == 9010
+    # The captcha picture: an id that is not one, or no such captcha: 9010; more path segments: no such path.
+    for captcha_id in ("%00", "a" * 33, "A" * 32, "..", "%2e%2e%2f%2e%2e", "a" * 32):
+        reply = cloud.request("GET", f"/captcha/image/{captcha_id}/")
+        assert reply.status == 400 and reply.body["error_code"] == 9010, (captcha_id, reply)
+    reply = cloud.request("GET", "/captcha/image/../../etc/passwd/")
+    assert reply.status == 404 and reply.body["error_code"] == 9015, reply
     # Methods the endpoints do not take: the JSON error body, with Allow.
     reply = cloud.request("DELETE", "/app/verify/codes")
     assert reply.status == 405 and reply.body["error_code"] == 9015

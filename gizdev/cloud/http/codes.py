@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import secrets
 
 from aiohttp import web
@@ -43,7 +44,7 @@ CAPTCHA_ALPHABET = "ACDEFGHJKLMNPQRTUVWXY2346789"
 CAPTCHA_LENGTH = 5
 CAPTCHA_SIZE = (160, 60)
 MAX_CODE_LEN = 32
-_CAPTCHA_ID = r"[0-9a-f]{32}"
+_CAPTCHA_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class CaptchaReply(Reply):
@@ -155,7 +156,7 @@ async def new_captcha(call: Call[Empty, Empty]) -> CaptchaReply:
 
 @api.endpoint(
     "GET",
-    f"/captcha/image/{{captcha_id:{_CAPTCHA_ID}}}/",
+    "/captcha/image/{captcha_id}/",
     summary="The picture of a captcha (PNG) while it is live; no headers needed (an <img> cannot send them)",
     auth=Auth.NONE,
     responses={200: "image/png"},
@@ -163,7 +164,8 @@ async def new_captcha(call: Call[Empty, Empty]) -> CaptchaReply:
 )
 async def captcha_image(call: Call[Empty, Empty]) -> web.Response:
     ctx = call.ctx
-    png = await ctx.storage.get_captcha_image(call.path("captcha_id"), now=ctx.now())
+    captcha_id = call.path("captcha_id")
+    png = await ctx.storage.get_captcha_image(captcha_id, now=ctx.now()) if _CAPTCHA_ID.fullmatch(captcha_id) else None
     if png is None:
         raise ApiError(Code.CODE_INVALID, "no such captcha, or it has expired or been used")
     return web.Response(

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import logging
+import re
 import secrets
 
 from aiohttp import web
@@ -36,7 +37,11 @@ __all__ = ["RESET_PAGE", "api"]
 _LOGGER = logging.getLogger(__name__)
 api = Api("password reset")
 
-RESET_PAGE = "/reset_password/{uid:[0-9a-f]{32}}/{token:[A-Za-z0-9_-]{43}}"
+# Any segment reaches the page (a mangled link gets the page's own "not valid", not a JSON error); the handler
+# checks the shapes.
+RESET_PAGE = "/reset_password/{uid}/{token}"
+_UID = re.compile(r"[0-9a-f]{32}")
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{43}")
 MAX_PASSWORD_FIELD_LEN = 1024  # the policy has the real limit; this bounds what is parsed
 
 # The page needs no script, style, image or frame: forbid them all; the form may post only back here.
@@ -175,7 +180,14 @@ def _form(ctx: CloudContext, status: int = 200, problem: str | None = None) -> w
     return _page(status, "Choose a new password", text, form=True, min_length=policy.min_length)
 
 
-_PAGE_RESPONSES: dict[int, type | str | None] = {200: "text/html", 400: "text/html", 404: "text/html", 410: "text/html"}
+# 422: the form again, with what the policy found wrong; a malformed form body is the JSON 9015 (400) of any body.
+_PAGE_RESPONSES: dict[int, type | str | None] = {200: "text/html", 404: "text/html", 410: "text/html", 422: "text/html"}
+
+
+async def _link_state(ctx: CloudContext, uid: str, token: str) -> str:
+    if not (_UID.fullmatch(uid) and _TOKEN.fullmatch(token)):
+        return "invalid"
+    return await ctx.codes.check(Purpose.RESET_LINK, uid, token)
 
 
 @api.endpoint(
@@ -186,7 +198,7 @@ _PAGE_RESPONSES: dict[int, type | str | None] = {200: "text/html", 400: "text/ht
     responses=_PAGE_RESPONSES,
 )
 async def reset_page(call: Call[Empty, Empty]) -> web.Response:
-    state = await call.ctx.codes.check(Purpose.RESET_LINK, call.path("uid"), call.path("token"))
+    state = await _link_state(call.ctx, call.path("uid"), call.path("token"))
     return _form(call.ctx) if state == "ok" else _refused(state)
 
 
@@ -202,13 +214,13 @@ async def reset_page(call: Call[Empty, Empty]) -> web.Response:
 async def reset_page_form(call: Call[ResetForm, Empty]) -> web.Response:
     ctx = call.ctx
     uid, token = call.path("uid"), call.path("token")
-    state = await ctx.codes.check(Purpose.RESET_LINK, uid, token)  # a wrong token is not counted as a guess
+    state = await _link_state(ctx, uid, token)  # a wrong token is not counted as a guess
     if state != "ok":
         return _refused(state)
     try:
         ctx.settings.password_policy.check(call.body.new_pwd)
     except PasswordPolicyError as exc:
-        return _form(ctx, 400, f"The password {exc.reason}.")
+        return _form(ctx, 422, f"The password {exc.reason}.")
     try:
         await ctx.codes.use(Purpose.RESET_LINK, uid, token)  # the authority: a second, concurrent post fails here
         user = await ctx.storage.get_user_by_uid(uid)
