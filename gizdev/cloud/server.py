@@ -24,6 +24,7 @@ from gizdev.cloud.broker import BrokerSettings, DeviceAccount, ManagedMosquitto
 from gizdev.cloud.codes import CodeSettings
 from gizdev.cloud.devicebus import DeviceBus
 from gizdev.cloud.http import CloudContext, HttpSettings, make_app
+from gizdev.cloud.http.reset import RedactingAccessLogger
 from gizdev.cloud.messages import OUTBOX_FILE, Channel, ChannelRouter, Outbox, OutboxSender, Sender
 from gizdev.cloud.products import ProductCache
 from gizdev.cloud.security import KDF_DEFAULT, KdfParams, PasswordPolicy
@@ -154,7 +155,9 @@ class CloudServer:
                 clock=self.clock,
             )
             http_metrics = self._start_metrics(config.metrics) if config.metrics else None
-            self._runner = web.AppRunner(make_app(ctx, http_metrics), handle_signals=False)
+            self._runner = web.AppRunner(
+                make_app(ctx, http_metrics), handle_signals=False, access_log_class=RedactingAccessLogger
+            )
             await self._runner.setup()
             site = web.TCPSite(self._runner, config.http_host, config.http_port)
             try:
@@ -165,6 +168,11 @@ class CloudServer:
                 raise ConfigError(f"cannot listen on {config.http_host}:{config.http_port}: {exc}") from exc
             self.http_port = _bound_port(site) or config.http_port
             ctx.origin = self.http_url
+            if config.smtp is not None and config.public_url is None:
+                _LOGGER.warning(
+                    "reset links in mails point at %s (no --public-url): only who can reach that address can use them",
+                    self.http_url,
+                )
         except BaseException:
             await self.stop()
             raise

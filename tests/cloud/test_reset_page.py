@@ -4,9 +4,12 @@ unknown links, and hostile form bodies, which must neither change the password n
 from __future__ import annotations
 
 import http.client
+import logging
 import secrets
 import time
 from urllib.parse import quote
+
+import pytest
 
 from gizdev.cloud.codes import CodeBook, Purpose
 from tests.cloud.codes_helpers import (
@@ -42,7 +45,8 @@ def login_status(cloud: CloudThread, appid: str, username: str, password: str) -
     return reply.status
 
 
-def test_the_page_is_a_locked_down_form(start_cloud: CloudFactory) -> None:
+def test_the_page_is_a_locked_down_form(start_cloud: CloudFactory, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="aiohttp.access")
     cloud = start_cloud()
     app = new_app(cloud)
     user_with(cloud, app.appid, username="erin", password="old-secret", email="erin@example.org")
@@ -68,6 +72,11 @@ def test_the_page_is_a_locked_down_form(start_cloud: CloudFactory) -> None:
     assert cloud.request("GET", path).status == 200
     assert post_form(cloud, path, b"new_pwd=erins-new-one").status == 200
     assert login_status(cloud, app.appid, "erin", "erins-new-one") == 200
+    # The access log shows the page's visits, not its token.
+    token = path.rsplit("/", 1)[1]
+    visits = [record.getMessage() for record in caplog.records if record.name == "aiohttp.access"]
+    assert sum("/reset_password/…" in line for line in visits) == 3
+    assert not [line for line in visits if token in line]
 
 
 def test_used_expired_unknown_and_other_links_are_refused(start_cloud: CloudFactory) -> None:

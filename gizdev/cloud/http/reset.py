@@ -15,8 +15,11 @@ import html
 import logging
 import re
 import secrets
+from typing import Any, cast
 
 from aiohttp import web
+from aiohttp.web_log import AccessLogger
+from aiohttp.web_request import BaseRequest
 from pydantic import Field
 
 from gizdev.cloud.codes import Purpose
@@ -32,7 +35,7 @@ from gizdev.cloud.messages import Message, SendFailed
 from gizdev.cloud.names import Email, Phone
 from gizdev.cloud.storage import NotFound, User
 
-__all__ = ["RESET_PAGE", "api"]
+__all__ = ["RESET_PAGE", "RedactingAccessLogger", "api"]
 
 _LOGGER = logging.getLogger(__name__)
 api = Api("password reset")
@@ -230,3 +233,27 @@ async def reset_page_form(call: Call[ResetForm, Empty]) -> web.Response:
         return _refused("invalid")
     await _set_password(ctx, user, await hash_new_password(ctx, call.body.new_pwd))
     return _page(200, "Your password has been changed", "Sign in with it in the app. This page can be closed.")
+
+
+_LINK_PATH = re.compile(r"^/reset_password/[^/]*/[^/?]*")
+
+
+class _RedactedRequest:
+    """A request as the access log sees it, with its path replaced (a request cannot be cloned once read)."""
+
+    def __init__(self, request: BaseRequest, path: str) -> None:
+        self._request = request
+        self.path = self.path_qs = self.raw_path = path
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._request, name)
+
+
+class RedactingAccessLogger(AccessLogger):
+    """aiohttp's access log without the tokens of reset links (a log line must not be a way into an account)."""
+
+    def log(self, request: BaseRequest, response: web.StreamResponse, time: float) -> None:
+        if request.path.startswith("/reset_password/"):
+            redacted = _RedactedRequest(request, _LINK_PATH.sub("/reset_password/…", request.path, count=1))
+            request = cast(BaseRequest, redacted)
+        super().log(request, response, time)
