@@ -38,6 +38,9 @@ CAPTCHAS_PER_ADDRESS = Limit(60, 600)
 FAILURES_PER_ADDRESS = Limit(30, 600)
 RESETS_PER_ADDRESS = Limit(10, 3600)
 RESETS_PER_ACCOUNT = Limit(3, 3600)
+# App tokens per client address: an app asks for one when it starts; the secret is in every copy of the app, so
+# this, not the signature, is what keeps a script from filling the table.
+APP_TOKENS_PER_ADDRESS = Limit(120, 3600)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,7 @@ class CodeSettings:
     failures_per_address: Limit = FAILURES_PER_ADDRESS
     resets_per_address: Limit = RESETS_PER_ADDRESS
     resets_per_account: Limit = RESETS_PER_ACCOUNT
+    app_tokens_per_address: Limit = APP_TOKENS_PER_ADDRESS
     # Development only: every captcha's answer is also written to the outbox (channel "captcha"), so that a
     # script can pass the captcha. Never the default; the server warns at start.
     insecure_test_captcha: bool = False

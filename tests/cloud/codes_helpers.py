@@ -9,6 +9,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,6 +26,7 @@ __all__ = [
     "CloudFactory",
     "app_token",
     "captcha_answer",
+    "clouds",
     "new_app",
     "outbox_lines",
     "seed_call",
@@ -40,15 +42,15 @@ TEST_CODES = CodeSettings(insecure_test_captcha=True)
 CloudFactory = Callable[..., CloudThread]
 
 
-@pytest.fixture(name="start_cloud")
-def start_cloud_fixture(db_url: str, mosquitto_binary: str) -> Iterator[CloudFactory]:
-    """``start_cloud(codes=..., **config)``: a running cloud on ``db_url`` (SQLite, then PostgreSQL)."""
-    started: list[tuple[CloudThread, Any]] = []
+@contextlib.contextmanager
+def clouds(database: Callable[[Path], str], mosquitto_binary: str) -> Iterator[CloudFactory]:
+    """A factory of running clouds, ``start(codes=..., **config)``, on ``database(base dir)``; all closed at the end."""
+    started: list[tuple[CloudThread, Path]] = []
 
     def start(**overrides: Any) -> CloudThread:
         base = world_searchable_dir()
         overrides.setdefault("codes", TEST_CODES)
-        thread = make_cloud(db_url, base / "data", mosquitto_binary=mosquitto_binary, **overrides)
+        thread = make_cloud(database(base), base / "data", mosquitto_binary=mosquitto_binary, **overrides)
         started.append((thread, base))
         return thread
 
@@ -56,9 +58,15 @@ def start_cloud_fixture(db_url: str, mosquitto_binary: str) -> Iterator[CloudFac
         yield start
     finally:
         for thread, base in started:
-            with contextlib.suppress(Exception):
-                thread.close()
+            thread.close()
             shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(name="start_cloud")
+def start_cloud_fixture(db_url: str, mosquitto_binary: str) -> Iterator[CloudFactory]:
+    """``start_cloud(codes=..., **config)``: a running cloud on ``db_url`` (SQLite, then PostgreSQL)."""
+    with clouds(lambda _base: db_url, mosquitto_binary) as start:
+        yield start
 
 
 @dataclass(frozen=True)

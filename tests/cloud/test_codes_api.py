@@ -364,3 +364,16 @@ def test_codes_sent_are_throttled_per_phone_and_per_address(start_cloud: CloudFa
     assert [send(phone)[0] for phone in ("13700000002", "13700000003")] == [201, 201]
     assert_throttled(send("13700000004"), 3000, 3600)
     assert len([line for line in outbox_lines(cloud) if line["channel"] == "sms"]) == 4
+
+
+def test_app_tokens_are_throttled_per_address(start_cloud: CloudFactory) -> None:
+    cloud = start_cloud(codes=CodeSettings(app_tokens_per_address=Limit(3, 3600), failures_per_address=Limit(2, 600)))
+    app = new_app(cloud)
+    assert [seed_call(cloud, "POST", "/app/request_token", appid=app.appid, auth=signature(app)).status
+            for _ in range(3)] == [200, 200, 200]  # fmt: skip
+    assert_error(seed_call(cloud, "POST", "/app/request_token", appid=app.appid, auth=signature(app)), 9041, 429)
+    # Wrong signatures are counted on their own: two allowed here, then 9041 even for the right one.
+    other = new_app(cloud)
+    for _ in range(2):
+        assert_error(seed_call(cloud, "POST", "/app/request_token", appid=other.appid, auth="0" * 32), 9038, 400)
+    assert_error(seed_call(cloud, "POST", "/app/request_token", appid=other.appid, auth=signature(other)), 9041, 429)

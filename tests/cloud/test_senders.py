@@ -9,7 +9,6 @@ import datetime as dt
 import email
 import ipaddress
 import json
-import shutil
 import ssl
 import threading
 import time
@@ -28,19 +27,20 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from gizdev.cloud.codes import CodeSettings
 from gizdev.cloud.messages import Message, SendFailed
 from gizdev.cloud.messages.smtp import SmtpSender, SmtpSettings
 from gizdev.cloud.messages.webhook import WebhookSender, WebhookSettings
 from tests.cloud.broker_fixtures import free_port
 from tests.cloud.codes_helpers import (
+    CloudFactory,
     app_token,
+    clouds,
     new_app,
     outbox_lines,
     seed_call,
     user_with,
 )
-from tests.cloud.server_fixtures import CloudThread, Reply, make_cloud, world_searchable_dir
+from tests.cloud.server_fixtures import CloudThread, Reply
 from tests.cloud.test_open_api_seed import assert_error
 from tests.guards import run
 from tests.loop_thread import LoopThread
@@ -49,25 +49,10 @@ MAIL_FROM = "cloud@gizdev.test"
 
 
 @pytest.fixture(name="sqlite_cloud")
-def sqlite_cloud_fixture(mosquitto_binary: str) -> Iterator[Any]:
+def sqlite_cloud_fixture(mosquitto_binary: str) -> Iterator[CloudFactory]:
     """``sqlite_cloud(**config)``: a cloud on SQLite (the carriers do not touch the database differently)."""
-    started: list[tuple[CloudThread, Path]] = []
-
-    def start(**overrides: Any) -> CloudThread:
-        base = world_searchable_dir()
-        overrides.setdefault("codes", CodeSettings(insecure_test_captcha=True))
-        thread = make_cloud(
-            f"sqlite+aiosqlite:///{base / 'cloud.db'}", base / "data", mosquitto_binary=mosquitto_binary, **overrides
-        )
-        started.append((thread, base))
-        return thread
-
-    try:
+    with clouds(lambda base: f"sqlite+aiosqlite:///{base / 'cloud.db'}", mosquitto_binary) as start:
         yield start
-    finally:
-        for thread, base in started:
-            thread.close()
-            shutil.rmtree(base, ignore_errors=True)
 
 
 # -- an SMTP server -------------------------------------------------------------------------------------------------
@@ -148,7 +133,7 @@ def reset_by_mail(cloud: CloudThread, appid: str, address: str) -> Reply:
     return seed_call(cloud, "POST", "/app/reset_password", appid=appid, body=json.dumps({"email": address}))
 
 
-def test_reset_mail_over_plain_smtp_and_off_the_request_path(sqlite_cloud: Any, smtp_server: Any) -> None:
+def test_reset_mail_over_plain_smtp_and_off_the_request_path(sqlite_cloud: CloudFactory, smtp_server: Any) -> None:
     mailbox = Mailbox(delay_s=1.5)  # a slow relay: the answer must not wait for it
     port = smtp_server(mailbox)
     cloud = sqlite_cloud(smtp=SmtpSettings(host="127.0.0.1", port=port, tls="none", mail_from=MAIL_FROM))
@@ -179,7 +164,7 @@ def test_reset_mail_over_plain_smtp_and_off_the_request_path(sqlite_cloud: Any, 
     assert not [line for line in outbox_lines(cloud) if line["channel"] == "email"]  # SMTP, not the outbox
 
 
-def test_reset_mail_over_starttls_with_a_login(sqlite_cloud: Any, smtp_server: Any, tmp_path: Path) -> None:
+def test_reset_mail_over_starttls_with_a_login(sqlite_cloud: CloudFactory, smtp_server: Any, tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(cert, key)
@@ -305,7 +290,7 @@ def gateway_fixture() -> Iterator[GatewayThread]:
 TEMPLATE = '{"msisdn": "{to}", "message": "{text}", "meta": {"otp": "{code}", "kind": "{channel}"}, "fixed": [1, true]}'
 
 
-def test_sms_through_the_webhook_as_templated(sqlite_cloud: Any, gateway: GatewayThread) -> None:
+def test_sms_through_the_webhook_as_templated(sqlite_cloud: CloudFactory, gateway: GatewayThread) -> None:
     cloud = sqlite_cloud(sms_webhook=WebhookSettings(url=gateway.url, body_template=TEMPLATE, timeout_s=1.0))
     app = new_app(cloud)
     token = app_token(cloud, app)

@@ -49,6 +49,9 @@ async def request_token(call: Call[Empty, Empty]) -> AppTokenReply:
     if not safe_equal(given[:_MAX_HEADER], app_auth_digest(app.appid, app.appsecret)):
         await ctx.throttle.record(failures)
         raise ApiError(Code.APPLICATION_AUTH_INVALID, f"{APP_AUTH_HEADER} is missing" if not given else None)
+    await ctx.throttle.take(
+        f"app-token-ip:{client_address(call.request)}", settings.app_tokens_per_address, "application tokens"
+    )
     token = new_token()
     expired_at = ctx.now() + settings.app_token_ttl_s
     await ctx.storage.store_app_token(token_digest(token), app.appid, expired_at)

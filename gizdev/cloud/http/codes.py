@@ -218,23 +218,16 @@ async def _sms_code(call: Call[SmsCode, Empty]) -> web.Response:
     return web.json_response({}, status=200)
 
 
-_SMS_CODE_ERRORS = (Code.CODE_EXPIRED, Code.CODE_INVALID, Code.SEND_SMS_FAILED, Code.REQUEST_THROTTLED)
-
-api.endpoint(
-    "POST",
-    "/app/sms_code",
-    summary="{phone}: send an SMS code (201); {phone, code}: check one (200; a right one is spent)",
-    auth=Auth.APP_TOKEN,
-    body=SmsCode,
-    responses={200: EmptyReply, 201: EmptyReply},
-    errors=_SMS_CODE_ERRORS,
-)(_sms_code)
-api.endpoint(
-    "POST",
-    "/app/codes",
-    summary="The old SDK's path of POST /app/sms_code (same bodies, same answers)",
-    auth=Auth.APP_TOKEN,
-    body=SmsCode,
-    responses={200: EmptyReply, 201: EmptyReply},
-    errors=_SMS_CODE_ERRORS,
-)(_sms_code)
+for _path, _summary in (
+    ("/app/sms_code", "{phone}: send an SMS code (201); {phone, code}: check one (200; a right one is spent)"),
+    ("/app/codes", "The old SDK's path of POST /app/sms_code (same bodies, same answers)"),
+):
+    api.endpoint(
+        "POST",
+        _path,
+        summary=_summary,
+        auth=Auth.APP_TOKEN,
+        body=SmsCode,
+        responses={200: EmptyReply, 201: EmptyReply},
+        errors=(Code.CODE_EXPIRED, Code.CODE_INVALID, Code.SEND_SMS_FAILED, Code.REQUEST_THROTTLED),
+    )(_sms_code)
