@@ -310,6 +310,7 @@ def test_wrong_expired_and_reused_codes(start_cloud: CloudFactory) -> None:
     assert_error(post(body), 9010, 400)
     assert_error(post({**body, "captcha_code": answer, "phone": "13800000002"}), 9010, 400)
     assert_error(post({**body, "captcha_id": "0" * 32, "phone": "13800000003"}), 9010, 400)  # no such captcha
+    assert_error(post({**body, "captcha_id": "not one of ours", "phone": "13800000003"}), 9010, 400)
     # An expired captcha.
     stale_id = "ab" * 16
     cloud.call(

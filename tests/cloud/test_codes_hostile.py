@@ -55,6 +55,9 @@ MISTYPED: dict[tuple[str, str], tuple[bytes, ...]] = {
         b"{" + PHONE + b', "captcha_id": "' + b"a" * 100 + b'", "captcha_code": "x"}',
         b"{" + PHONE + b', "captcha_id": "a", "captcha_code": 12345}',
         b"{" + PHONE + b', "captcha_id": "a", "captcha_code": ""}',
+        b"{" + PHONE + b', "captcha_id": "\xc3\xa9 \xe2\x80\xae", "captcha_code": "x"}',
+        b"{" + PHONE + b', "captcha_id": "a b", "captcha_code": "x"}',
+        b"{" + PHONE + b', "captcha_id": "' + b"A" * 32 + b'", "captcha_code": "x"}',
     ),
     ("PUT", "/app/verify/codes"): (
         b"{" + PHONE + b"}",

@@ -187,6 +187,8 @@ async def captcha_image(call: Call[Empty, Empty]) -> web.Response:
 async def send_code_with_captcha(call: Call[SendWithCaptcha, Empty]) -> EmptyReply:
     ctx, body = call.ctx, call.body
     await _check_sms_limits(ctx, call.request, body.phone)  # before the captcha is spent on a refused send
+    if not _CAPTCHA_ID.fullmatch(body.captcha_id):
+        raise ApiError(Code.CODE_INVALID, "no such captcha: captcha_id is not one this server gave out")
     try:
         await spend_code(ctx, call.request, Purpose.CAPTCHA, body.captcha_id, body.captcha_code.strip().upper())
     finally:
