@@ -6,6 +6,7 @@ in reverse; ``cloud.http_url`` and ``cloud.mqtt_port`` say where it listens (por
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import errno
 import logging
@@ -28,7 +29,7 @@ from gizdev.cloud.http.reset import RedactingAccessLogger
 from gizdev.cloud.messages import OUTBOX_FILE, Channel, ChannelRouter, Outbox, OutboxSender, Sender
 from gizdev.cloud.products import ProductCache
 from gizdev.cloud.security import KDF_DEFAULT, KdfParams, PasswordPolicy
-from gizdev.cloud.storage import DATABASE_FILE, Storage
+from gizdev.cloud.storage import DATABASE_FILE, Storage, StorageError
 from gizdev.errors import AddressInUse, BrokerError, ConfigError
 
 if TYPE_CHECKING:
@@ -42,6 +43,10 @@ _LOGGER = logging.getLogger(__name__)
 
 BROKER_DIR = "broker"
 _WILDCARDS = ("0.0.0.0", "::", "")
+PRUNE_EVERY_S = 3600
+# Throttle windows are an hour at most; an expired code is kept a day so that it is still told apart ("code
+# expired!") from a wrong one.
+PRUNE_AFTER_S = 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +101,7 @@ class CloudServer:
         self.bus: DeviceBus | None = None
         self._runner: web.AppRunner | None = None
         self.metrics: MetricsServer | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
         self.http_port = config.http_port
 
     @property
@@ -138,6 +144,7 @@ class CloudServer:
                 await self._start_broker(self.broker)
             await self.bus.start()
             await self.bus.wait_ready()
+            self._housekeeping = asyncio.get_running_loop().create_task(self._prune(self.storage), name="prune")
             ctx = CloudContext(
                 storage=self.storage,
                 bus=self.bus,
@@ -183,6 +190,18 @@ class CloudServer:
             "managed mosquitto" if self.broker else "external broker",
             "PostgreSQL" if config.database and config.database.startswith("postgres") else "SQLite",
         )
+
+    async def _prune(self, storage: Storage) -> None:
+        """Every hour: forget throttle events, codes, app tokens and captcha pictures of more than a day ago."""
+        while True:
+            try:
+                removed = await storage.prune(int(self.clock()) - PRUNE_AFTER_S)
+            except StorageError as exc:  # the database is away for now: try again next time
+                _LOGGER.warning("pruning old codes and throttle events failed: %s", exc)
+            else:
+                if removed:
+                    _LOGGER.info("pruned %d old codes, tokens, captchas and throttle events", removed)
+            await asyncio.sleep(PRUNE_EVERY_S)
 
     def _sender(self) -> Sender:
         """The outbox, with SMTP for mail and the webhook for SMS when they are configured."""
@@ -275,6 +294,11 @@ class CloudServer:
         metrics, self.metrics = self.metrics, None
         if metrics is not None:
             metrics.close()
+        housekeeping, self._housekeeping = self._housekeeping, None
+        if housekeeping is not None:
+            housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await housekeeping
         bus, self.bus = self.bus, None
         if bus is not None:
             await bus.stop()

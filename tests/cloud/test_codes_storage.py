@@ -3,12 +3,16 @@ and PostgreSQL (``db_url``)."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from gizdev.cloud.codes import CodeBook, Purpose
 from gizdev.cloud.errors import ApiError, Code
 from gizdev.cloud.security import token_digest
 from gizdev.cloud.storage import AlreadyExists, InvalidInput, NotFound, Storage
+from tests.cloud.codes_helpers import clouds
+from tests.cloud.test_open_api_seed import wait_for
 from tests.cloud.test_storage import APPID, Clock, run
 
 OTHER_APP = "other-app"
@@ -86,3 +90,29 @@ def test_codes_can_be_looked_at_and_discarded_without_being_spent(db_url: str) -
             await book.use(Purpose.CAPTCHA, "d" * 32, "KEY43", max_failures=1)
 
     run(db_url, body)
+
+
+def test_the_server_prunes_what_is_more_than_a_day_old(db_url: str, mosquitto_binary: str) -> None:
+    day = 24 * 3600
+
+    async def leave_old_rows(storage: Storage, clock: Clock) -> None:
+        now = int(time.time())
+        await storage.add_app(APPID, "secret", "a")
+        await storage.store_app_token(token_digest("old"), APPID, now - day - 10)
+        await storage.store_app_token(token_digest("live"), APPID, now + 3600)
+        await storage.put_captcha_image("a" * 32, b"png", expires_at=now - day - 10)
+        await storage.add_hit("sms-ip:127.0.0.1", now - day - 10)
+
+    run(db_url, leave_old_rows)
+    with clouds(lambda _base: db_url, mosquitto_binary) as start:
+        cloud = start()
+        storage = cloud.storage
+
+        def pruned() -> bool:
+            return cloud.call(storage.hits_since("sms-ip:127.0.0.1", 0))[0] == 0
+
+        wait_for(pruned, 10.0, "the prune at start")
+        now = int(time.time())
+        assert cloud.call(storage.app_of_token(token_digest("live"), now=now)) == APPID
+        assert cloud.call(storage.app_of_token(token_digest("old"), now=0)) is None
+        assert cloud.call(storage.get_captcha_image("a" * 32, now=0)) is None
