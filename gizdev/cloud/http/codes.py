@@ -108,7 +108,8 @@ async def send_sms_code(ctx: CloudContext, request: web.Request, phone: str) -> 
     except SendFailed as exc:
         await ctx.codes.discard(Purpose.SMS, phone, code)
         _LOGGER.warning("SMS code to %s not sent: %s", phone, exc)
-        raise ApiError(Code.SEND_SMS_FAILED, str(exc)[:200]) from exc
+        # The carrier's own words stay in the log: they may name the gateway or quote its answer.
+        raise ApiError(Code.SEND_SMS_FAILED, "the SMS carrier did not take the message; try again later") from exc
 
 
 async def spend_code(ctx: CloudContext, request: web.Request, purpose: Purpose, subject: str, code: str) -> None:
