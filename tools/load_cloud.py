@@ -362,9 +362,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         connector = aiohttp.TCPConnector(limit=256)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
             await wait_http(session, workers[0], log)
-            app = gizdev("app", "add", "load", data_dir=data_dir, database=args.database)
             added = gizdev("product", "add", str(GOKIT), data_dir=data_dir, database=args.database)
             product_key = str(added["product_key"])
+            # An app reaches the devices of the products it is linked to only.
+            app = gizdev("app", "add", "load", "--product", product_key, data_dir=data_dir, database=args.database)
             for number in range(2, args.workers + 1):
                 # Later workers share the first one's broker and the database; the first manages the broker.
                 extra = base / f"data-{number}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
@@ -25,9 +26,11 @@ from gizdev.cloud.broker import BrokerSettings, DeviceAccount, ManagedMosquitto
 from gizdev.cloud.codes import CodeSettings
 from gizdev.cloud.devicebus import DeviceBus
 from gizdev.cloud.http import CloudContext, HttpSettings, make_app
+from gizdev.cloud.http.realtime import new_hub
 from gizdev.cloud.http.reset import RedactingAccessLogger
 from gizdev.cloud.messages import OUTBOX_FILE, Channel, ChannelRouter, Outbox, OutboxSender, Sender
 from gizdev.cloud.products import ProductCache
+from gizdev.cloud.realtime import RealtimeHub, RealtimeSettings
 from gizdev.cloud.security import KDF_DEFAULT, KdfParams, PasswordPolicy
 from gizdev.cloud.storage import DATABASE_FILE, Storage, StorageError
 from gizdev.errors import AddressInUse, BrokerError, ConfigError
@@ -64,6 +67,12 @@ class CloudConfig:
     kdf: KdfParams = KDF_DEFAULT
     mosquitto_binary: str | None = None
     metrics: tuple[str, int] | None = None  # (host, port) of a Prometheus /metrics endpoint; loopback only
+    # What the bindings list announces for TLS (§3.9 port_s, wss_port): a TLS proxy in front of the broker and of
+    # the HTTP port (this cloud itself listens for TLS nowhere); 0 = none. ws_port is the HTTP port itself.
+    public_mqtts_port: int = 0
+    public_wss_port: int = 0
+    refuse_plain_registration: bool = False  # POST /dev/devices answers 9048 (device_api.py says why)
+    realtime: RealtimeSettings = field(default_factory=RealtimeSettings)  # the WebSocket API's limits
     codes: CodeSettings = field(default_factory=CodeSettings)  # lifetimes and limits of codes, captchas, links
     public_url: str | None = None  # how apps and mail readers reach this cloud (captcha URLs, reset links)
     smtp: SmtpSettings | None = None  # mail over SMTP; None: mails go to the outbox
@@ -99,6 +108,8 @@ class CloudServer:
         self.storage: Storage | None = None
         self.broker: ManagedMosquitto | None = None
         self.bus: DeviceBus | None = None
+        self.context: CloudContext | None = None  # what the HTTP handlers share (its caches, its settings)
+        self.realtime: RealtimeHub | None = None
         self._runner: web.AppRunner | None = None
         self.metrics: MetricsServer | None = None
         self._housekeeping: asyncio.Task[None] | None = None
@@ -154,13 +165,21 @@ class CloudServer:
                 settings=HttpSettings(
                     mqtt_host=public_host,
                     mqtt_port=public_port,
+                    mqtt_tls_port=config.public_mqtts_port,
+                    ws_port=config.http_port,
+                    wss_port=config.public_wss_port,
                     password_policy=config.password_policy,
                     kdf=config.kdf,
                     codes=config.codes,
                     public_url=config.public_url,
+                    refuse_plain_registration=config.refuse_plain_registration,
                 ),
                 clock=self.clock,
+                realtime_settings=config.realtime,
             )
+            self.context = ctx
+            self.realtime = new_hub(ctx)
+            self.bus.add_listener(self.realtime)
             http_metrics = self._start_metrics(config.metrics) if config.metrics else None
             self._runner = web.AppRunner(
                 make_app(ctx, http_metrics), handle_signals=False, access_log_class=RedactingAccessLogger
@@ -180,6 +199,8 @@ class CloudServer:
                     "reset links in mails point at %s (no --public-url): only who can reach that address can use them",
                     self.http_url,
                 )
+            # The realtime API is served on this port (ws_port of the bindings list); port 0 is known only now.
+            ctx.settings = dataclasses.replace(ctx.settings, ws_port=self.http_port)
         except BaseException:
             await self.stop()
             raise
@@ -190,6 +211,8 @@ class CloudServer:
             "managed mosquitto" if self.broker else "external broker",
             "PostgreSQL" if config.database and config.database.startswith("postgres") else "SQLite",
         )
+        if config.refuse_plain_registration:
+            _LOGGER.info("plain device registration refused (9048): new devices register through the encrypted API")
 
     async def _prune(self, storage: Storage) -> None:
         """Every hour: forget throttle events, codes, app tokens and captcha pictures of more than a day ago."""
@@ -260,7 +283,12 @@ class CloudServer:
         skip = 0
         while True:
             page = await self.storage.list_devices(include_disabled=False, limit=1000, skip=skip)
-            accounts += [DeviceAccount(d.did, d.passcode, d.product_key) for d in page]
+            accounts += [
+                DeviceAccount(d.did, d.mqtt_password_hash, d.product_key, hashed=True)
+                if d.mqtt_password_hash
+                else DeviceAccount(d.did, d.passcode, d.product_key)
+                for d in page
+            ]
             if len(page) < 1000:
                 return accounts
             skip += len(page)
@@ -280,6 +308,14 @@ class CloudServer:
             yield CounterMetricFamily(
                 "gizdev_controls_sent", "Controls published to devices", value=bus.stats.controls_sent
             )
+            hub = self.realtime
+            if hub is not None:
+                yield GaugeMetricFamily(
+                    "gizdev_ws_sessions", "WebSocket API clients logged in now", value=hub.session_count
+                )
+                yield CounterMetricFamily(
+                    "gizdev_ws_dropped", "WebSocket API clients dropped for not reading", value=hub.stats.dropped
+                )
 
         registry = new_registry(bus_metrics)
         http = HttpMetrics(registry)
@@ -289,6 +325,7 @@ class CloudServer:
     async def stop(self) -> None:
         """Stop whatever was started, in reverse order; idempotent."""
         runner, self._runner = self._runner, None
+        self.context = None
         if runner is not None:
             await runner.cleanup()
         metrics, self.metrics = self.metrics, None
@@ -299,7 +336,12 @@ class CloudServer:
             housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await housekeeping
+        hub, self.realtime = self.realtime, None
         bus, self.bus = self.bus, None
+        if hub is not None:
+            if bus is not None:
+                bus.remove_listener(hub)
+            await hub.close()
         if bus is not None:
             await bus.stop()
         broker, self.broker = self.broker, None

@@ -11,7 +11,7 @@ from aiohttp.typedefs import Middleware
 
 from gizdev import __version__
 from gizdev.cloud.errors import ApiError, Code, error_list, error_response
-from gizdev.cloud.http import app_tokens, bindings, codes, control, devdata, device_api, reset, users
+from gizdev.cloud.http import app_tokens, bindings, codes, control, devdata, device_api, realtime, reset, users
 from gizdev.cloud.http.api import Api, Auth, Call, Empty, Endpoint, install_app_token_check, openapi_document
 from gizdev.cloud.http.context import CONTEXT, CloudContext
 from gizdev.cloud.throttle import Throttled
@@ -114,4 +114,6 @@ def make_app(ctx: CloudContext, metrics: HttpMetrics | None = None) -> web.Appli
         await ctx.background.drain()  # mails a request started (reset links): a moment to finish, then cancelled
 
     app.on_shutdown.append(finish_background)
+    if ctx.realtime is not None:
+        realtime.install(app)
     return app
