@@ -10,8 +10,9 @@ from typing import Protocol
 
 from aiohttp import web
 
+from gizdev.cloud.background import Background
 from gizdev.cloud.cache import TtlCache
-from gizdev.cloud.codes import CodeBook
+from gizdev.cloud.codes import CodeBook, CodeSettings
 from gizdev.cloud.devicebus import DeviceBus
 from gizdev.cloud.messages import Sender
 from gizdev.cloud.products import ProductCache
@@ -58,6 +59,11 @@ class HttpSettings:
     # the way the provider's own API is (gizdev.cloud.oauth); a src not listed here is refused.
     oauth_endpoints: Mapping[str, str] = field(default_factory=dict)
     oauth_timeout_s: float = 5.0  # the whole provider call, connect to last byte
+    codes: CodeSettings = field(default_factory=CodeSettings)  # app tokens, captchas, SMS codes, reset links
+    # The address apps and mail readers reach this cloud at ("https://cloud.example.org"): the base of captcha
+    # URLs and reset links. None: captcha URLs from the request's Host, reset links to the listener's address
+    # (never the Host header: a forged one would send the victim's link to the forger's server).
+    public_url: str | None = None
 
 
 class BrokerAccounts(Protocol):
@@ -99,6 +105,8 @@ class CloudContext:
     hashing: asyncio.Semaphore = field(init=False)  # settings.hash_concurrency password hashes at once
     codes: CodeBook = field(init=False)  # one-time codes in the storage
     throttle: Throttle = field(init=False)  # abuse counters in the storage
+    background: Background = field(default_factory=Background)  # mails sent after the answer (reset links)
+    origin: str = "http://127.0.0.1"  # the listener's own URL; the server sets it once it is bound
     apps: TtlCache[str, App] = field(default_factory=TtlCache)
     # token digest -> (appid, user), for SESSION_CACHE_S only: a disable from another process (`gizdev cloud user
     # disable`) is refused within that second, while a burst of requests with one token costs one query.

@@ -38,9 +38,10 @@ from gizdev.cloud.http.api import Api, Auth, Body, Call, Empty, Reply, Text
 from gizdev.cloud.http.auth import TOKEN_HEADER, client_address, optional_user
 from gizdev.cloud.http.context import CloudContext
 from gizdev.cloud.http.forms import invalid
+from gizdev.cloud.http.passwords import hash_new_password as _hash
 from gizdev.cloud.messages import Message, SendFailed
 from gizdev.cloud.names import Email, Phone, Username, email_key, phone_key, username_key
-from gizdev.cloud.security import hash_password, new_token, token_digest, verify_password
+from gizdev.cloud.security import new_token, token_digest, verify_password
 from gizdev.cloud.storage import AlreadyExists, App, NotFound, User
 
 __all__ = ["api", "routes"]
@@ -198,11 +199,6 @@ async def _issue_token(ctx: CloudContext, user: User) -> TokenReply:
     expire_at = ctx.now() + ctx.settings.token_lifetime_s
     await ctx.storage.store_token(token_digest(token), user.uid, user.appid, expire_at)
     return TokenReply(uid=user.uid, token=token, expire_at=expire_at)
-
-
-async def _hash(ctx: CloudContext, password: str) -> str:
-    async with ctx.hashing:  # each hash holds the KDF's memory: bound how many run at once
-        return await asyncio.to_thread(hash_password, password, ctx.settings.kdf)
 
 
 async def _verify(ctx: CloudContext, stored: str | None, password: str) -> bool:
