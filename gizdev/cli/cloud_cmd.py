@@ -40,6 +40,12 @@ def host_port(text: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
+def _seconds(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 86_400:
+        raise argparse.ArgumentTypeError(f"expects whole seconds from 1 to 86400, not {text!r}")
+    return int(text)
+
+
 def _add_storage_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir",
@@ -93,6 +99,21 @@ def register(commands: Any) -> None:
         type=host_port,
         metavar="HOST:PORT",
         help="the broker address handed to devices when they provision (default: the listener's address)",
+    )
+    serve.add_argument(
+        "--scheduler-retry-interval",
+        type=_seconds,
+        default=30,
+        metavar="SECONDS",
+        help="time between the attempts of a scheduled run that failed (default 30)",
+    )
+    serve.add_argument(
+        "--scheduler-grace",
+        type=_seconds,
+        default=300,
+        metavar="SECONDS",
+        help="a run that fell due while the cloud was down is made at start if at most this late, else logged "
+        "as missed (default 300)",
     )
     serve.add_argument(
         "--strict-passwords", action="store_true", help="require 10+ characters of 3 kinds (default: 6+ characters)"
@@ -152,6 +173,7 @@ def register(commands: Any) -> None:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
+    from gizdev.cloud.scheduler.runner import SchedulerSettings  # noqa: PLC0415 - start-up time
     from gizdev.cloud.security import STRICT_PASSWORD_POLICY, PasswordPolicy  # noqa: PLC0415 - start-up time
     from gizdev.cloud.server import CloudConfig  # noqa: PLC0415 - start-up time
 
@@ -167,6 +189,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         public_mqtt_port=args.public_mqtt[1] if args.public_mqtt else None,
         password_policy=STRICT_PASSWORD_POLICY if args.strict_passwords else PasswordPolicy(),
         metrics=args.metrics,
+        scheduler=SchedulerSettings(retry_interval_s=args.scheduler_retry_interval, grace_s=args.scheduler_grace),
     )
     return asyncio.run(_serve(config))
 

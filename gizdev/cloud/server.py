@@ -23,6 +23,7 @@ from gizdev.cloud.broker import BrokerSettings, DeviceAccount, ManagedMosquitto
 from gizdev.cloud.devicebus import DeviceBus
 from gizdev.cloud.http import CloudContext, HttpSettings, make_app
 from gizdev.cloud.products import ProductCache
+from gizdev.cloud.scheduler.runner import SchedulerRunner, SchedulerSettings
 from gizdev.cloud.security import KDF_DEFAULT, KdfParams, PasswordPolicy
 from gizdev.cloud.storage import DATABASE_FILE, Storage
 from gizdev.errors import AddressInUse, BrokerError, ConfigError
@@ -53,6 +54,7 @@ class CloudConfig:
     kdf: KdfParams = KDF_DEFAULT
     mosquitto_binary: str | None = None
     metrics: tuple[str, int] | None = None  # (host, port) of a Prometheus /metrics endpoint; loopback only
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
 
 
 def database_for(config: CloudConfig) -> str | Path:
@@ -68,6 +70,7 @@ class CloudServer:
         self.storage: Storage | None = None
         self.broker: ManagedMosquitto | None = None
         self.bus: DeviceBus | None = None
+        self.scheduler: SchedulerRunner | None = None
         self._runner: web.AppRunner | None = None
         self.metrics: MetricsServer | None = None
         self.http_port = config.http_port
@@ -131,6 +134,9 @@ class CloudServer:
                     raise AddressInUse(config.http_host, config.http_port, "HTTP") from exc
                 raise ConfigError(f"cannot listen on {config.http_host}:{config.http_port}: {exc}") from exc
             self.http_port = _bound_port(site) or config.http_port
+            # Last: its first tick may run what fell due while the cloud was down, through a bus that is up.
+            self.scheduler = SchedulerRunner(self.storage, self.bus, config.scheduler, clock=self.clock)
+            await self.scheduler.start()
         except BaseException:
             await self.stop()
             raise
@@ -207,6 +213,9 @@ class CloudServer:
 
     async def stop(self) -> None:
         """Stop whatever was started, in reverse order; idempotent."""
+        scheduler, self.scheduler = self.scheduler, None
+        if scheduler is not None:
+            await scheduler.stop()
         runner, self._runner = self._runner, None
         if runner is not None:
             await runner.cleanup()
