@@ -55,6 +55,9 @@ class CloudConfig:
     mosquitto_binary: str | None = None
     metrics: tuple[str, int] | None = None  # (host, port) of a Prometheus /metrics endpoint; loopback only
     scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    # The device bus's MQTT client id: the managed broker pins it to the service user's name; workers sharing an
+    # external broker need one each (the broker drops the older of two connections with one id).
+    broker_client_id: str = "gizdev-cloud"
 
 
 def database_for(config: CloudConfig) -> str | Path:
@@ -103,7 +106,7 @@ class CloudServer:
             self.storage = await Storage.open(database_for(config), clock=self.clock)
             settings, public_host, public_port = self._broker_settings()
             products = ProductCache(self.storage)
-            self.bus = DeviceBus(self.storage, products, settings, clock=self.clock)
+            self.bus = DeviceBus(self.storage, products, settings, clock=self.clock, client_id=config.broker_client_id)
             if self.broker is not None:
                 self.broker.on_log_line = self.bus.on_broker_log
                 await self.broker.set_devices(await self._accounts())

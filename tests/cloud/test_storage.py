@@ -171,7 +171,9 @@ def test_newer_database_is_refused_untouched(db_url: str) -> None:
     async def make_newer(storage: Storage, _clock: Clock) -> None:
         await seed(storage)
         async with storage.engine.begin() as conn:
-            await conn.execute(sa.insert(schema_version).values(version=NEWEST + 1, description="from the future", applied_at=1))
+            await conn.execute(
+                sa.insert(schema_version).values(version=NEWEST + 1, description="from the future", applied_at=1)
+            )
 
     run(db_url, make_newer)
 

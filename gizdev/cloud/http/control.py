@@ -21,7 +21,7 @@ from gizdev.cloud.http.forms import invalid, json_object
 from gizdev.cloud.storage import Device, InvalidInput, NotFound
 from gizdev.errors import BrokerError, CodecError
 
-__all__ = ["MAX_RAW_BYTES", "app_client_id", "routes"]
+__all__ = ["MAX_RAW_BYTES", "app_client_id", "attrs_p0", "lookup_device", "routes"]
 
 _LOGGER = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -41,7 +41,8 @@ async def lookup_device(ctx: CloudContext, did: str) -> Device:
         raise ApiError(Code.DEVICE_NOT_FOUND) from None
 
 
-async def _attrs_p0(ctx: CloudContext, device: Device, attrs: object) -> bytes:
+async def attrs_p0(ctx: CloudContext, device: Device, attrs: object) -> bytes:
+    """The P0 write of ``attrs`` with ``device``'s product codec: 9029 without data points, 9025 for a bad value."""
     if not isinstance(attrs, dict) or not attrs:
         raise invalid("attrs must be a non-empty object of data point values")
     codec = await ctx.products.get(device.product_key)
@@ -103,7 +104,7 @@ async def control(request: web.Request) -> web.Response:
         raise ApiError(Code.DEVICE_DISABLED)
     if not bound:
         raise ApiError(Code.DEVICE_NOT_BOUND)
-    frames = [await _attrs_p0(ctx, device, body["attrs"])] if "attrs" in body else []
+    frames = [await attrs_p0(ctx, device, body["attrs"])] if "attrs" in body else []
     if raw is not None:
         frames.append(raw)
     if not ctx.bus.is_online(device.did):  # the bus applies the broker's events: fresher than any row

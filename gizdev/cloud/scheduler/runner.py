@@ -141,7 +141,7 @@ class SchedulerRunner:
 
     async def _attempt(self, claim: ClaimedRun) -> dict[str, bool]:
         """Send the claimed run's commands: {did: delivered}."""
-        detail: dict[str, bool] = {}
+        detail = dict.fromkeys(claim.refused, False)
         for command in claim.commands:
             if not self.bus.is_online(command.did):
                 detail[command.did] = False

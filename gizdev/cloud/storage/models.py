@@ -182,4 +182,5 @@ class ClaimedRun:
     due_at: int
     attempt: int  # the number of this attempt (1 = the first)
     commands: tuple[ScheduledCommand, ...]
+    refused: tuple[str, ...]  # devices no longer bound to the schedule's user (or disabled): not delivered
     lease_until: int

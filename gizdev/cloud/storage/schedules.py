@@ -45,7 +45,7 @@ from gizdev.cloud.storage.models import (
     ScheduleRun,
     ScheduleSpec,
 )
-from gizdev.cloud.storage.tables import schedule_attempts, schedule_runs, schedules
+from gizdev.cloud.storage.tables import bindings, devices, schedule_attempts, schedule_runs, schedules
 
 if TYPE_CHECKING:
     from gizdev.cloud.storage.store import _Conn
@@ -323,11 +323,19 @@ class ScheduleMethods:
             for row in (await conn.execute(pending)).all():
                 m = row._mapping
                 by_did = {item["did"]: item["p0"] for item in json.loads(m["tasks_json"])}
-                commands = tuple(
-                    ScheduledCommand(did, bytes.fromhex(by_did[did]))
-                    for did in _dids(m["targets_json"])
-                    if did in by_did
+                targets = [did for did in _dids(m["targets_json"]) if did in by_did]
+                # Checked at every run, not only at creation: a device unbound (or disabled) since is not controlled.
+                allowed = (
+                    sa.select(bindings.c.did)
+                    .join(devices, devices.c.did == bindings.c.did)
+                    .where(
+                        bindings.c.uid == m["uid"],
+                        bindings.c.did.in_(targets),
+                        bindings.c.is_disabled.is_(False),
+                        devices.c.is_disabled.is_(False),
+                    )
                 )
+                bound = set((await conn.execute(allowed)).scalars().all())
                 await conn.execute(
                     sa.update(schedule_runs)
                     .where(schedule_runs.c.id == m["id"])
@@ -336,7 +344,15 @@ class ScheduleMethods:
                 )
                 claimed.append(
                     ClaimedRun(
-                        int(m["id"]), m["schedule_id"], int(m["due_at"]), int(m["attempts"]) + 1, commands, lease_until
+                        run_id=int(m["id"]),
+                        schedule_id=m["schedule_id"],
+                        due_at=int(m["due_at"]),
+                        attempt=int(m["attempts"]) + 1,
+                        commands=tuple(
+                            ScheduledCommand(did, bytes.fromhex(by_did[did])) for did in targets if did in bound
+                        ),
+                        refused=tuple(did for did in targets if did not in bound),
+                        lease_until=lease_until,
                     )
                 )
         return claimed
@@ -380,6 +396,7 @@ class ScheduleMethods:
 
 _RUN_WITH_SCHEDULE = sa.select(
     *schedule_runs.c,
+    schedules.c.uid,
     schedules.c.tasks_json,
     schedules.c.retry_count,
     schedules.c.retry_task,
