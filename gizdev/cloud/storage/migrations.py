@@ -163,7 +163,8 @@ def _v7_metadata() -> sa.MetaData:
     sa.Table(
         "schedules",
         md,
-        sa.Column("id", sa.String(32), primary_key=True),
+        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("id", sa.String(32), nullable=False, unique=True),
         sa.Column("uid", sa.String(32), sa.ForeignKey("users.uid", ondelete="CASCADE"), nullable=False),
         sa.Column("did", sa.String(22), nullable=True),
         sa.Column("request_json", sa.Text, nullable=False),

@@ -197,7 +197,7 @@ class ScheduleMethods:
             query = query.where(schedules.c.did.is_(None))
         else:
             query = query.where(schedules.c.did == v.text("did", did, max_len=22, pattern=v.DID))
-        query = query.order_by(schedules.c.created_at.desc(), schedules.c.id).limit(limit).offset(skip)
+        query = query.order_by(schedules.c.created_at.desc(), schedules.c.seq.desc()).limit(limit).offset(skip)
         async with self._transaction(write=False) as conn:
             return [_schedule(row) for row in (await conn.execute(query)).all()]
 

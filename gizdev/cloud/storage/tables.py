@@ -145,7 +145,9 @@ latest_data = sa.Table(
 schedules = sa.Table(
     "schedules",
     metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
+    # A surrogate key only to order schedules made within the same second (newest first); ``id`` is the public one.
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(32), nullable=False, unique=True),
     sa.Column("uid", sa.String(32), sa.ForeignKey("users.uid", ondelete="CASCADE"), nullable=False),
     # The per-device form's device (/app/devices/{did}/scheduler); NULL for the multi-device form (/app/scheduler).
     sa.Column("did", sa.String(22), nullable=True),
