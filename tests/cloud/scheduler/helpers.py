@@ -55,13 +55,16 @@ def make_world(cloud: CloudThread, devices: int = 2) -> World:
     return World(appid, token, dids, unbound)
 
 
-def legacy_body(dids: list[str], *, date: str | None, time: str, repeat: str = "none", **extra: Any) -> dict[str, Any]:
-    """A POST /app/scheduler body: each device gets temp = 10 + its index, humi 20."""
+def legacy_body(
+    dids: list[str], *, date: str | None, time: str, repeat: str = "none", temp: int = 10, humi: int = 20, **extra: Any
+) -> dict[str, Any]:
+    """A POST /app/scheduler body: each device gets temp = ``temp`` + its index, and ``humi``."""
     body: dict[str, Any] = {
         "time": time,
         "repeat": repeat,
         "task": [
-            {"did": did, "product_key": PK, "attrs": {"temp": 10 + index, "humi": 20}} for index, did in enumerate(dids)
+            {"did": did, "product_key": PK, "attrs": {"temp": temp + index, "humi": humi}}
+            for index, did in enumerate(dids)
         ],
         "retry_count": 0,
         "retry_task": "all",
