@@ -320,28 +320,30 @@ class ScheduleMethods:
                     retry_interval_s=retry_interval_s,
                     interrupted=True,
                 )
-            for row in (await conn.execute(pending)).all():
-                m = row._mapping
+            rows = [row._mapping for row in (await conn.execute(pending)).all()]
+            if not rows:
+                return claimed
+            # Checked at every run, not only at creation: a device unbound (or disabled) since is not controlled.
+            pairs = {(m["uid"], did) for m in rows for did in _dids(m["targets_json"])}
+            allowed = (
+                sa.select(bindings.c.uid, bindings.c.did)
+                .join(devices, devices.c.did == bindings.c.did)
+                .where(
+                    sa.tuple_(bindings.c.uid, bindings.c.did).in_(sorted(pairs)),
+                    bindings.c.is_disabled.is_(False),
+                    devices.c.is_disabled.is_(False),
+                )
+            )
+            bound = {(row._mapping["uid"], row._mapping["did"]) for row in (await conn.execute(allowed)).all()}
+            await conn.execute(
+                sa.update(schedule_runs)
+                .where(schedule_runs.c.id.in_([m["id"] for m in rows]))
+                # next_attempt_at keeps the attempt's start while it runs (the attempt log's started_at)
+                .values(status="running", worker=worker, lease_until=lease_until, next_attempt_at=now)
+            )
+            for m in rows:
                 by_did = {item["did"]: item["p0"] for item in json.loads(m["tasks_json"])}
                 targets = [did for did in _dids(m["targets_json"]) if did in by_did]
-                # Checked at every run, not only at creation: a device unbound (or disabled) since is not controlled.
-                allowed = (
-                    sa.select(bindings.c.did)
-                    .join(devices, devices.c.did == bindings.c.did)
-                    .where(
-                        bindings.c.uid == m["uid"],
-                        bindings.c.did.in_(targets),
-                        bindings.c.is_disabled.is_(False),
-                        devices.c.is_disabled.is_(False),
-                    )
-                )
-                bound = set((await conn.execute(allowed)).scalars().all())
-                await conn.execute(
-                    sa.update(schedule_runs)
-                    .where(schedule_runs.c.id == m["id"])
-                    # next_attempt_at keeps the attempt's start while it runs (the attempt log's started_at)
-                    .values(status="running", worker=worker, lease_until=lease_until, next_attempt_at=now)
-                )
                 claimed.append(
                     ClaimedRun(
                         run_id=int(m["id"]),
@@ -349,9 +351,11 @@ class ScheduleMethods:
                         due_at=int(m["due_at"]),
                         attempt=int(m["attempts"]) + 1,
                         commands=tuple(
-                            ScheduledCommand(did, bytes.fromhex(by_did[did])) for did in targets if did in bound
+                            ScheduledCommand(did, bytes.fromhex(by_did[did]))
+                            for did in targets
+                            if (m["uid"], did) in bound
                         ),
-                        refused=tuple(did for did in targets if did not in bound),
+                        refused=tuple(did for did in targets if (m["uid"], did) not in bound),
                         lease_until=lease_until,
                     )
                 )
@@ -369,29 +373,31 @@ class ScheduleMethods:
         held (a run deleted meanwhile, or concluded by another worker after the lease, is left alone)."""
         now = v.timestamp("now", now)
         worker = v.text("worker", worker, max_len=64, pattern=v.PRINTABLE)
-        held = 0
+        sent = {claim.run_id: detail for claim, detail in results}
+        if not sent:
+            return 0
+        query = (
+            _RUN_WITH_SCHEDULE.where(
+                schedule_runs.c.id.in_(sorted(sent)),
+                schedule_runs.c.status == "running",
+                schedule_runs.c.worker == worker,
+            )
+            .order_by(schedule_runs.c.id)
+            .with_for_update(of=schedule_runs)
+        )
         async with self._transaction(write=True) as conn:
-            for claim, detail in results:
-                query = _RUN_WITH_SCHEDULE.where(
-                    schedule_runs.c.id == claim.run_id,
-                    schedule_runs.c.status == "running",
-                    schedule_runs.c.worker == worker,
-                ).with_for_update(of=schedule_runs)
-                row = (await conn.execute(query)).first()
-                if row is None:
-                    continue
-                m = row._mapping
+            held = [row._mapping for row in (await conn.execute(query)).all()]
+            for m in held:
                 await _conclude(
                     conn,
                     m,
                     worker=worker,
                     started_at=int(m["next_attempt_at"] or now),
-                    sent={did: bool(ok) for did, ok in detail.items()},
+                    sent={did: bool(ok) for did, ok in sent[int(m["id"])].items()},
                     now=now,
                     retry_interval_s=retry_interval_s,
                 )
-                held += 1
-        return held
+        return len(held)
 
 
 _RUN_WITH_SCHEDULE = sa.select(
