@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gizdev.cli.console import Console, start_or_stop, stop_on_signals
+from gizdev.cli.options import positive_int
 from gizdev.errors import AddressInUse, ConfigError
 from gizdev.schema.loader import load_schema
 
@@ -38,12 +39,6 @@ def host_port(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         raise argparse.ArgumentTypeError(f"expects HOST:PORT, e.g. 127.0.0.1:8080, not {text!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def _seconds(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 86_400:
-        raise argparse.ArgumentTypeError(f"expects whole seconds from 1 to 86400, not {text!r}")
-    return int(text)
 
 
 def _add_storage_options(parser: argparse.ArgumentParser) -> None:
@@ -102,14 +97,14 @@ def register(commands: Any) -> None:
     )
     serve.add_argument(
         "--scheduler-retry-interval",
-        type=_seconds,
+        type=positive_int,
         default=30,
         metavar="SECONDS",
         help="time between the attempts of a scheduled run that failed (default 30)",
     )
     serve.add_argument(
         "--scheduler-grace",
-        type=_seconds,
+        type=positive_int,
         default=300,
         metavar="SECONDS",
         help="a run that fell due while the cloud was down is made at start if at most this late, else logged "
