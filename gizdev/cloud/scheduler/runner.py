@@ -10,8 +10,8 @@ was published (``DeviceBus.send_control``); a run succeeds when every command wa
 
 Time: the runner reads its clock (injectable: tests move it) and works in whole Unix seconds. A run due while no
 worker was up is made on the first tick after start if it is at most ``grace_s`` late, else it is logged
-``missed``. ``tick_s`` None leaves ticking to the caller (:meth:`SchedulerRunner.tick`), for tests that step the
-clock by hand.
+``missed`` (the first tick waits ``start_delay_s``, for the devices to reconnect). ``tick_s`` None leaves ticking
+to the caller (:meth:`SchedulerRunner.tick`), for tests that step the clock by hand.
 """
 
 from __future__ import annotations
@@ -46,6 +46,9 @@ class SchedulerSettings:
     tick_s: float | None = 1.0  # how often the runner looks for due work; None: only when tick() is called
     lease_s: int = 60  # how long a claim holds before another worker concludes it as interrupted
     batch: int = 100  # runs claimed per transaction
+    # The first tick waits this long after start: a managed broker restarted with the cloud, so its devices are
+    # reconnecting, and a run that fell due while the cloud was down would otherwise find them all offline.
+    start_delay_s: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,6 +101,7 @@ class SchedulerRunner:
                 await task
 
     async def _run(self, tick_s: float) -> None:
+        await asyncio.sleep(self.settings.start_delay_s)
         while True:
             try:
                 await self.tick()

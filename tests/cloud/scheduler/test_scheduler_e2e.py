@@ -50,7 +50,7 @@ def test_a_schedule_for_the_next_minute_drives_the_mcu_through_the_bridge(
         base / "data",
         clock=clock,
         mosquitto_binary=mosquitto_binary,
-        scheduler=SchedulerSettings(tick_s=0.2),
+        scheduler=SchedulerSettings(tick_s=0.2, start_delay_s=0),
     )
     try:
         appid = cloud.add_app()

@@ -31,13 +31,13 @@ class Place:
     mosquitto_binary: str
     clock: Clock
 
-    def start(self) -> CloudThread:
+    def start(self, scheduler: SchedulerSettings = MANUAL) -> CloudThread:
         return make_cloud(
             self.database,
             self.base / "data",
             clock=self.clock,
             mosquitto_binary=self.mosquitto_binary,
-            scheduler=MANUAL,
+            scheduler=scheduler,
         )
 
 
@@ -293,5 +293,32 @@ def test_a_restart_runs_what_fell_due_within_the_grace_period_once_and_logs_the_
         place.clock.set(utc("2026-03-09T07:20:00"))
         run(after_restart(cloud, frame_0090(p0_write(10, 20))))
         assert [entry["status"] for entry in run(logs(cloud, world, weekly, "?limit=5")).body] == ["succeed", "missed"]
+    finally:
+        cloud.close()
+
+
+def test_the_first_tick_after_a_restart_waits_for_the_devices_to_reconnect(place: Place) -> None:
+    """The runner's own timer: a run that fell due while the cloud was down is made start_delay_s after start, by
+    when a device that reconnects at once is online (the managed broker restarted with the cloud)."""
+    place.clock.set(utc("2026-03-02T07:00:00"))
+    cloud = place.start()
+    try:
+        world = make_world(cloud, devices=1)
+        did = world.dids[0]
+        sid = run(create(cloud, world, legacy_body([did], date="2026-03-02", time="07:01")))
+    finally:
+        cloud.close()
+    place.clock.set(utc("2026-03-02T07:02:00"))  # the clock stands still: only the delay decides
+    cloud = place.start(SchedulerSettings(tick_s=0.05, start_delay_s=2.5))
+
+    async def scenario() -> None:
+        device = await online_device(cloud, did, PASSCODES[0])
+        assert (await logs(cloud, world, sid)).body == {}  # not tried before the device was back
+        assert await next_command(device, did) == frame_0090(p0_write(10, 20))
+        assert (await logs(cloud, world, sid)).body["status"] == "succeed"
+        await device.close()
+
+    try:
+        run(scenario())
     finally:
         cloud.close()

@@ -47,7 +47,7 @@ async def serve(args: argparse.Namespace) -> None:
         database=args.database,
         kdf=FAST_KDF,
         broker_client_id=f"gizdev-{args.name}",
-        scheduler=SchedulerSettings(tick_s=0.1, lease_s=args.lease, batch=args.batch),
+        scheduler=SchedulerSettings(tick_s=0.1, lease_s=args.lease, batch=args.batch, start_delay_s=0),
     )
     server = CloudServer(config, clock=clock)
     stop = asyncio.Event()
