@@ -104,7 +104,9 @@ class DeviceBus:
         *,
         activity: AppActivity | None = None,
         clock: Callable[[], float] = time.time,
+        client_id: str = "gizdev-cloud",  # one per worker when several share a broker that does not pin it
     ) -> None:
+        self.client_id = client_id
         self.storage = storage
         self.products = products
         self.broker = broker
@@ -237,7 +239,7 @@ class DeviceBus:
             client = MqttClient(
                 broker.host,
                 broker.port,
-                client_id="gizdev-cloud",
+                client_id=self.client_id,
                 username=broker.username,
                 password=broker.password,
                 keepalive_s=60,

@@ -31,6 +31,7 @@ from gizdev.cloud.http.reset import RedactingAccessLogger
 from gizdev.cloud.messages import OUTBOX_FILE, Channel, ChannelRouter, Outbox, OutboxSender, Sender
 from gizdev.cloud.products import ProductCache
 from gizdev.cloud.realtime import RealtimeHub, RealtimeSettings
+from gizdev.cloud.scheduler.runner import SchedulerRunner, SchedulerSettings
 from gizdev.cloud.security import KDF_DEFAULT, KdfParams, PasswordPolicy
 from gizdev.cloud.storage import DATABASE_FILE, Storage, StorageError
 from gizdev.cloud.throttle import AbuseLimits
@@ -82,6 +83,11 @@ class CloudConfig:
     smtp: SmtpSettings | None = None  # mail over SMTP; None: mails go to the outbox
     sms_webhook: WebhookSettings | None = None  # SMS through a webhook; None: SMS go to the outbox
 
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    # The device bus's MQTT client id: the managed broker pins it to the service user's name; workers sharing an
+    # external broker need one each (the broker drops the older of two connections with one id).
+    broker_client_id: str = "gizdev-cloud"
+
     def __post_init__(self) -> None:
         if self.public_url is not None:
             check_public_url(self.public_url)
@@ -114,6 +120,7 @@ class CloudServer:
         self.bus: DeviceBus | None = None
         self.context: CloudContext | None = None  # what the HTTP handlers share (its caches, its settings)
         self.realtime: RealtimeHub | None = None
+        self.scheduler: SchedulerRunner | None = None
         self._runner: web.AppRunner | None = None
         self.metrics: MetricsServer | None = None
         self._housekeeping: asyncio.Task[None] | None = None
@@ -152,7 +159,7 @@ class CloudServer:
             self.storage = await Storage.open(database_for(config), clock=self.clock)
             settings, public_host, public_port = self._broker_settings()
             products = ProductCache(self.storage)
-            self.bus = DeviceBus(self.storage, products, settings, clock=self.clock)
+            self.bus = DeviceBus(self.storage, products, settings, clock=self.clock, client_id=config.broker_client_id)
             if self.broker is not None:
                 self.broker.on_log_line = self.bus.on_broker_log
                 await self.broker.set_devices(await self._accounts())
@@ -208,6 +215,9 @@ class CloudServer:
                 )
             # The realtime API is served on this port (ws_port of the bindings list); port 0 is known only now.
             ctx.settings = dataclasses.replace(ctx.settings, ws_port=self.http_port)
+            # Last: its first tick may run what fell due while the cloud was down, through a bus that is up.
+            self.scheduler = SchedulerRunner(self.storage, self.bus, config.scheduler, clock=self.clock)
+            await self.scheduler.start()
         except BaseException:
             await self.stop()
             raise
@@ -331,6 +341,9 @@ class CloudServer:
 
     async def stop(self) -> None:
         """Stop whatever was started, in reverse order; idempotent."""
+        scheduler, self.scheduler = self.scheduler, None
+        if scheduler is not None:
+            await scheduler.stop()
         runner, self._runner = self._runner, None
         self.context = None
         if runner is not None:
