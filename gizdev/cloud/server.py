@@ -30,6 +30,7 @@ from gizdev.cloud.realtime import RealtimeHub, RealtimeSettings
 from gizdev.cloud.security import KDF_DEFAULT, KdfParams, PasswordPolicy
 from gizdev.cloud.storage import DATABASE_FILE, Storage
 from gizdev.errors import AddressInUse, BrokerError, ConfigError
+from gizdev.loopback import is_loopback_host
 
 if TYPE_CHECKING:
     from gizdev.metrics import HttpMetrics, MetricsServer
@@ -63,6 +64,7 @@ class CloudConfig:
     public_wss_port: int = 0
     refuse_plain_registration: bool = False  # POST /dev/devices answers 9048 (device_api.py says why)
     realtime: RealtimeSettings = field(default_factory=RealtimeSettings)  # the WebSocket API's limits
+    console_app_list: bool = True  # the console's sign-in lists the apps (only ever on a loopback HTTP listener)
 
 
 def database_for(config: CloudConfig) -> str | Path:
@@ -139,6 +141,7 @@ class CloudServer:
                     password_policy=config.password_policy,
                     kdf=config.kdf,
                     refuse_plain_registration=config.refuse_plain_registration,
+                    console_app_list=config.console_app_list and is_loopback_host(config.http_host),
                 ),
                 clock=self.clock,
                 realtime_settings=config.realtime,

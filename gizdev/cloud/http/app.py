@@ -11,7 +11,7 @@ from aiohttp.typedefs import Middleware
 
 from gizdev import __version__
 from gizdev.cloud.errors import ApiError, Code, error_list, error_response
-from gizdev.cloud.http import bindings, control, devdata, device_api, realtime, users
+from gizdev.cloud.http import bindings, console, control, devdata, device_api, realtime, users
 from gizdev.cloud.http.api import Api, Auth, Call, Empty, Endpoint, openapi_document
 from gizdev.cloud.http.context import CONTEXT, CloudContext
 from gizdev.cloud.throttle import Throttled
@@ -99,12 +99,12 @@ def metrics_middleware(metrics: HttpMetrics) -> Middleware:
 
 def make_app(ctx: CloudContext, metrics: HttpMetrics | None = None) -> web.Application:
     """The cloud's HTTP application for ``ctx`` (request bodies capped at ``ctx.settings.max_body_bytes``)."""
-    middlewares: list[Middleware] = [error_boundary]
+    middlewares: list[Middleware] = [console.headers_middleware, error_boundary]
     if metrics is not None:
         middlewares.insert(0, metrics_middleware(metrics))  # outside the boundary: sees the status it answered
     app = web.Application(middlewares=middlewares, client_max_size=ctx.settings.max_body_bytes)
     app[CONTEXT] = ctx
-    for module in (device_api, bindings, control, devdata):
+    for module in (device_api, bindings, control, devdata, console):
         app.add_routes(module.routes)
     for declared in DECLARED:
         app.add_routes(declared.routes)

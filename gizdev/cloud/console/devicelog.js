@@ -1,0 +1,95 @@
+// The device log: decoded traffic both ways (time, direction, command, attrs), newest first, with a filter and a
+// pause. What the console sends is recorded as it sends it; what the device sends comes from the WebSocket.
+
+import { clear, clockText, h } from "./dom.js";
+
+const MAX_ENTRIES = 500;
+
+export class DeviceLog {
+  constructor() {
+    this.entries = [];
+    this.waiting = [];
+    this.paused = false;
+    this.filter = "";
+    this.rows = h("tbody", {});
+    this.pauseButton = h("button", { type: "button", "data-action": "pause", onclick: () => this.togglePause() }, "Pause");
+    this.count = h("span", { class: "muted log-count" });
+    const filter = h("input", { type: "search", placeholder: "Filter (command, name, value)", "aria-label": "filter", "data-action": "filter" });
+    filter.addEventListener("input", () => {
+      this.filter = filter.value.trim().toLowerCase();
+      this.render();
+    });
+    const clearButton = h("button", { type: "button", "data-action": "clear", onclick: () => this.clear() }, "Clear");
+    const head = ["Time", "Direction", "Command", "Attrs"].map((title) => h("th", {}, title));
+    this.node = h(
+      "div",
+      { class: "log" },
+      h("div", { class: "toolbar" }, filter, this.pauseButton, clearButton, this.count),
+      h("div", { class: "table-wrap log-scroll" }, h("table", { class: "log-table" }, h("thead", {}, h("tr", {}, head)), this.rows)),
+    );
+    this.render();
+  }
+
+  add(direction, command, attrs) {
+    const entry = { time: new Date(), direction, command, attrs, text: `${command} ${JSON.stringify(attrs)}`.toLowerCase() };
+    if (this.paused) {
+      this.waiting.push(entry);
+      this.updateCount();
+      return;
+    }
+    this.keep(entry);
+    if (this.matches(entry)) this.rows.prepend(this.row(entry));
+    while (this.rows.children.length > MAX_ENTRIES) this.rows.lastChild.remove();
+    this.updateCount();
+  }
+
+  keep(entry) {
+    this.entries.push(entry);
+    if (this.entries.length > MAX_ENTRIES) this.entries.shift();
+  }
+
+  matches(entry) {
+    return !this.filter || entry.text.includes(this.filter) || entry.direction.includes(this.filter);
+  }
+
+  row(entry) {
+    const out = entry.direction === "out";
+    return h(
+      "tr",
+      { class: out ? "out" : "in", "data-direction": entry.direction },
+      h("td", { class: "mono" }, clockText(entry.time)),
+      h("td", {}, h("span", { class: `dir ${entry.direction}` }, out ? "app → device" : "device → app")),
+      h("td", { class: "mono" }, entry.command),
+      h("td", { class: "mono attrs" }, typeof entry.attrs === "string" ? entry.attrs : JSON.stringify(entry.attrs)),
+    );
+  }
+
+  render() {
+    const shown = this.entries.filter((entry) => this.matches(entry)).reverse();
+    clear(this.rows, shown.map((entry) => this.row(entry)));
+    this.updateCount();
+  }
+
+  togglePause() {
+    this.paused = !this.paused;
+    this.pauseButton.textContent = this.paused ? "Resume" : "Pause";
+    this.pauseButton.classList.toggle("active", this.paused);
+    if (!this.paused) {
+      for (const entry of this.waiting) this.keep(entry);
+      this.waiting = [];
+      this.render();
+    }
+    this.updateCount();
+  }
+
+  clear() {
+    this.entries = [];
+    this.waiting = [];
+    this.render();
+  }
+
+  updateCount() {
+    const waiting = this.waiting.length ? ` · ${this.waiting.length} waiting (paused)` : "";
+    this.count.textContent = `${this.entries.length} frames${waiting}`;
+  }
+}
