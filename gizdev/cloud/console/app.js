@@ -261,8 +261,16 @@ async function devicePage(did) {
     cards.set(dp.name, card);
     grid.append(card.node);
   }
+  const known = new Map(); // the values shown, to tell what a report changes
   const showValues = (attrs) => {
-    for (const [name, value] of Object.entries(attrs)) if (cards.has(name)) cards.get(name).show(value);
+    const changed = new Set();
+    for (const [name, value] of Object.entries(attrs)) {
+      const text = valueText(value);
+      if (known.get(name) !== text) changed.add(name);
+      known.set(name, text);
+      if (cards.has(name)) cards.get(name).show(value);
+    }
+    return changed;
   };
   showValues(latest.attr);
 
@@ -297,8 +305,7 @@ async function devicePage(did) {
       if (data.did !== did && msg.did !== did) return;
       if (msg.cmd === "s2c_noti") {
         const name = msg.res_sn !== undefined ? "s2c_noti (answer)" : "s2c_noti";
-        log.add("in", name, data.attrs);
-        showValues(data.attrs);
+        log.add("in", name, data.attrs, showValues(data.attrs));
         updated.textContent = `last report ${timeText(Date.now() / 1000)}`;
       } else if (msg.cmd === "s2c_online_status") {
         log.add("in", "s2c_online_status", { online: data.online });

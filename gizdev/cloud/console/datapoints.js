@@ -4,7 +4,7 @@
 // Values are app values, as /app/devdata/{did}/latest gives them: bool true/false, an enum's label, numbers after
 // ratio and addition, binary as lower-case hex (s2c_noti sends binary as a byte array: shown as the same hex).
 
-import { h } from "./dom.js";
+import { clear, h } from "./dom.js";
 
 export function datapointsOf(schema) {
   return (schema.entities || []).flatMap((entity) => entity.attrs || []);
@@ -172,14 +172,10 @@ export function datapointCard(dp, { send, check }) {
   }
 
   const hint = rangeText(dp);
-  card.append(
-    h(
-      "header",
-      { class: "dp-head" },
-      h("span", { class: "dp-title" }, dp.display_name || name),
-      h("code", { class: "dp-name" }, name),
-    ),
-    h("div", { class: "dp-body" }, control, h("span", { class: "reported" }, valueNode)),
+  clear(
+    card,
+    h("header", { class: "dp-head" }, h("span", { class: "dp-title" }, dp.display_name || name), h("code", { class: "dp-name" }, name)),
+    h("div", { class: "dp-body" }, control, h("span", { class: "reported", title: "the value the device reported" }, valueNode)),
     hint ? h("p", { class: "dp-hint" }, hint) : null,
     errorNode,
   );

@@ -5,6 +5,18 @@ import { clear, clockText, h } from "./dom.js";
 
 const MAX_ENTRIES = 500;
 
+// An object's values as name=value pairs, what changed first; anything else as its text.
+function attrsNodes(entry) {
+  const { attrs, changed } = entry;
+  if (attrs === null || typeof attrs !== "object") return String(attrs);
+  const names = Object.keys(attrs);
+  const isChanged = (name) => !changed || changed.has(name);
+  names.sort((a, b) => isChanged(b) - isChanged(a));
+  return names.map((name) =>
+    h("span", { class: `pair${changed && changed.has(name) ? " changed" : ""}` }, `${name}=`, h("b", {}, JSON.stringify(attrs[name]))),
+  );
+}
+
 export class DeviceLog {
   constructor() {
     this.entries = [];
@@ -30,8 +42,10 @@ export class DeviceLog {
     this.render();
   }
 
-  add(direction, command, attrs) {
-    const entry = { time: new Date(), direction, command, attrs, text: `${command} ${JSON.stringify(attrs)}`.toLowerCase() };
+  // changed: the names whose value this frame changes (shown highlighted); undefined: every name is news.
+  add(direction, command, attrs, changed) {
+    const json = typeof attrs === "string" ? attrs : JSON.stringify(attrs);
+    const entry = { time: new Date(), direction, command, attrs, json, changed, text: `${command} ${json}`.toLowerCase() };
     if (this.paused) {
       this.waiting.push(entry);
       this.updateCount();
@@ -60,7 +74,7 @@ export class DeviceLog {
       h("td", { class: "mono" }, clockText(entry.time)),
       h("td", {}, h("span", { class: `dir ${entry.direction}` }, out ? "app → device" : "device → app")),
       h("td", { class: "mono" }, entry.command),
-      h("td", { class: "mono attrs" }, typeof entry.attrs === "string" ? entry.attrs : JSON.stringify(entry.attrs)),
+      h("td", { class: "mono attrs", "data-attrs": entry.json }, attrsNodes(entry)),
     );
   }
 

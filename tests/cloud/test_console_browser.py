@@ -1,0 +1,316 @@
+"""The web console in a real headless browser (Debian's chromium, driven by Playwright) against the whole chain: local
+cloud <-> Mosquitto <-> Bridge (software GAgent) <-> VirtualMcu on a pty.
+
+One cloud, one rig and one browser for the module (each test has a fresh browser context: its own sessionStorage).
+The screenshots for the README are taken here (docs/console-devices.png, docs/console-device.png).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.bridge.bridge_fixtures import Rig, bridge_rig
+from tests.cloud.realtime_helpers import new_user
+from tests.cloud.server_fixtures import CloudThread, make_cloud, world_searchable_dir
+from tests.loop_thread import LoopThread
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser, Page
+
+CHROMIUM = Path("/usr/bin/chromium")
+DOCS = Path(__file__).parents[2] / "docs"
+BOARD = {"LED_R": 0x12, "LED_G": 0x34, "Motor_Speed": 3, "Temperature": 20, "Humidity": 55}
+PASSWORD = "123456"
+LIVE_S = 2.0  # a change on the MCU is on the page within this, without a reload
+
+
+def _browser_missing(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"the console's browser tests must run in CI, but: {reason}")
+    pytest.skip(f"no headless browser: {reason}")
+
+
+class RigThread(LoopThread):
+    """The bridge and the virtual MCU on a loop of their own (the browser is driven synchronously from the test)."""
+
+    def __init__(self, cloud: CloudThread, state_dir: Path) -> None:
+        self.cloud = cloud
+        self.state_dir = state_dir
+        self.stack = contextlib.AsyncExitStack()
+        self._rig: Rig | None = None
+        super().__init__("rig-loop", self._up, self.stack.aclose)
+
+    async def _up(self) -> None:
+        self._rig = await self.stack.enter_async_context(
+            bridge_rig(self.cloud, self.state_dir, mcu_kwargs={"values": BOARD})
+        )
+        await self._rig.up()
+
+    @property
+    def rig(self) -> Rig:
+        assert self._rig is not None
+        return self._rig
+
+    def set_values(self, values: dict[str, Any]) -> None:
+        async def change() -> None:
+            self.rig.mcu.set_values(values)
+
+        self.call(change())
+
+
+@dataclass
+class World:
+    cloud: CloudThread
+    rigs: RigThread
+    browser: Browser
+    appid: str
+    alice: tuple[str, str]  # uid, token; bound to the rig's device
+    url: str
+
+    @property
+    def did(self) -> str:
+        return self.rigs.rig.did
+
+    @property
+    def mcu_state(self) -> dict[str, Any]:
+        return self.rigs.rig.mcu.state
+
+
+@pytest.fixture(scope="module")
+def world(mosquitto_binary: str) -> Iterator[World]:
+    if not CHROMIUM.exists():
+        _browser_missing(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _browser_missing("playwright is not installed (pip install playwright; never `playwright install`)")
+    base = world_searchable_dir()
+    cloud = make_cloud(f"sqlite+aiosqlite:///{base / 'cloud.db'}", base / "data", mosquitto_binary=mosquitto_binary)
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, base, ignore_errors=True)
+        stack.callback(cloud.close)
+        appid = cloud.add_app()
+        rigs = RigThread(cloud, base / "state")
+        rigs.start()
+        stack.callback(rigs.close)
+        alice = new_user(cloud, appid, "alice", (rigs.rig.did, rigs.rig.bridge.identity.passcode))
+        playwright = stack.enter_context(sync_playwright())
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
+        stack.callback(browser.close)
+        yield World(cloud, rigs, browser, appid, alice, f"http://127.0.0.1:{cloud.http_port}/console/")
+
+
+@pytest.fixture
+def page(world: World) -> Iterator[Page]:
+    context = world.browser.new_context(viewport={"width": 1200, "height": 900})
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+        yield page
+        # A refused entry is a 400 the page asked for (the server's message); anything else is a fault.
+        assert [e for e in errors if "400 (Bad Request)" not in e] == [], errors
+    finally:
+        context.close()
+
+
+def sign_in(page: Page, world: World, username: str = "alice") -> None:
+    page.goto(world.url)
+    page.wait_for_selector("input[name=appid]")
+    page.fill("input[name=appid]", world.appid)
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", PASSWORD)
+    page.click("form button[type=submit]")
+    page.wait_for_selector("h1:text('My devices')")
+
+
+def until(predicate: Callable[[], bool], what: str, timeout_s: float = 10.0) -> float:
+    """Wait for ``predicate``; the seconds it took."""
+    started = time.monotonic()
+    while not predicate():
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError(f"not within {timeout_s} s: {what}")
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def value_of(page: Page, name: str) -> str:
+    return str(page.text_content(f"[data-value-of='{name}']"))
+
+
+def latest(world: World) -> dict[str, Any]:
+    reply = world.cloud.api("GET", f"/app/devdata/{world.did}/latest", appid=world.appid, token=world.alice[1])
+    assert reply.status == 200, reply
+    attrs: dict[str, Any] = reply.body["attr"]
+    return attrs
+
+
+def log_rows(page: Page) -> list[dict[str, str]]:
+    rows: list[dict[str, str]] = page.eval_on_selector_all(
+        ".log-table tbody tr",
+        "rows => rows.map(r => ({direction: r.dataset.direction, command: r.children[2].textContent,"
+        " attrs: r.children[3].dataset.attrs}))",
+    )
+    return rows
+
+
+def test_sign_in_and_my_devices(page: Page, world: World) -> None:
+    page.goto(world.url)
+    # The app id can be picked from the cloud's apps (ids and names only) or typed.
+    options = page.eval_on_selector_all("#apps option", "opts => opts.map(o => [o.value, o.textContent])")
+    assert options == [[world.appid, "test"]]
+    page.fill("input[name=appid]", world.appid)
+    page.fill("input[name=username]", "alice")
+    page.fill("input[name=password]", "wrong password")
+    page.click("form button[type=submit]")
+    refused = world.cloud.api(
+        "POST", "/app/login", {"username": "alice", "password": "wrong password"}, appid=world.appid
+    )
+    page.wait_for_selector(f"p[role=alert]:text-is('{refused.body['error_message']}')")
+
+    sign_in(page, world)
+    link = page.wait_for_selector(f"a[href*='{world.did}']")
+    assert link is not None
+    row = page.locator(f"tr[data-did='{world.did}']")
+    assert row.locator("[data-online]").get_attribute("data-online") == "true"
+    assert "gokit" in str(row.text_content()).lower() or "GoKit" in str(row.text_content())
+    until(lambda: "…" not in str(row.locator("td[data-label='Last report']").text_content()), "the last report")
+    page.wait_for_selector("#live[data-state=live]")
+    # The session is in sessionStorage, never a cookie.
+    stored = json.loads(page.evaluate("sessionStorage.getItem('gizdev.console.session')"))
+    assert stored["token"] == world.alice[1] or stored["uid"] == world.alice[0]
+    assert page.context.cookies() == [] and page.evaluate("document.cookie") == ""
+    DOCS.mkdir(exist_ok=True)
+    page.screenshot(path=str(DOCS / "console-devices.png"))
+
+    # A phone-sized screen: nothing wider than the screen.
+    page.set_viewport_size({"width": 390, "height": 800})
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_device_page_controls_live_values_and_log(page: Page, world: World) -> None:
+    sign_in(page, world)
+    page.click(f"a[href*='{world.did}']")
+    page.wait_for_selector("[data-datapoint='LED_OnOff']")
+    page.wait_for_selector("#live[data-state=live]")
+    # Every data point of the schema has its control, and its value is the app value /app/devdata gives.
+    schema = world.cloud.api(
+        "GET", f"/app/datapoint?product_key={world.rigs.rig.device().product_key}", appid=world.appid
+    )
+    names = [attr["name"] for attr in schema.body["entities"][0]["attrs"]]
+    assert sorted(page.eval_on_selector_all("[data-datapoint]", "els => els.map(e => e.dataset.datapoint)")) == sorted(
+        names
+    )
+    until(lambda: value_of(page, "LED_R") == "18", "LED_R from the board")
+    assert page.get_attribute("[data-datapoint='LED_OnOff']", "type") == "checkbox"
+    assert page.eval_on_selector("[data-datapoint='LED_Color']", "e => [...e.options].map(o => o.textContent)") == [
+        "Customize",
+        "Yellow",
+        "Purple",
+        "Pink",
+    ]
+    speed = page.locator("[data-datapoint='Motor_Speed']")
+    assert (speed.get_attribute("min"), speed.get_attribute("max"), speed.get_attribute("step")) == ("-5", "5", "1")
+    assert page.locator("[data-datapoint='Alert_1']").get_attribute("class") == "indicator"
+
+    # A toggle sends at once; a number on Enter; a select at once: each reaches the MCU.
+    page.click("[data-datapoint='LED_OnOff']")
+    until(lambda: world.mcu_state["LED_OnOff"] is True, "the toggle on the MCU")
+    page.fill("[data-datapoint='LED_R']", "200")
+    page.press("[data-datapoint='LED_R']", "Enter")
+    until(lambda: world.mcu_state["LED_R"] == 200, "LED_R on the MCU")
+    page.fill("[data-datapoint='Motor_Speed']", "-2")
+    page.locator("[data-datapoint='LED_G']").focus()  # leaving the field sends it too
+    until(lambda: world.mcu_state["Motor_Speed"] == -2, "Motor_Speed on the MCU")
+    page.select_option("[data-datapoint='LED_Color']", "Purple")
+    until(lambda: world.mcu_state["LED_Color"] in ("Purple", 2), "LED_Color on the MCU")
+
+    # The board's own change is on the page within 2 s, without a reload.
+    page.evaluate("window.notReloaded = true")
+    world.rigs.set_values({"Humidity": 77, "Alert_1": True})
+    took = until(lambda: value_of(page, "Humidity") == "77", "Humidity on the page", LIVE_S)
+    assert page.evaluate("window.notReloaded") is True, took
+    until(lambda: page.get_attribute("[data-datapoint='Alert_1']", "data-on") == "true", "the alert", LIVE_S)
+    # What the page shows is what /app/devdata/{did}/latest gives, text for text.
+    until(lambda: latest(world).get("Humidity") == 77, "the cloud's latest")
+    shown = {name: value_of(page, name) for name in names}
+    expected = {
+        name: json.dumps(value) if isinstance(value, bool) else str(value) for name, value in latest(world).items()
+    }
+    assert shown == expected
+
+    # Out of range: the server's message beside the control, and nothing sent.
+    sent_before = [row for row in log_rows(page) if row["direction"] == "out"]
+    page.fill("[data-datapoint='LED_R']", "300")
+    page.press("[data-datapoint='LED_R']", "Enter")
+    server = world.cloud.api(
+        "POST", f"/app/control/{world.did}", {"attrs": {"LED_R": 300}}, appid=world.appid, token=world.alice[1]
+    )
+    assert server.status == 400
+    message = f"{server.body['error_message']} {server.body['detail_message']}"
+    error = page.locator("[data-error-of='LED_R']")
+    error.wait_for(state="visible")
+    assert error.text_content() == message
+    time.sleep(0.3)
+    assert world.mcu_state["LED_R"] == 200
+    assert [row for row in log_rows(page) if row["direction"] == "out"] == sent_before
+    page.fill("[data-datapoint='LED_R']", "201")  # a good value again clears the message
+    page.press("[data-datapoint='LED_R']", "Enter")
+    until(lambda: world.mcu_state["LED_R"] == 201, "LED_R 201 on the MCU")
+    error.wait_for(state="hidden")
+
+    # The device log: both directions, decoded.
+    rows = log_rows(page)
+    assert any(r["direction"] == "out" and json.loads(r["attrs"]) == {"LED_R": 200} for r in rows), rows
+    assert any(r["direction"] == "out" and json.loads(r["attrs"]) == {"LED_OnOff": True} for r in rows), rows
+    assert any(
+        r["direction"] == "in" and r["command"].startswith("s2c_noti") and json.loads(r["attrs"]).get("Humidity") == 77
+        for r in rows
+    ), rows
+    # The filter shows the matching frames only; pause holds new frames back until resumed.
+    page.fill("[data-action=filter]", "humidity")
+    filtered = log_rows(page)
+    assert filtered and all("humidity" in (r["command"] + r["attrs"]).lower() for r in filtered)
+    assert len(filtered) < len(rows)
+    page.fill("[data-action=filter]", "")
+    page.click("[data-action=pause]")
+    count = len(log_rows(page))
+    world.rigs.set_values({"Humidity": 60})
+    until(lambda: value_of(page, "Humidity") == "60", "Humidity 60 on the page", LIVE_S)
+    assert len(log_rows(page)) == count  # values stay live; the log waits
+    page.click("[data-action=pause]")
+    until(lambda: len(log_rows(page)) > count, "the held frames")
+
+    # The schema as a table: every data point with its offsets, range, ratio and addition.
+    cells = page.eval_on_selector_all(
+        ".schema tbody tr", "rows => rows.map(r => [...r.children].map(c => c.textContent))"
+    )
+    assert len(cells) == len(names)
+    speed_row = next(row for row in cells if row[1].startswith("Motor_Speed"))
+    assert speed_row[2:] == ["uint8", "read / write", "4 / 0", "1 byte", "0 … 10", "1", "-5"]
+    page.screenshot(path=str(DOCS / "console-device.png"), full_page=True)
+    page.set_viewport_size({"width": 390, "height": 800})  # a phone: the wide tables scroll inside their panels
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+
+
+def test_a_second_user_does_not_see_the_first_users_device(page: Page, world: World) -> None:
+    new_user(world.cloud, world.appid, "bob")
+    sign_in(page, world, "bob")
+    page.wait_for_selector(".empty")
+    assert page.locator(f"a[href*='{world.did}']").count() == 0
+    assert world.did not in str(page.content())
+    # Nor through its page's address.
+    page.goto(f"{world.url}#/device/{world.did}")
+    page.wait_for_selector(f".notice.error:text('{world.did} is not one of your devices')")
+    assert page.locator("[data-datapoint]").count() == 0
