@@ -166,9 +166,8 @@ def test_the_check_makes_the_control_checks_and_sends_nothing(cloud: CloudThread
             assert bus is not None
             await wait_until_async(lambda: bus.is_online(did), 5, "the device online")  # /app/control delivers now
 
-            def post(attrs: object, target: str = path, **kwargs: str | None) -> Reply:
-                call = {"appid": appid, "token": token, **kwargs}
-                return cloud.api("POST", target, {"attrs": attrs}, **call)
+            def post(attrs: object, target: str = path, token: str | None = token) -> Reply:
+                return cloud.api("POST", target, {"attrs": attrs}, appid=appid, token=token)
 
             assert (await asyncio.to_thread(post, {"temp": 50})).body == {}
             bad = await asyncio.to_thread(post, {"temp": 101})

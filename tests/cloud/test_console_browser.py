@@ -184,12 +184,15 @@ def test_sign_in_and_my_devices(page: Page, world: World) -> None:
     assert link is not None
     row = page.locator(f"tr[data-did='{world.did}']")
     assert row.locator("[data-online]").get_attribute("data-online") == "true"
-    assert "gokit" in str(row.text_content()).lower() or "GoKit" in str(row.text_content())
+    product = world.cloud.call(world.cloud.storage.get_product(world.rigs.rig.device().product_key))
+    assert product.name in str(row.locator("td[data-label='Product']").text_content())
     until(lambda: "…" not in str(row.locator("td[data-label='Last report']").text_content()), "the last report")
     page.wait_for_selector("#live[data-state=live]")
     # The session is in sessionStorage, never a cookie.
     stored = json.loads(page.evaluate("sessionStorage.getItem('gizdev.console.session')"))
-    assert stored["token"] == world.alice[1] or stored["uid"] == world.alice[0]
+    assert stored["uid"] == world.alice[0] and stored["appid"] == world.appid
+    me = world.cloud.api("GET", "/app/users", appid=world.appid, token=stored["token"])
+    assert me.status == 200 and me.body["username"] == "alice"  # the token the Open API's login gave
     assert page.context.cookies() == [] and page.evaluate("document.cookie") == ""
     DOCS.mkdir(exist_ok=True)
     page.screenshot(path=str(DOCS / "console-devices.png"))
@@ -314,3 +317,121 @@ def test_a_second_user_does_not_see_the_first_users_device(page: Page, world: Wo
     page.goto(f"{world.url}#/device/{world.did}")
     page.wait_for_selector(f".notice.error:text('{world.did} is not one of your devices')")
     assert page.locator("[data-datapoint]").count() == 0
+
+
+# A product with what GoKit lacks: a binary point (a hex field) and a number with a fractional ratio.
+LAB_SCHEMA: dict[str, Any] = {
+    "name": "console-lab",
+    "product_key": "c0ffee00000000000000000000000001",
+    "protocolType": "standard",
+    "packetVersion": "0x00000004",
+    "entities": [
+        {
+            "id": 0,
+            "name": "entity0",
+            "display_name": "lab",
+            "attrs": [
+                {
+                    "id": 0,
+                    "name": "Setpoint",
+                    "display_name": "set point",
+                    "type": "status_writable",
+                    "data_type": "uint16",
+                    "position": {"byte_offset": 0, "bit_offset": 0, "len": 2, "unit": "byte"},
+                    "uint_spec": {"min": 0, "max": 100, "ratio": 0.5, "addition": 10},
+                    "desc": "",
+                },
+                {
+                    "id": 1,
+                    "name": "Payload",
+                    "display_name": "payload",
+                    "type": "status_writable",
+                    "data_type": "binary",
+                    "position": {"byte_offset": 2, "bit_offset": 0, "len": 4, "unit": "byte"},
+                    "desc": "",
+                },
+            ],
+        }
+    ],
+}
+
+
+def test_bind_hex_and_fractional_fields_and_unbind(page: Page, world: World) -> None:
+    from gizdev.codec.envelope import decode_envelope
+    from gizdev.codec.p0 import Action, Product
+    from gizdev.schema.loader import parse_schema
+    from tests.cloud.realtime_helpers import connected_device, register
+
+    pk, _secret = world.cloud.add_product(LAB_SCHEMA)
+    did = register(world.cloud, "0c0ffee00001", "LABPASS001", pk)
+    new_user(world.cloud, world.appid, "erin")
+    codec = Product(parse_schema(LAB_SCHEMA))
+    device = world.rigs.call(connected_device(world.cloud, did, "LABPASS001", pk))
+    try:
+
+        def sent_attrs() -> dict[str, Any]:
+            """The next write the device receives (the page's status read when it opened is passed over)."""
+            while True:
+                topic, payload = world.rigs.call(device.read_publish(5))
+                assert topic.startswith(f"app2dev/{did}/")
+                message = codec.decode(decode_envelope(payload).payload)
+                if message.action is Action.WRITE:
+                    return dict(message.attrs)
+                assert message.action is Action.READ
+
+        def nothing_sent() -> None:
+            async def quiet() -> None:
+                with pytest.raises(TimeoutError):
+                    await device.read_publish(0.5)
+
+            world.rigs.call(quiet())
+
+        def refused(name: str, entry: str, attrs: dict[str, Any]) -> None:
+            """``entry`` is refused beside the control with the message /app/control has for ``attrs``."""
+            page.fill(f"[data-datapoint='{name}']", entry)
+            page.press(f"[data-datapoint='{name}']", "Enter")
+            answer = world.cloud.api(
+                "POST", f"/console/api/devices/{did}/check", {"attrs": attrs}, appid=world.appid, token=token
+            )
+            control = world.cloud.api("POST", f"/app/control/{did}", {"attrs": attrs}, appid=world.appid, token=token)
+            assert answer.body == control.body and control.body["error_code"] == 9025, control  # refused, not sent
+            message = f"{control.body['error_message']} {control.body['detail_message']}"
+            page.wait_for_selector(f"[data-error-of='{name}']:text-is('{message}')")
+            nothing_sent()
+
+        sign_in(page, world, "erin")
+        token = json.loads(page.evaluate("sessionStorage.getItem('gizdev.console.session')"))["token"]
+        page.wait_for_selector(".empty")
+        page.fill("input[name=did]", did)
+        page.fill("input[name=passcode]", "LABPASS001")
+        page.click("form.bind button")
+        page.click(f"a[href*='{did}']")
+        setpoint = page.locator("[data-datapoint='Setpoint']")
+        setpoint.wait_for()
+        assert (setpoint.get_attribute("min"), setpoint.get_attribute("max"), setpoint.get_attribute("step")) == (
+            "10",
+            "60",
+            "0.5",
+        )
+        assert page.get_attribute("[data-datapoint='Payload']", "type") == "text"
+        assert page.get_attribute(".page-head [data-online]", "data-online") == "true"
+
+        page.fill("[data-datapoint='Setpoint']", "12.5")
+        page.press("[data-datapoint='Setpoint']", "Enter")
+        assert sent_attrs()["Setpoint"] == 12.5
+        page.fill("[data-datapoint='Payload']", "0A0B0C0D")
+        page.press("[data-datapoint='Payload']", "Enter")
+        assert sent_attrs()["Payload"] == bytes.fromhex("0a0b0c0d")
+        refused("Payload", "0a0b0c", {"Payload": "0a0b0c"})  # three bytes of four
+        refused("Payload", "zz00zz00", {"Payload": "zz00zz00"})
+        refused("Setpoint", "60.5", {"Setpoint": 60.5})
+        refused("Setpoint", "12.3", {"Setpoint": 12.3})  # between two steps of 0.5
+
+        page.click("a.back")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.click(f"tr[data-did='{did}'] button.danger")
+        page.wait_for_selector(".empty")
+        bindings = world.cloud.api("GET", "/app/bindings", appid=world.appid, token=token)
+        assert bindings.body["devices"] == []
+    finally:
+        world.rigs.call(device.close())
