@@ -236,7 +236,10 @@ async def _serve(config: CloudConfig) -> int:
         where = (
             "external broker" if config.broker_url else f"managed mosquitto on {config.mqtt_host}:{config.mqtt_port}"
         )
-        err.say(f"gizdev cloud: Open API on {cloud.http_url}, {where}, data in {config.data_dir}")
+        err.say(
+            f"gizdev cloud: Open API on {cloud.http_url} (console: {cloud.http_url}/console/), {where}, "
+            f"data in {config.data_dir}"
+        )
         await stop.wait()
     finally:
         err.say("gizdev cloud: stopping")

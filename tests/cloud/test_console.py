@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from gizdev.cloud.http.console import STATIC_DIR
+from gizdev.loopback import is_loopback_host
 from tests.cloud.broker_fixtures import wait_until_async
 from tests.cloud.realtime_helpers import PK, connected_device, new_user, register
 from tests.cloud.server_fixtures import CloudThread, Reply, make_cloud, world_searchable_dir
@@ -201,6 +202,15 @@ def test_the_check_makes_the_control_checks_and_sends_nothing(cloud: CloudThread
             await device.close()
 
     run(scenario(), 60)
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"),
+    [("127.0.0.1", True), ("127.3.2.1", True), ("::1", True), ("localhost", True), ("0.0.0.0", False), ("::", False),
+     ("", False), ("192.168.1.20", False), ("fe80::1", False), ("example.org", False)],
+)  # fmt: skip
+def test_the_app_list_is_for_loopback_listeners_only(host: str, loopback: bool) -> None:
+    assert is_loopback_host(host) is loopback
 
 
 def test_the_console_is_package_data() -> None:
