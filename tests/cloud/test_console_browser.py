@@ -289,7 +289,7 @@ def test_device_page_controls_live_values_and_log(page: Page, world: World) -> N
     page.fill("[data-action=filter]", "")
     page.click("[data-action=pause]")
     count = len(log_rows(page))
-    world.rigs.set_values({"Humidity": 60})
+    world.rigs.set_values({"Humidity": 60, "Infrared": True})  # a bool: reported at once (a number alone waits 6 s)
     until(lambda: value_of(page, "Humidity") == "60", "Humidity 60 on the page", LIVE_S)
     assert len(log_rows(page)) == count  # values stay live; the log waits
     page.click("[data-action=pause]")

@@ -26,7 +26,7 @@ export class DeviceLog {
     this.rows = h("tbody", {});
     this.pauseButton = h("button", { type: "button", "data-action": "pause", onclick: () => this.togglePause() }, "Pause");
     this.count = h("span", { class: "muted log-count" });
-    const filter = h("input", { type: "search", placeholder: "Filter (command, name, value)", "aria-label": "filter", "data-action": "filter" });
+    const filter = h("input", { type: "search", placeholder: "Filter", "aria-label": "filter", "data-action": "filter" });
     filter.addEventListener("input", () => {
       this.filter = filter.value.trim().toLowerCase();
       this.render();
