@@ -427,6 +427,22 @@ def test_bind_hex_and_fractional_fields_and_unbind(page: Page, world: World) -> 
         refused("Setpoint", "60.5", {"Setpoint": 60.5})
         refused("Setpoint", "12.3", {"Setpoint": 12.3})  # between two steps of 0.5
 
+        # A value that passes every check but cannot be delivered: the server's answer beside the control.
+        world.rigs.call(device.close())
+        bus = world.cloud.server.bus
+        assert bus is not None
+        until(lambda: not bus.is_online(did), "the lab device offline")
+        page.fill("[data-datapoint='Payload']", "01020304")
+        page.press("[data-datapoint='Payload']", "Enter")
+        offline = world.cloud.api(
+            "POST", f"/app/control/{did}", {"attrs": {"Payload": "01020304"}}, appid=world.appid, token=token
+        )
+        assert offline.body["error_code"] == 9042
+        message = offline.body["error_message"] + (
+            f" {offline.body['detail_message']}" if offline.body["detail_message"] else ""
+        )
+        page.wait_for_selector(f"[data-error-of='Payload']:text-is('{message}')")
+
         page.click("a.back")
         page.once("dialog", lambda dialog: dialog.accept())
         page.click(f"tr[data-did='{did}'] button.danger")

@@ -89,6 +89,7 @@ export function datapointCard(dp, { send, check }) {
   const card = h("article", { class: `dp dp-${dp.type}`, "data-kind": dp.data_type });
   let control;
   let show;
+  let reported; // the last value the device reported: a toggle or select whose send failed goes back to it
 
   const fail = (message) => {
     errorNode.textContent = message;
@@ -107,6 +108,7 @@ export function datapointCard(dp, { send, check }) {
       ok();
     } catch (error) {
       fail(error.message);
+      if (reported !== undefined && (dp.data_type === "bool" || dp.data_type === "enum")) show(reported);
     } finally {
       card.classList.remove("pending");
     }
@@ -182,6 +184,7 @@ export function datapointCard(dp, { send, check }) {
   return {
     node: card,
     show(value) {
+      reported = value;
       valueNode.textContent = valueText(value);
       show(value);
     },
