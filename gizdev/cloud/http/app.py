@@ -61,7 +61,7 @@ async def list_errors(call: Call[Empty, Empty]) -> web.Response:
 
 
 #: Modules whose endpoints are declared (gizdev.cloud.http.api); the others are added by their route tables alone.
-DECLARED: tuple[Api, ...] = (users.api, documents)
+DECLARED: tuple[Api, ...] = (users.api, documents, console.api)
 
 
 def declared_endpoints() -> list[Endpoint]:

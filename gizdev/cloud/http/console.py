@@ -26,12 +26,11 @@ from typing import Any
 
 from aiohttp import web
 
-from gizdev.cloud.http.auth import require_app, require_user
-from gizdev.cloud.http.context import context_of
+from gizdev.cloud.errors import Code
+from gizdev.cloud.http.api import Api, Auth, Body, Call, Empty, EmptyReply, Reply
 from gizdev.cloud.http.control import accessible_device, attrs_p0
-from gizdev.cloud.http.forms import json_object
 
-__all__ = ["PREFIX", "SECURITY_HEADERS", "STATIC_DIR", "headers_middleware", "routes"]
+__all__ = ["PREFIX", "SECURITY_HEADERS", "STATIC_DIR", "api", "headers_middleware", "routes"]
 
 PREFIX = "/console"
 STATIC_DIR = Path(__file__).resolve().parent.parent / "console"
@@ -57,7 +56,8 @@ _TYPES = {
     ".png": "image/png",
 }
 
-routes = web.RouteTableDef()
+routes = web.RouteTableDef()  # the static files
+api = Api("console")  # the console's own endpoints (declared: they are in /openapi.json)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -111,22 +111,45 @@ def _file(name: str) -> web.StreamResponse:
     return web.Response(body=path.read_bytes(), content_type=_TYPES[path.suffix], charset="utf-8")
 
 
-@routes.get(PREFIX + "/api/apps")
-async def list_apps(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    if not ctx.settings.console_app_list:
-        return web.json_response({"listed": False, "apps": []})
-    apps = await ctx.storage.list_apps()
-    return web.json_response({"listed": True, "apps": [{"appid": app.appid, "name": app.name} for app in apps]})
+class ListedApp(Reply):
+    appid: str
+    name: str
 
 
-@routes.post(PREFIX + "/api/devices/{did:[^/]+}/check")
-async def check_control(request: web.Request) -> web.Response:
-    """``POST /app/control``'s checks of ``{"attrs": {...}}`` without the delivery: ``{}`` if it would be sent."""
-    ctx = context_of(request)
-    app = await require_app(request)
-    user = await require_user(request, app)
-    body: dict[str, Any] = await json_object(request)
-    device = await accessible_device(ctx, app, user.uid, request.match_info["did"])
-    await attrs_p0(ctx, device, body.get("attrs"))
-    return web.json_response({})
+class AppList(Reply):
+    listed: bool  # false: the server does not list its apps (the app id is typed)
+    apps: list[ListedApp]
+
+
+class CheckControl(Body):
+    attrs: dict[str, Any]
+
+
+@api.endpoint(
+    "GET",
+    PREFIX + "/api/apps",
+    summary="The console's sign-in: the app ids and names to pick from (when the server lists them)",
+    auth=Auth.NONE,
+    responses={200: AppList},
+)
+async def list_apps(call: Call[Empty, Empty]) -> AppList:
+    if not call.ctx.settings.console_app_list:
+        return AppList(listed=False, apps=[])
+    apps = await call.ctx.storage.list_apps()
+    return AppList(listed=True, apps=[ListedApp(appid=app.appid, name=app.name) for app in apps])
+
+
+@api.endpoint(
+    "POST",
+    PREFIX + "/api/devices/{did}/check",
+    summary="POST /app/control's checks of attrs without sending anything: {} if it would be sent",
+    auth=Auth.USER,
+    body=CheckControl,
+    responses={200: EmptyReply},
+    errors=(Code.DEVICE_NOT_FOUND, Code.DEVICE_DISABLED, Code.DEVICE_NOT_BOUND, Code.DATAPOINT_DATA_NOT_FOUND,
+            Code.ATTR_INVALID),
+)  # fmt: skip
+async def check_control(call: Call[CheckControl, Empty]) -> EmptyReply:
+    device = await accessible_device(call.ctx, call.app, call.user.uid, call.path("did"))
+    await attrs_p0(call.ctx, device, call.body.attrs)
+    return EmptyReply()
