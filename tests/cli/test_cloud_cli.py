@@ -469,8 +469,9 @@ def test_serve_as_root_opens_the_way_to_the_broker_only(scratch: Path) -> None:
             run.proc.send_signal(signal.SIGTERM)
             assert run.proc.wait(30) == 0
             assert run.stderr.splitlines() == [
-                f"gizdev cloud: Open API on http://127.0.0.1:{run.http}, managed mosquitto on 127.0.0.1:{run.mqtt}, "
-                f"data in {run.data_dir}",
+                f"gizdev cloud: Open API on http://127.0.0.1:{run.http} "
+                f"(console: http://127.0.0.1:{run.http}/console/), "
+                f"managed mosquitto on 127.0.0.1:{run.mqtt}, data in {run.data_dir}",
                 "gizdev cloud: stopping",
             ]
     finally:
