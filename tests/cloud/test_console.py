@@ -8,6 +8,7 @@ import asyncio
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -202,6 +203,37 @@ def test_the_check_makes_the_control_checks_and_sends_nothing(cloud: CloudThread
             await device.close()
 
     run(scenario(), 60)
+
+
+def test_presence_of_a_users_own_devices_only(cloud: CloudThread) -> None:
+    appid = cloud.add_app()
+    cloud.add_product()
+    did = register(cloud, "0a0b0c0d0e21", "PASSCODE04")
+    other = register(cloud, "0a0b0c0d0e22", "PASSCODE05")
+    _, token = new_user(cloud, appid, "frank", (did, "PASSCODE04"))
+
+    def presence(target: str, **headers: str) -> Reply:
+        return cloud.api("GET", f"/console/api/devices/{target}/presence", appid=appid, headers=headers, token=token)
+
+    assert presence(did).body == {"did": did, "is_online": False, "last_seen": 0, "online_changed_at": 0}
+
+    async def heard() -> None:
+        device = await connected_device(cloud, did, "PASSCODE04", PK)
+        await device.close()
+
+    before = int(time.time())
+    run(heard())
+    deadline = time.monotonic() + 5
+    while cloud.call(cloud.storage.get_device(did)).last_seen is None and time.monotonic() < deadline:
+        time.sleep(0.05)  # the bus notes the connection as the broker reports it
+    seen = presence(did).body
+    row = cloud.call(cloud.storage.get_device(did))
+    assert seen["last_seen"] == row.last_seen and (row.last_seen or 0) >= before
+    assert seen["online_changed_at"] == (row.online_changed_at or 0)
+    assert presence(other).body["error_code"] == 9017
+    assert presence("nosuchdevice").body["error_code"] == 9014
+    assert cloud.api("GET", f"/console/api/devices/{did}/presence", appid=appid).body["error_code"] == 9004
+    assert cloud.api("GET", f"/console/api/devices/{did}/presence").body["error_code"] == 9003
 
 
 @pytest.mark.parametrize(

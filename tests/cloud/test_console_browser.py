@@ -186,7 +186,7 @@ def test_sign_in_and_my_devices(page: Page, world: World) -> None:
     assert row.locator("[data-online]").get_attribute("data-online") == "true"
     product = world.cloud.call(world.cloud.storage.get_product(world.rigs.rig.device().product_key))
     assert product.name in str(row.locator("td[data-label='Product']").text_content())
-    until(lambda: "…" not in str(row.locator("td[data-label='Last report']").text_content()), "the last report")
+    until(lambda: row.locator("td[data-label='Last seen']").text_content() == "online now", "the last seen")
     page.wait_for_selector("#live[data-state=live]")
     # The session is in sessionStorage, never a cookie.
     stored = json.loads(page.evaluate("sessionStorage.getItem('gizdev.console.session')"))

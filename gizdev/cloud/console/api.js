@@ -100,6 +100,10 @@ export class Api {
     return this.call("GET", `/app/devdata/${encodeURIComponent(did)}/latest`);
   }
 
+  presence(did) {
+    return this.call("GET", `/console/api/devices/${encodeURIComponent(did)}/presence`);
+  }
+
   schema(productKey) {
     return this.call("GET", `/app/datapoint?product_key=${encodeURIComponent(productKey)}`);
   }

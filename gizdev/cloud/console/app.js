@@ -51,6 +51,11 @@ function setOnline(badge, online) {
   badge.textContent = online ? "online" : "offline";
 }
 
+function seenText(presence) {
+  if (presence.is_online) return "online now";
+  return presence.last_seen ? timeText(presence.last_seen) : "never";
+}
+
 function failure(error) {
   // A token the server no longer takes (expired, user disabled): back to the sign-in.
   if (error instanceof ApiError && error.code === 9004) {
@@ -159,8 +164,7 @@ async function devicesPage() {
 
   async function lastSeen(device, cell) {
     try {
-      const latest = await api.latest(device.did);
-      cell.textContent = latest.updated_at ? timeText(latest.updated_at) : "no report yet";
+      cell.textContent = seenText(await api.presence(device.did));
     } catch {
       cell.textContent = "—";
     }
@@ -182,7 +186,7 @@ async function devicesPage() {
     const rows = devices.map((device) => {
       const badge = onlineBadge(device.is_online);
       badges.set(device.did, badge);
-      const seen = h("td", { "data-label": "Last report", title: "time of its last data report" }, "…");
+      const seen = h("td", { "data-label": "Last seen" }, "…");
       lastSeen(device, seen);
       return h(
         "tr",
@@ -200,7 +204,7 @@ async function devicesPage() {
         h("td", { class: "actions" }, h("button", { type: "button", class: "danger", onclick: () => unbind(device) }, "Unbind")),
       );
     });
-    const head = ["Device", "State", "Last report", "Product", "Remark", ""].map((title) => h("th", {}, title));
+    const head = ["Device", "State", "Last seen", "Product", "Remark", ""].map((title) => h("th", {}, title));
     clear(list, h("table", { class: "device-table" }, h("thead", {}, h("tr", {}, head)), h("tbody", {}, rows)));
   }
 

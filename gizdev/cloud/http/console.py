@@ -9,6 +9,8 @@ on every call, so it can do nothing the API would not let that user do. What it 
   tells whoever can reach the port which apps to try passwords against, so it is answered only when the server
   says so (``HttpSettings.console_app_list``: on for a loopback listener unless switched off); typing an app id
   always works.
+* ``GET /console/api/devices/{did}/presence``: when the cloud last heard from a device of the user's (the
+  bindings list says whether it is online, not since when).
 * ``POST /console/api/devices/{did}/check``: the server's verdict on a control without sending it, so that an
   out-of-range entry shows the server's own message and nothing reaches the device. It makes exactly the checks
   of ``POST /app/control`` up to, not including, the delivery (:func:`~gizdev.cloud.http.control.accessible_device`,
@@ -121,6 +123,13 @@ class AppList(Reply):
     apps: list[ListedApp]
 
 
+class Presence(Reply):
+    did: str
+    is_online: bool
+    last_seen: int  # Unix seconds the cloud last heard from the device; 0: never
+    online_changed_at: int  # when it last came online or went offline; 0: never
+
+
 class CheckControl(Body):
     attrs: dict[str, Any]
 
@@ -137,6 +146,26 @@ async def list_apps(call: Call[Empty, Empty]) -> AppList:
         return AppList(listed=False, apps=[])
     apps = await call.ctx.storage.list_apps()
     return AppList(listed=True, apps=[ListedApp(appid=app.appid, name=app.name) for app in apps])
+
+
+@api.endpoint(
+    "GET",
+    PREFIX + "/api/devices/{did}/presence",
+    summary="When the cloud last heard from a device of the user's (the bindings list does not say)",
+    auth=Auth.USER,
+    responses={200: Presence},
+    errors=(Code.DEVICE_NOT_FOUND, Code.DEVICE_DISABLED, Code.DEVICE_NOT_BOUND),
+)
+async def presence(call: Call[Empty, Empty]) -> Presence:
+    device = await accessible_device(call.ctx, call.app, call.user.uid, call.path("did"))
+    # The access check may come from its cache: the row again, for a last_seen of now.
+    fresh = await call.ctx.storage.get_device(device.did)
+    return Presence(
+        did=fresh.did,
+        is_online=call.ctx.bus.is_online(fresh.did),
+        last_seen=fresh.last_seen or 0,
+        online_changed_at=fresh.online_changed_at or 0,
+    )
 
 
 @api.endpoint(
