@@ -442,6 +442,11 @@ def test_bind_hex_and_fractional_fields_and_unbind(page: Page, world: World) -> 
             f" {offline.body['detail_message']}" if offline.body["detail_message"] else ""
         )
         page.wait_for_selector(f"[data-error-of='Payload']:text-is('{message}')")
+        # The log keeps the attempt, marked as not delivered.
+        attempt = page.locator(".log-table tr[data-refused=true]")
+        assert attempt.count() == 1
+        assert json.loads(str(attempt.locator("td.attrs").get_attribute("data-attrs"))) == {"Payload": "01020304"}
+        assert attempt.locator(".refused-note").text_content() == f"not delivered: {message}"
 
         page.click("a.back")
         page.once("dialog", lambda dialog: dialog.accept())

@@ -249,11 +249,11 @@ async function devicePage(did) {
 
   const send = async (name, value) => {
     const attrs = { [name]: value };
-    log.add("out", "POST /app/control (0x0090)", attrs);
+    const entry = log.add("out", "POST /app/control (0x0090)", attrs);
     try {
       await api.control(did, attrs);
     } catch (error) {
-      log.add("out", "refused", { error_code: error.code, message: error.message });
+      log.refused(entry, error.message);
       throw error;
     }
   };

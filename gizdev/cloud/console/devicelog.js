@@ -55,6 +55,14 @@ export class DeviceLog {
     if (this.matches(entry)) this.rows.prepend(this.row(entry));
     while (this.rows.children.length > MAX_ENTRIES) this.rows.lastChild.remove();
     this.updateCount();
+    return entry;
+  }
+
+  // A frame the cloud did not deliver after all (its answer to the send was an error).
+  refused(entry, message) {
+    entry.refused = message;
+    entry.text += ` refused ${message}`.toLowerCase();
+    if (entry.node) entry.node.replaceWith(this.row(entry));
   }
 
   keep(entry) {
@@ -68,14 +76,16 @@ export class DeviceLog {
 
   row(entry) {
     const out = entry.direction === "out";
-    return h(
+    const refused = entry.refused ? h("div", { class: "refused-note" }, `not delivered: ${entry.refused}`) : null;
+    entry.node = h(
       "tr",
-      { class: out ? "out" : "in", "data-direction": entry.direction },
+      { class: `${out ? "out" : "in"}${entry.refused ? " refused" : ""}`, "data-direction": entry.direction, "data-refused": entry.refused ? "true" : null },
       h("td", { class: "mono" }, clockText(entry.time)),
       h("td", {}, h("span", { class: `dir ${entry.direction}` }, out ? "app → device" : "device → app")),
-      h("td", { class: "mono" }, entry.command),
+      h("td", { class: "mono" }, entry.command, refused),
       h("td", { class: "mono attrs", "data-attrs": entry.json }, attrsNodes(entry)),
     );
+    return entry.node;
   }
 
   render() {
