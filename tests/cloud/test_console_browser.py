@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.bridge.bridge_fixtures import Rig, bridge_rig
-from tests.cloud.realtime_helpers import new_user
+from tests.bridge.bridge_fixtures import GOKIT_PK, Rig, bridge_rig
+from tests.cloud.realtime_helpers import new_user, register
 from tests.cloud.server_fixtures import CloudThread, make_cloud, world_searchable_dir
 from tests.loop_thread import LoopThread
 
@@ -74,7 +74,8 @@ class World:
     rigs: RigThread
     browser: Browser
     appid: str
-    alice: tuple[str, str]  # uid, token; bound to the rig's device
+    alice: tuple[str, str]  # uid, token; bound to the rig's device and to spare
+    spare: str  # a device of alice's that never connected
     url: str
 
     @property
@@ -103,11 +104,17 @@ def world(mosquitto_binary: str) -> Iterator[World]:
         rigs = RigThread(cloud, base / "state")
         rigs.start()
         stack.callback(rigs.close)
-        alice = new_user(cloud, appid, "alice", (rigs.rig.did, rigs.rig.bridge.identity.passcode))
+        # Alice has the rig's device and a second, never connected one; both with a remark.
+        spare = register(cloud, "a0b1c2d3e4f5", "SPAREPASS1", GOKIT_PK)
+        board = (rigs.rig.did, rigs.rig.bridge.identity.passcode)
+        alice = new_user(cloud, appid, "alice", board, (spare, "SPAREPASS1"))
+        for did, remark in ((rigs.rig.did, "on the bench"), (spare, "spare board")):
+            reply = cloud.api("PUT", f"/app/bindings/{did}", {"remark": remark}, appid=appid, token=alice[1])
+            assert reply.status == 200, reply
         playwright = stack.enter_context(sync_playwright())
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         stack.callback(browser.close)
-        yield World(cloud, rigs, browser, appid, alice, f"http://127.0.0.1:{cloud.http_port}/console/")
+        yield World(cloud, rigs, browser, appid, alice, spare, f"http://127.0.0.1:{cloud.http_port}/console/")
 
 
 @pytest.fixture
@@ -187,6 +194,12 @@ def test_sign_in_and_my_devices(page: Page, world: World) -> None:
     product = world.cloud.call(world.cloud.storage.get_product(world.rigs.rig.device().product_key))
     assert product.name in str(row.locator("td[data-label='Product']").text_content())
     until(lambda: row.locator("td[data-label='Last seen']").text_content() == "online now", "the last seen")
+    assert row.locator("td[data-label='Remark']").text_content() == "on the bench"
+    spare = page.locator(f"tr[data-did='{world.spare}']")
+    assert spare.locator("[data-online]").get_attribute("data-online") == "false"
+    until(lambda: spare.locator("td[data-label='Last seen']").text_content() == "never", "the spare's last seen")
+    assert spare.locator("td[data-label='Remark']").text_content() == "spare board"
+    assert page.locator(f"a[href*='{world.spare}']").count() == 1
     page.wait_for_selector("#live[data-state=live]")
     # The session is in sessionStorage, never a cookie.
     stored = json.loads(page.evaluate("sessionStorage.getItem('gizdev.console.session')"))
@@ -195,7 +208,8 @@ def test_sign_in_and_my_devices(page: Page, world: World) -> None:
     assert me.status == 200 and me.body["username"] == "alice"  # the token the Open API's login gave
     assert page.context.cookies() == [] and page.evaluate("document.cookie") == ""
     DOCS.mkdir(exist_ok=True)
-    page.screenshot(path=str(DOCS / "console-devices.png"))
+    page.set_viewport_size({"width": 1200, "height": 360})  # the picture: the list, not the empty page below it
+    page.screenshot(path=str(DOCS / "console-devices.png"), full_page=True)
 
     # A phone-sized screen: nothing wider than the screen.
     page.set_viewport_size({"width": 390, "height": 800})
@@ -360,7 +374,7 @@ def test_bind_hex_and_fractional_fields_and_unbind(page: Page, world: World) -> 
     from gizdev.codec.envelope import decode_envelope
     from gizdev.codec.p0 import Action, Product
     from gizdev.schema.loader import parse_schema
-    from tests.cloud.realtime_helpers import connected_device, register
+    from tests.cloud.realtime_helpers import connected_device
 
     pk, _secret = world.cloud.add_product(LAB_SCHEMA)
     did = register(world.cloud, "0c0ffee00001", "LABPASS001", pk)
