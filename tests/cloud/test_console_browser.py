@@ -8,6 +8,7 @@ The screenshots for the README are taken here (docs/console-devices.png, docs/co
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import json
 import os
 import shutil
@@ -34,10 +35,18 @@ PASSWORD = "123456"
 LIVE_S = 2.0  # a change on the MCU is on the page within this, without a reload
 
 
-def _browser_missing(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"the console's browser tests must run in CI, but: {reason}")
-    pytest.skip(f"no headless browser: {reason}")
+def _browser_missing() -> str | None:
+    """Why the browser tests cannot run here, or None."""
+    if not CHROMIUM.exists():
+        return f"{CHROMIUM} is not installed (apt-get install chromium)"
+    if importlib.util.find_spec("playwright") is None:
+        return "playwright is not installed (pip install playwright; never `playwright install`)"
+    return None
+
+
+MISSING = _browser_missing()
+if MISSING is not None and not os.environ.get("CI"):
+    pytest.skip(f"no headless browser: {MISSING}", allow_module_level=True)  # one line for the module
 
 
 class RigThread(LoopThread):
@@ -89,12 +98,10 @@ class World:
 
 @pytest.fixture(scope="module")
 def world(mosquitto_binary: str) -> Iterator[World]:
-    if not CHROMIUM.exists():
-        _browser_missing(f"{CHROMIUM} is not installed (apt-get install chromium)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _browser_missing("playwright is not installed (pip install playwright; never `playwright install`)")
+    if MISSING is not None:
+        pytest.fail(f"the console's browser tests must run in CI, but: {MISSING}")
+    from playwright.sync_api import sync_playwright
+
     base = world_searchable_dir()
     cloud = make_cloud(f"sqlite+aiosqlite:///{base / 'cloud.db'}", base / "data", mosquitto_binary=mosquitto_binary)
     with contextlib.ExitStack() as stack:
