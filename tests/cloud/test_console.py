@@ -231,6 +231,8 @@ def test_presence_of_a_users_own_devices_only(cloud: CloudThread) -> None:
     assert seen["last_seen"] == row.last_seen and (row.last_seen or 0) >= before
     assert seen["online_changed_at"] == (row.online_changed_at or 0)
     assert presence(other).body["error_code"] == 9017
+    for hostile in ("x" * 3000, "%00", "%E2%82%AC" * 10, "..", "%2F"):
+        assert presence(hostile).body["error_code"] in (9014, 9015), hostile
     assert presence("nosuchdevice").body["error_code"] == 9014
     assert cloud.api("GET", f"/console/api/devices/{did}/presence", appid=appid).body["error_code"] == 9004
     assert cloud.api("GET", f"/console/api/devices/{did}/presence").body["error_code"] == 9003
