@@ -1,5 +1,5 @@
-"""The web console at ``/console/``: static files shipped in the package (``gizdev/cloud/console/``), and two small
-helpers of its own under ``/console/api/``.
+"""The web console at ``/console/``: static files shipped in the package (``gizdev/cloud/console/``), and three small
+endpoints of its own under ``/console/api/``.
 
 The page is a client of the Open API like any app: it signs in with ``POST /app/login`` and sends the user's token
 on every call, so it can do nothing the API would not let that user do. What it needs beyond the Open API:
@@ -40,7 +40,7 @@ STATIC_DIR = Path(__file__).resolve().parent.parent / "console"
 SECURITY_HEADERS = {
     # No inline script or style, nothing from elsewhere; the WebSocket API is on this same host and port.
     "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self'; "
         "connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; form-action 'self'; "
         "frame-ancestors 'none'"
     ),
@@ -55,7 +55,6 @@ _TYPES = {
     ".js": "text/javascript",
     ".css": "text/css",
     ".svg": "image/svg+xml",
-    ".png": "image/png",
 }
 
 routes = web.RouteTableDef()  # the static files
@@ -65,6 +64,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def _assets() -> dict[str, Path]:
     """The files served, by name: what the package ships, nothing else (no path from a request reaches the disk)."""
+    if not STATIC_DIR.is_dir():  # an install without the package data: the API still works, /console/ is 404
+        return {}
     return {path.name: path for path in STATIC_DIR.iterdir() if path.is_file() and path.suffix in _TYPES}
 
 
