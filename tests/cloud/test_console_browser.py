@@ -227,6 +227,8 @@ def test_device_page_controls_live_values_and_log(page: Page, world: World) -> N
     sign_in(page, world)
     page.click(f"a[href*='{world.did}']")
     page.wait_for_selector("[data-datapoint='LED_OnOff']")
+    page.reload()  # the place and the session survive a reload (the fragment, sessionStorage)
+    page.wait_for_selector("[data-datapoint='LED_OnOff']")
     page.wait_for_selector("#live[data-state=live]")
     # Every data point of the schema has its control, and its value is the app value /app/devdata gives.
     schema = world.cloud.api(
@@ -338,6 +340,10 @@ def test_a_second_user_does_not_see_the_first_users_device(page: Page, world: Wo
     page.goto(f"{world.url}#/device/{world.did}")
     page.wait_for_selector(f".notice.error:text('{world.did} is not one of your devices')")
     assert page.locator("[data-datapoint]").count() == 0
+    # Signing out forgets the session.
+    page.click("#sign-out")
+    page.wait_for_selector("input[name=appid]")
+    assert page.evaluate("sessionStorage.length") == 0
 
 
 # A product with what GoKit lacks: a binary point (a hex field) and a number with a fractional ratio.

@@ -12,6 +12,7 @@ let session = loadSession();
 let api = session ? new Api(session) : null;
 let realtime = null;
 let page = null; // the page shown: {onRealtime(message), onLive(state)}
+let shown = 0; // counts routings: a page still loading when another was asked for does not draw itself
 
 function startRealtime() {
   realtime = new Realtime(session, {
@@ -62,6 +63,7 @@ function failure(error) {
     clearSession();
     session = api = null;
     if (realtime) realtime.stop();
+    realtime = null;
     location.hash = "#/signin";
   }
   return h("p", { class: "notice error", role: "alert" }, error.message);
@@ -122,7 +124,7 @@ async function signInPage() {
 
 // ---- my devices -------------------------------------------------------------------------------------------------
 
-async function devicesPage() {
+async function devicesPage(routing) {
   const list = h("div", { class: "devices" }, h("p", { class: "muted" }, "Loading…"));
   const message = h("p", { class: "notice", role: "status", hidden: true });
   const did = h("input", { name: "did", placeholder: "did", required: true, spellcheck: "false", autocomplete: "off", "aria-label": "did" });
@@ -225,7 +227,7 @@ async function devicesPage() {
 
 // ---- one device -------------------------------------------------------------------------------------------------
 
-async function devicePage(did) {
+async function devicePage(did, routing) {
   clear(view, h("p", { class: "muted" }, "Loading…"));
   let device;
   let schema;
@@ -233,14 +235,15 @@ async function devicePage(did) {
   try {
     device = (await api.devices()).find((item) => item.did === did);
     if (!device) {
-      clear(view, h("a", { href: "#/devices", class: "back" }, "← My devices"), h("p", { class: "notice error" }, `${did} is not one of your devices.`));
+      if (routing === shown) clear(view, h("a", { href: "#/devices", class: "back" }, "← My devices"), h("p", { class: "notice error" }, `${did} is not one of your devices.`));
       return {};
     }
     [schema, latest] = await Promise.all([api.schema(device.product_key), api.latest(did)]);
   } catch (error) {
-    clear(view, h("a", { href: "#/devices", class: "back" }, "← My devices"), failure(error));
+    if (routing === shown) clear(view, h("a", { href: "#/devices", class: "back" }, "← My devices"), failure(error));
     return {};
   }
+  if (routing !== shown) return {};
 
   const log = new DeviceLog();
   const cards = new Map();
@@ -329,24 +332,27 @@ async function devicePage(did) {
 
 async function route() {
   const path = location.hash.replace(/^#/, "") || "/devices";
+  const routing = ++shown;
+  page = null;
   showWho();
-  if (!session) {
-    if (path !== "/signin") {
-      location.hash = "#/signin";
-      return;
-    }
-    page = await signInPage();
+  if (!session && path !== "/signin") {
+    location.hash = "#/signin";
     return;
   }
-  if (!realtime) startRealtime();
-  const device = path.match(/^\/device\/(.+)$/);
-  page = null;
-  if (device) page = await devicePage(decodeURIComponent(device[1]));
-  else if (path === "/signin") {
+  if (session && path === "/signin") {
     location.hash = "#/devices";
     return;
-  } else page = await devicesPage();
-  if (page && page.onLive && realtime) page.onLive(realtime.state);
+  }
+  let next;
+  if (!session) next = await signInPage();
+  else {
+    if (!realtime) startRealtime();
+    const device = path.match(/^\/device\/(.+)$/);
+    next = device ? await devicePage(decodeURIComponent(device[1]), routing) : await devicesPage(routing);
+  }
+  if (routing !== shown) return; // another page was asked for meanwhile: it is the one shown
+  page = next;
+  if (page.onLive && realtime) page.onLive(realtime.state);
 }
 
 window.addEventListener("hashchange", route);
