@@ -291,7 +291,12 @@ async function devicePage(did, routing) {
     h(
       "div",
       { class: "page-head" },
-      h("div", {}, h("h1", {}, device.dev_alias || device.product_name || did), h("div", { class: "mono muted" }, `${did} · ${device.mac} · ${device.product_key}`)),
+      h(
+        "div",
+        {},
+        h("h1", {}, device.dev_alias || device.product_name || did, device.remark ? h("span", { class: "remark" }, device.remark) : null),
+        h("div", { class: "mono muted" }, `${did} · ${device.mac} · ${device.product_key}`),
+      ),
       h("div", { class: "status" }, badge, updated, h("button", { type: "button", onclick: read }, "Read")),
     ),
     h("section", { class: "panel" }, h("h2", {}, "Data points"), grid),

@@ -82,7 +82,7 @@ export class DeviceLog {
       { class: `${out ? "out" : "in"}${entry.refused ? " refused" : ""}`, "data-direction": entry.direction, "data-refused": entry.refused ? "true" : null },
       h("td", { class: "mono" }, clockText(entry.time)),
       h("td", {}, h("span", { class: `dir ${entry.direction}` }, out ? "app → device" : "device → app")),
-      h("td", { class: "mono" }, entry.command, refused),
+      h("td", { class: "mono command" }, entry.command, refused),
       h("td", { class: "mono attrs", "data-attrs": entry.json }, attrsNodes(entry)),
     );
     return entry.node;
