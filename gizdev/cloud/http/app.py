@@ -15,6 +15,7 @@ from gizdev.cloud.http import (
     app_tokens,
     bindings,
     codes,
+    console,
     control,
     devdata,
     device_api,
@@ -81,6 +82,7 @@ DECLARED: tuple[Api, ...] = (
     reset.api,
     scheduler.api,
     documents,
+    console.api,
 )
 
 
@@ -119,12 +121,12 @@ def metrics_middleware(metrics: HttpMetrics) -> Middleware:
 
 def make_app(ctx: CloudContext, metrics: HttpMetrics | None = None) -> web.Application:
     """The cloud's HTTP application for ``ctx`` (request bodies capped at ``ctx.settings.max_body_bytes``)."""
-    middlewares: list[Middleware] = [error_boundary]
+    middlewares: list[Middleware] = [console.headers_middleware, error_boundary]
     if metrics is not None:
         middlewares.insert(0, metrics_middleware(metrics))  # outside the boundary: sees the status it answered
     app = web.Application(middlewares=middlewares, client_max_size=ctx.settings.max_body_bytes)
     app[CONTEXT] = ctx
-    for module in (device_api, bindings, control, devdata):
+    for module in (device_api, bindings, control, devdata, console):
         app.add_routes(module.routes)
     for declared in DECLARED:
         app.add_routes(declared.routes)
