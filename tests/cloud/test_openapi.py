@@ -63,15 +63,11 @@ def test_every_served_route_is_declared(fuzzed: tuple[CloudThread, dict[str, str
     }
     assert declared <= served
     undeclared = {
-        route
-        for route in served - declared
-        if not route[1].startswith(_NOT_YET_DECLARED + _NOT_HTTP) and route[1] not in _STATIC
+        route for route in served - declared if not route[1].startswith(_NOT_HTTP) and route[1] not in _STATIC
     }
     assert not undeclared, f"served but missing from /openapi.json: {sorted(undeclared)}"
 
 
-# Route tables not yet moved onto the declarations (each is routed, and tested in its own module).
-_NOT_YET_DECLARED = ("/dev/", "/app/bindings", "/app/control/", "/app/devdata/", "/app/datapoint")
 # Not HTTP operations: the realtime WebSocket API (cloud protocol §4, tested in test_realtime*.py).
 _NOT_HTTP = ("/ws/",)
 # Not API operations: the web console's page and its files (test_console*.py).

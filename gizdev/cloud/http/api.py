@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from aiohttp import web
-from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, ValidationError
 from pydantic.json_schema import models_json_schema
 
 from gizdev.cloud.errors import ERROR_TABLE, ApiError, Code
@@ -37,6 +37,7 @@ __all__ = [
     "EmptyReply",
     "Endpoint",
     "ErrorReply",
+    "Flag",
     "Query",
     "Reply",
     "Text",
@@ -47,6 +48,10 @@ __all__ = [
 
 APP_TOKEN_HEADER = "X-Gizwits-Application-Token"
 APP_AUTH_HEADER = "X-Gizwits-Application-Auth"
+# What the document promises for a path parameter (a DID is 22 characters): longer ones are refused by the handler
+# like any other DID that names nothing, and a URL stays within aiohttp's request-line limit (8190 bytes), past
+# which its parser answers in plain text before any handler runs.
+MAX_PATH_PARAM = 256
 
 
 def _no_control_nul(value: str) -> str:
@@ -57,6 +62,16 @@ def _no_control_nul(value: str) -> str:
 
 #: A string field of a request: never carries a NUL (databases and logs disagree on what one means).
 Text = Annotated[str, AfterValidator(_no_control_nul)]
+
+
+def _flag(value: object) -> object:
+    if isinstance(value, str) and value not in ("0", "1", "true", "false"):
+        raise ValueError("must be 0 or 1")
+    return value
+
+
+#: A query-string switch: 0 / 1 (or false / true), as the vendor's clients send them.
+Flag = Annotated[bool, BeforeValidator(_flag)]
 
 
 class Body(BaseModel):
@@ -302,7 +317,7 @@ def _operation(endpoint: Endpoint, refs: Mapping[tuple[Any, Any], Any]) -> dict[
         for header in _HEADERS[endpoint.auth]
     ]
     parameters += [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string", "maxLength": MAX_PATH_PARAM}}
         for name in re.findall(r"\{(\w+)[:}]", endpoint.path)
     ]
     if endpoint.query is not None:

@@ -75,7 +75,11 @@ async def list_errors(call: Call[Empty, Empty]) -> web.Response:
 
 #: Modules whose endpoints are declared (gizdev.cloud.http.api); the others are added by their route tables alone.
 DECLARED: tuple[Api, ...] = (
+    device_api.api,
     users.api,
+    bindings.api,
+    control.api,
+    devdata.api,
     status.api,
     app_tokens.api,
     codes.api,
@@ -126,8 +130,7 @@ def make_app(ctx: CloudContext, metrics: HttpMetrics | None = None) -> web.Appli
         middlewares.insert(0, metrics_middleware(metrics))  # outside the boundary: sees the status it answered
     app = web.Application(middlewares=middlewares, client_max_size=ctx.settings.max_body_bytes)
     app[CONTEXT] = ctx
-    for module in (device_api, bindings, control, devdata, console):
-        app.add_routes(module.routes)
+    app.add_routes(console.routes)  # the console's static files (its API is declared)
     for declared in DECLARED:
         app.add_routes(declared.routes)
     install_app_token_check(app, app_tokens.check_app_token)

@@ -8,21 +8,23 @@ another product is "failed" in a batch, 9014 on its own, and absent from the lis
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 from aiohttp import web
+from pydantic import Field
 
 from gizdev.cloud.errors import ApiError, Code
-from gizdev.cloud.http.auth import require_app, require_user
-from gizdev.cloud.http.context import CloudContext, context_of
-from gizdev.cloud.http.forms import invalid, json_object, optional_string, query_count, query_flag, required_string
+from gizdev.cloud.http.api import Api, Auth, Body, Call, Empty, Flag, Query, Reply, Text
+from gizdev.cloud.http.context import CloudContext
+from gizdev.cloud.http.forms import invalid
 from gizdev.cloud.security import safe_equal
 from gizdev.cloud.storage import App, Binding, Device, InvalidInput, NotFound
 
-__all__ = ["device_item", "routes"]
+__all__ = ["api", "device_item", "routes"]
 
 _LOGGER = logging.getLogger(__name__)
-routes = web.RouteTableDef()
+api = Api("bindings")
+routes = api.routes
 
 MAX_DEVICES_PER_CALL = 100
 MAX_LIMIT = 1000
@@ -37,6 +39,90 @@ PROTOC_WIFI = 3  # §3.9 protoc: 1 BT, 2 BLE, 3 WiFi, 4 cellular, 5 NB-IoT; ever
 # every device that talks to it speaks "03", and so do its LAN clients (lan_prot_ver).
 PROTO_VER = "03"
 LAN_PROT_VER = "03"
+
+
+class BindingsQuery(Query):
+    limit: int = Field(default=20, ge=1, le=MAX_LIMIT)
+    skip: int = Field(default=0, ge=0, le=10**9)
+    show_disabled: Flag = False  # 1: include devices that were disabled
+    show_proto_ver: Flag = False  # 1: include proto_ver
+    lan_prot_ver: Flag = False  # 1: include lan_prot_ver
+
+
+class DeviceItem(Reply):
+    """One device of ``GET /app/bindings`` (§3.9)."""
+
+    product_key: str
+    product_name: str
+    did: str
+    mac: str
+    is_online: bool
+    passcode: str
+    host: str
+    port: int
+    port_s: int
+    ws_port: int
+    wss_port: int
+    remark: str
+    is_disabled: bool
+    type: str
+    dev_alias: str
+    dev_label: list[str]
+    protoc: int
+    wifi_soft_version: str
+    mcu_soft_version: str
+    mcu_hard_version: str
+    is_sandbox: bool
+    role: str
+    mesh_id: str
+    gw_did: str
+    proto_ver: str | None = None  # only with show_proto_ver=1
+    lan_prot_ver: str | None = None  # only with lan_prot_ver=1
+
+
+class DeviceList(Reply):
+    devices: list[DeviceItem]
+
+
+class BindEntry(Body):
+    did: Text = Field(min_length=1, max_length=64)
+    passcode: Text = Field(min_length=1, max_length=64)
+    remark: Text | None = Field(default=None, max_length=MAX_REMARK_LEN)
+    dev_alias: Text | None = Field(default=None, max_length=MAX_ALIAS_LEN)
+
+
+class BindRequest(Body):
+    devices: list[BindEntry] = Field(min_length=1, max_length=MAX_DEVICES_PER_CALL)
+
+
+class UnbindEntry(Body):
+    did: Text = Field(min_length=1, max_length=64)
+    passcode: Text | None = Field(default=None, max_length=64)  # the legacy SDK sends it; not needed to unbind
+
+
+class UnbindRequest(Body):
+    devices: list[UnbindEntry] = Field(min_length=1, max_length=MAX_DEVICES_PER_CALL)
+
+
+class BatchResult(Reply):
+    success: list[str]
+    failed: list[str]
+
+
+class BindingUpdate(Body):
+    remark: Text | None = Field(default=None, max_length=MAX_REMARK_LEN)
+    dev_alias: Text | None = Field(default=None, max_length=MAX_ALIAS_LEN)
+    dev_label: list[Annotated[Text, Field(min_length=1, max_length=MAX_LABEL_LEN)]] | None = Field(
+        default=None, max_length=MAX_LABELS
+    )
+
+
+class BindingUpdated(Reply):
+    """The fields the update set (only those)."""
+
+    remark: str | None = None
+    dev_alias: str | None = None
+    dev_label: list[str] | None = None
 
 
 def device_item(
@@ -79,37 +165,21 @@ def device_item(
     return item
 
 
-def _given(entry: dict[str, Any], name: str, max_len: int) -> str | None:
-    """The optional text field ``name`` of a request entry; None when it is absent (or null)."""
-    return None if entry.get(name) is None else optional_string(entry, name, max_len=max_len)
-
-
-def _device_entries(body: dict[str, Any]) -> list[dict[str, Any]]:
-    entries = body.get("devices")
-    if not isinstance(entries, list) or not entries:
-        raise invalid("devices must be a non-empty list")
-    if len(entries) > MAX_DEVICES_PER_CALL:
-        raise invalid(f"at most {MAX_DEVICES_PER_CALL} devices per call")
-    if not all(isinstance(entry, dict) for entry in entries):
-        raise invalid("every entry of devices must be an object")
-    return entries
-
-
-@routes.get("/app/bindings")
-async def list_bindings(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    app = await require_app(request)
-    user = await require_user(request, app)
-    limit = query_count(request, "limit", 20, low=1, high=MAX_LIMIT)
-    skip = query_count(request, "skip", 0, low=0, high=10**9)
-    show_disabled = query_flag(request, "show_disabled")
-    show_proto_ver = query_flag(request, "show_proto_ver")
-    show_lan_prot_ver = query_flag(request, "lan_prot_ver")
+@api.endpoint(
+    "GET",
+    "/app/bindings",
+    summary="The caller's bound devices, newest binding first",
+    auth=Auth.USER,
+    query=BindingsQuery,
+    responses={200: DeviceList},
+)
+async def list_bindings(call: Call[Empty, BindingsQuery]) -> web.Response:
+    ctx, app, user, query = call.ctx, call.app, call.user, call.query
     found = await ctx.storage.list_bindings(
-        user.uid, limit=limit, skip=skip, show_disabled=show_disabled, product_keys=app.product_keys
+        user.uid, limit=query.limit, skip=query.skip, show_disabled=query.show_disabled, product_keys=app.product_keys
     )
     items = [
-        device_item(ctx, binding, show_proto_ver=show_proto_ver, show_lan_prot_ver=show_lan_prot_ver)
+        device_item(ctx, binding, show_proto_ver=query.show_proto_ver, show_lan_prot_ver=query.lan_prot_ver)
         for binding in found
     ]
     return web.json_response({"devices": items})
@@ -124,49 +194,49 @@ async def _served_device(ctx: CloudContext, app: App, did: str) -> Device | None
     return device if device.product_key in app.product_keys else None
 
 
-@routes.post("/app/bindings")
-async def bind(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    app = await require_app(request)
-    user = await require_user(request, app)
-    entries = _device_entries(await json_object(request))
-    # Validate the whole request before binding anything: a bad entry must not leave half of it applied.
-    wanted = [
-        (
-            required_string(entry, "did", max_len=64),
-            required_string(entry, "passcode", max_len=64),
-            _given(entry, "remark", MAX_REMARK_LEN),
-            _given(entry, "dev_alias", MAX_ALIAS_LEN),
-        )
-        for entry in entries
-    ]
+@api.endpoint(
+    "POST",
+    "/app/bindings",
+    summary="Bind devices by did and passcode (again: updates remark and alias)",
+    auth=Auth.USER,
+    body=BindRequest,
+    responses={200: BatchResult},
+)
+async def bind(call: Call[BindRequest, Empty]) -> BatchResult:
+    ctx, app, user = call.ctx, call.app, call.user
     success: list[str] = []
     failed: list[str] = []
-    for did, passcode, remark, dev_alias in wanted:
+    # The declaration validated the whole request before anything is bound: a bad entry leaves nothing applied.
+    for entry in call.body.devices:
+        did = entry.did
         device = await _served_device(ctx, app, did)
-        if device is None or device.is_disabled or not safe_equal(device.passcode, passcode):
+        if device is None or device.is_disabled or not safe_equal(device.passcode, entry.passcode):
             failed.append(did)
             continue
         ctx.device_access.drop((user.uid, did))
         # Binding again is not an error (the device is bound, as asked), and what it says is what the app wants
         # now: a new remark or alias replaces the old one; one not sent is kept.
-        await ctx.storage.bind(user.uid, did, remark, dev_alias=dev_alias, rebind=True)
+        await ctx.storage.bind(user.uid, did, entry.remark, dev_alias=entry.dev_alias, rebind=True)
         _LOGGER.info("user %s bound device %s", user.uid, did)
         ctx.binding_events.binding_changed(user.uid, did, True)
         success.append(did)
-    return web.json_response({"success": success, "failed": failed})
+    return BatchResult(success=success, failed=failed)
 
 
-@routes.delete("/app/bindings")
-async def unbind(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    app = await require_app(request)
-    user = await require_user(request, app)
-    entries = _device_entries(await json_object(request))
-    dids = [required_string(entry, "did", max_len=64) for entry in entries]
+@api.endpoint(
+    "DELETE",
+    "/app/bindings",
+    summary="Unbind devices",
+    auth=Auth.USER,
+    body=UnbindRequest,
+    responses={200: BatchResult},
+)
+async def unbind(call: Call[UnbindRequest, Empty]) -> BatchResult:
+    ctx, app, user = call.ctx, call.app, call.user
     success: list[str] = []
     failed: list[str] = []
-    for did in dids:
+    for entry in call.body.devices:
+        did = entry.did
         ctx.device_access.drop((user.uid, did))
         if await _served_device(ctx, app, did) is None:
             failed.append(did)
@@ -179,44 +249,36 @@ async def unbind(request: web.Request) -> web.Response:
         _LOGGER.info("user %s unbound device %s", user.uid, did)
         ctx.binding_events.binding_changed(user.uid, did, False)
         success.append(did)
-    return web.json_response({"success": success, "failed": failed})
+    return BatchResult(success=success, failed=failed)
 
 
-def _labels(body: dict[str, Any]) -> list[str] | None:
-    labels = body.get("dev_label")
-    if labels is None:
-        return None
-    if not isinstance(labels, list) or len(labels) > MAX_LABELS:
-        raise invalid(f"dev_label must be a list of at most {MAX_LABELS} strings")
-    return [required_string({"dev_label": label}, "dev_label", max_len=MAX_LABEL_LEN) for label in labels]
-
-
-@routes.put("/app/bindings/{did:[^/]+}")  # any DID text reaches the handler: 9014, not a bare 404
-async def update_binding(request: web.Request) -> web.Response:
-    """§3.9: ``{"remark"?, "dev_alias"?, "dev_label"?}``, at least one; answers with the fields it set."""
-    ctx = context_of(request)
-    app = await require_app(request)
-    user = await require_user(request, app)
-    body = await json_object(request)
-    remark = _given(body, "remark", MAX_REMARK_LEN)
-    dev_alias = _given(body, "dev_alias", MAX_ALIAS_LEN)
-    labels = _labels(body)
-    if remark is None and dev_alias is None and labels is None:
+@api.endpoint(
+    "PUT",
+    "/app/bindings/{did:[^/]+}",  # any DID text reaches the handler: 9014, not a bare 404
+    summary="Set a binding's remark, alias and/or labels (at least one); answers with what it set",
+    auth=Auth.USER,
+    body=BindingUpdate,
+    responses={200: BindingUpdated},
+    errors=(Code.DEVICE_NOT_FOUND, Code.DEVICE_NOT_BOUND),
+)
+async def update_binding(call: Call[BindingUpdate, Empty]) -> web.Response:
+    ctx, app, user, body = call.ctx, call.app, call.user, call.body
+    if body.remark is None and body.dev_alias is None and body.dev_label is None:
         raise invalid("give remark, dev_alias and/or dev_label")
-    did = request.match_info["did"]
-    device = await _served_device(ctx, app, did)
+    device = await _served_device(ctx, app, call.path("did"))
     if device is None:
         raise ApiError(Code.DEVICE_NOT_FOUND)
+    labels = None if body.dev_label is None else list(body.dev_label)
     try:
         binding = await ctx.storage.update_binding(
-            user.uid, device.did, remark=remark, dev_alias=dev_alias, dev_label=labels
+            user.uid, device.did, remark=body.remark, dev_alias=body.dev_alias, dev_label=labels
         )
     except NotFound:
         raise ApiError(Code.DEVICE_NOT_BOUND) from None
     answer: dict[str, Any] = {}
-    if remark is not None:
+    if body.remark is not None:
         answer["remark"] = binding.remark
-    if dev_alias is not None:
+    if body.dev_alias is not None:
         answer["dev_alias"] = binding.dev_alias
     if labels is not None:
         answer["dev_label"] = list(binding.dev_label)

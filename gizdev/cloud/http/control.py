@@ -14,14 +14,15 @@ import base64
 import binascii
 import logging
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
 
 from gizdev.cloud.errors import ApiError, Code
-from gizdev.cloud.http.auth import check_served, require_app, require_user
-from gizdev.cloud.http.context import CloudContext, context_of
-from gizdev.cloud.http.forms import invalid, json_object
+from gizdev.cloud.http.api import Api, Auth, Body, Call, Empty, EmptyReply
+from gizdev.cloud.http.auth import check_served
+from gizdev.cloud.http.context import CloudContext
+from gizdev.cloud.http.forms import invalid
 from gizdev.cloud.storage import App, Device, InvalidInput, NotFound
 from gizdev.codec.envelope import BusinessCmd, encode_envelope
 from gizdev.errors import BrokerError, CodecError
@@ -29,6 +30,7 @@ from gizdev.errors import BrokerError, CodecError
 __all__ = [
     "MAX_RAW_BYTES",
     "accessible_device",
+    "api",
     "app_client_id",
     "attrs_p0",
     "deliver",
@@ -38,7 +40,8 @@ __all__ = [
 ]
 
 _LOGGER = logging.getLogger(__name__)
-routes = web.RouteTableDef()
+api = Api("control")
+routes = api.routes
 
 MAX_RAW_BYTES = 4096  # GAgent's MQTT buffers are 4 KiB; a P0 this large cannot reach an MCU anyway
 
@@ -131,17 +134,39 @@ async def deliver(ctx: CloudContext, device: Device, uid: str, frames: Sequence[
     ctx.bus.activity.record(device.did, uid)
 
 
-@routes.post("/app/control/{did:[^/]+}")  # any DID text reaches the handler: 9014, not aiohttp's bare 404
-async def control(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    app = await require_app(request)
-    user = await require_user(request, app)
-    body: dict[str, Any] = await json_object(request)
-    if "attrs" not in body and "raw" not in body:
+class ControlRequest(Body):
+    """§3.10: data point values by name (``attrs``), and/or a raw P0 (``raw``: bytes 0-255, or a hex or base64
+    string with ``binary_coding``)."""
+
+    attrs: dict[str, Any] | None = None
+    raw: list[int] | str | None = None
+    binary_coding: Literal["hex", "base64"] | None = None
+
+
+@api.endpoint(
+    "POST",
+    "/app/control/{did:[^/]+}",  # any DID text reaches the handler: 9014, not aiohttp's bare 404
+    summary="Send data point values (attrs) or a raw P0 to a bound, online device",
+    auth=Auth.USER,
+    body=ControlRequest,
+    responses={200: EmptyReply},
+    errors=(
+        Code.DEVICE_NOT_FOUND,
+        Code.DEVICE_DISABLED,
+        Code.DEVICE_NOT_BOUND,
+        Code.DATAPOINT_DATA_NOT_FOUND,
+        Code.ATTR_INVALID,
+        Code.DEVICE_OFFLINE,
+        Code.SEND_COMMAND_FAILED,
+    ),
+)
+async def control(call: Call[ControlRequest, Empty]) -> web.Response:
+    ctx, app, user, body = call.ctx, call.app, call.user, call.body
+    if body.attrs is None and body.raw is None:
         raise invalid("give attrs or raw")
-    raw = raw_bytes(body["raw"], body.get("binary_coding")) if "raw" in body else None
-    device = await accessible_device(ctx, app, user.uid, request.match_info["did"])
-    p0s = [await attrs_p0(ctx, device, body["attrs"])] if "attrs" in body else []
+    raw = raw_bytes(body.raw, body.binary_coding) if body.raw is not None else None
+    device = await accessible_device(ctx, app, user.uid, call.path("did"))
+    p0s = [await attrs_p0(ctx, device, body.attrs)] if body.attrs is not None else []
     if raw is not None:
         p0s.append(raw)
     frames = [encode_envelope(BusinessCmd.TRANSMIT, p0) for p0 in p0s]

@@ -2,31 +2,46 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
+from pydantic import Field
 
 from gizdev.cloud.errors import ApiError, Code
-from gizdev.cloud.http.auth import check_served, optional_user, require_app
-from gizdev.cloud.http.context import context_of
+from gizdev.cloud.http.api import Api, Auth, Call, Empty, Query, Reply
+from gizdev.cloud.http.auth import check_served, optional_user
 from gizdev.cloud.http.control import lookup_device
-from gizdev.cloud.http.forms import invalid
 from gizdev.cloud.storage import InvalidInput, NotFound
 from gizdev.schema.loader import schema_to_json
 
-__all__ = ["LATEST_WINDOW_S", "routes"]
+__all__ = ["LATEST_WINDOW_S", "api", "routes"]
 
-routes = web.RouteTableDef()
+api = Api("devdata")
+routes = api.routes
 
 LATEST_WINDOW_S = 24 * 3600  # "the last reported values within the last 24 hours" (§3.8)
 
 
-@routes.get("/app/devdata/{did:[^/]+}/latest")  # any DID text reaches the handler: 9014, not a bare 404
-async def latest(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    app = await require_app(request)
+class Latest(Reply):
+    did: str
+    updated_at: int  # Unix seconds; 0 when nothing was reported in the last 24 hours
+    attr: dict[str, Any]
+
+
+@api.endpoint(
+    "GET",
+    "/app/devdata/{did:[^/]+}/latest",  # any DID text reaches the handler: 9014, not a bare 404
+    summary="The device's last reported data point values (within 24 hours)",
+    auth=Auth.APP,
+    responses={200: Latest},
+    errors=(Code.TOKEN_INVALID, Code.DEVICE_NOT_FOUND, Code.DEVICE_NOT_BOUND),
+)
+async def latest(call: Call[Empty, Empty]) -> web.Response:
+    ctx, app, request = call.ctx, call.app, call.request
     # The vendor serves this with the app id alone (§3.8, and the seed's example); a token, when sent, must be
     # valid and the device bound to its user.
     user = await optional_user(request, app)
-    device = await lookup_device(ctx, request.match_info["did"])
+    device = await lookup_device(ctx, call.path("did"))
     check_served(app, device.product_key)  # without a token, the app's products are all that guards the data
     if user is not None:
         if not await ctx.storage.is_bound(user.uid, device.did):
@@ -38,15 +53,23 @@ async def latest(request: web.Request) -> web.Response:
     return web.json_response({"did": device.did, "updated_at": data.updated_at, "attr": data.attrs})
 
 
-@routes.get("/app/datapoint")
-async def datapoint(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    await require_app(request)
-    product_key = request.query.get("product_key", "")
-    if not product_key:
-        raise invalid("product_key is required")
+class ProductQuery(Query):
+    product_key: str = Field(min_length=1)  # any other text is a key that names no product: 9002
+
+
+@api.endpoint(
+    "GET",
+    "/app/datapoint",
+    summary="A product's data points (the console's export format)",
+    auth=Auth.APP,
+    query=ProductQuery,
+    responses={200: None},
+    errors=(Code.PRODUCT_KEY_INVALID, Code.DATAPOINT_DATA_NOT_FOUND),
+)
+async def datapoint(call: Call[Empty, ProductQuery]) -> web.Response:
+    ctx = call.ctx
     try:
-        product = await ctx.storage.get_product(product_key)
+        product = await ctx.storage.get_product(call.query.product_key)
     except (NotFound, InvalidInput):
         raise ApiError(Code.PRODUCT_KEY_INVALID) from None
     if product.schema is None:

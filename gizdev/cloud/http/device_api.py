@@ -25,21 +25,24 @@ import logging
 from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import web
+from pydantic import Field
 
 from gizdev.cloud.broker.files import hash_password
 from gizdev.cloud.errors import ApiError, Code
+from gizdev.cloud.http.api import Api, Auth, Body, Call, Empty, Query, Text
 from gizdev.cloud.http.auth import client_address
-from gizdev.cloud.http.context import CloudContext, context_of
-from gizdev.cloud.http.forms import form_fields, invalid
+from gizdev.cloud.http.context import CloudContext
+from gizdev.cloud.http.forms import invalid
 from gizdev.cloud.security import new_mqtt_password, safe_equal
 from gizdev.cloud.storage import Device, InvalidInput, NotFound, Registration
 from gizdev.errors import ConfigError
 from gizdev.protocol.device_api import MQTT_PASSWORD_FIELD, OTA_TYPE_MCU, OTA_TYPE_WIFI, decrypt_form, encrypt_form
 
-__all__ = ["routes"]
+__all__ = ["api", "routes"]
 
 _LOGGER = logging.getLogger(__name__)
-routes = web.RouteTableDef()
+api = Api("devices")
+routes = api.routes
 
 FORM_TYPE = "application/x-www-form-urlencoded"
 DEVICE_TYPES = ("normal", "center_control")
@@ -101,20 +104,33 @@ def _provision_text(ctx: CloudContext) -> str:
     )
 
 
-@routes.post("/dev/devices")
-async def register(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    form = await form_fields(request)
-    for name in ("passcode", "mac", "product_key"):
-        if not form.get(name):
-            raise invalid(f"{name} is required")
+class PlainRegistration(Body):
+    """GAgent's form (§1.2): ``passcode=<10 letters>&mac=<12 hex>&product_key=<32 hex>``."""
+
+    passcode: Text = Field(min_length=1, max_length=64)
+    mac: Text = Field(min_length=1, max_length=64)
+    product_key: Text = Field(min_length=1, max_length=64)
+
+
+@api.endpoint(
+    "POST",
+    "/dev/devices",
+    summary="Register a device (GAgent's plain device API); answers did=<22 characters>",
+    auth=Auth.NONE,
+    body=PlainRegistration,
+    body_format="form",
+    responses={201: FORM_TYPE},
+    errors=(Code.PRODUCT_KEY_INVALID, Code.DEVICE_ENCRYPT_ENABLED, Code.REQUEST_THROTTLED),
+)
+async def register(call: Call[PlainRegistration, Empty]) -> web.Response:
+    ctx, form, request = call.ctx, call.body, call.request
     if ctx.settings.refuse_plain_registration:
         raise ApiError(
             Code.DEVICE_ENCRYPT_ENABLED,
             "this cloud registers devices through the encrypted device API only: POST /dev/{product_key}/device",
         )
     await _count_registration(ctx, request)
-    registration = await _register(ctx, form["mac"], form["product_key"], form["passcode"])
+    registration = await _register(ctx, form.mac, form.product_key, form.passcode)
     return _form_reply(f"did={registration.did}", status=201)
 
 
@@ -128,22 +144,41 @@ async def _usable_device(ctx: CloudContext, did: str) -> Device:
     return device
 
 
-@routes.get("/dev/devices/{did:[^/]+}")  # any DID text reaches the handler: 9014, not a bare 404
-async def provision(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    device = await _usable_device(ctx, request.match_info["did"])
+@api.endpoint(
+    "GET",
+    "/dev/devices/{did:[^/]+}",  # any DID text reaches the handler: 9014, not a bare 404
+    summary="Provision: where the device's broker is (host=…&port=…)",
+    auth=Auth.NONE,
+    responses={200: FORM_TYPE},
+    errors=(Code.DEVICE_NOT_FOUND, Code.DEVICE_DISABLED, Code.DEVICE_ENCRYPT_ENABLED),
+)
+async def provision(call: Call[Empty, Empty]) -> web.Response:
+    ctx = call.ctx
+    device = await _usable_device(ctx, call.path("did"))
     if device.encrypted:
         raise ApiError(Code.DEVICE_ENCRYPT_ENABLED, "this device provisions through /dev/{product_key}/device")
     return _form_reply(_provision_text(ctx))
 
 
-@routes.delete("/dev/devices")
-async def disable(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    form = await form_fields(request)
-    did, passcode = form.get("did"), form.get("passcode")
-    if not did or not passcode:
-        raise invalid("did and passcode are required")
+class DisableRequest(Body):
+    """§1.2: the device disables its old DID with the old passcode after registering again."""
+
+    did: Text = Field(min_length=1, max_length=64)
+    passcode: Text = Field(min_length=1, max_length=64)
+
+
+@api.endpoint(
+    "DELETE",
+    "/dev/devices",
+    summary="A device disables its old DID (did=…&passcode=…)",
+    auth=Auth.NONE,
+    body=DisableRequest,
+    body_format="form",
+    responses={200: FORM_TYPE},
+    errors=(Code.DEVICE_NOT_FOUND, Code.DID_PASSCODE_INVALID, Code.DEVICE_ENCRYPT_ENABLED),
+)
+async def disable(call: Call[DisableRequest, Empty]) -> web.Response:
+    ctx, did, passcode = call.ctx, call.body.did, call.body.passcode
     try:
         device = await ctx.storage.get_device(did)
     except (NotFound, InvalidInput):
@@ -182,15 +217,27 @@ def _sealed_fields(secret: str, sealed: str) -> dict[str, str]:
     return fields
 
 
-@routes.post("/dev/{product_key}/device")
-async def register_sealed(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    product_key = request.match_info["product_key"]
+class SealedForm(Body):
+    """§1.3: ``data=<the form, AES-encrypted with the product secret>``."""
+
+    data: Text = Field(min_length=1, max_length=4096)
+
+
+@api.endpoint(
+    "POST",
+    "/dev/{product_key}/device",
+    summary="Register a device through the encrypted device API (data=<sealed form>); answers sealed did=…",
+    auth=Auth.NONE,
+    body=SealedForm,
+    body_format="form",
+    responses={201: FORM_TYPE},
+    errors=(Code.PRODUCT_KEY_INVALID, Code.REQUEST_THROTTLED),
+)
+async def register_sealed(call: Call[SealedForm, Empty]) -> web.Response:
+    ctx, request = call.ctx, call.request
+    product_key = call.path("product_key")
     secret = await _product_secret(ctx, product_key)
-    form = await form_fields(request)
-    if not form.get("data"):
-        raise invalid("data is required")
-    fields = _sealed_fields(secret, form["data"])
+    fields = _sealed_fields(secret, call.body.data)
     for name in ("mac", "passcode"):
         if not fields.get(name):
             raise invalid(f"data: {name} is required")
@@ -206,15 +253,24 @@ async def register_sealed(request: web.Request) -> web.Response:
     return _form_reply(encrypt_form(secret, reply), status=201)
 
 
-@routes.get("/dev/{product_key}/device")
-async def provision_sealed(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    product_key = request.match_info["product_key"]
+class SealedDid(Query):
+    did: Text = Field(min_length=1, max_length=512)  # the DID, AES-encrypted with the product secret (~44 chars)
+
+
+@api.endpoint(
+    "GET",
+    "/dev/{product_key}/device",
+    summary="Provision through the encrypted device API (?did=<sealed did>); answers the sealed broker address",
+    auth=Auth.NONE,
+    query=SealedDid,
+    responses={200: FORM_TYPE},
+    errors=(Code.PRODUCT_KEY_INVALID, Code.DEVICE_NOT_FOUND, Code.DEVICE_DISABLED),
+)
+async def provision_sealed(call: Call[Empty, SealedDid]) -> web.Response:
+    ctx = call.ctx
+    product_key = call.path("product_key")
     secret = await _product_secret(ctx, product_key)
-    sealed = request.query.get("did", "")
-    if not sealed:
-        raise invalid("did is required")
-    did = decrypt_form(secret, sealed)
+    did = decrypt_form(secret, call.query.did)
     device = await _usable_device(ctx, did)
     if device.product_key != product_key:
         raise ApiError(Code.DEVICE_NOT_FOUND)
@@ -226,20 +282,34 @@ async def provision_sealed(request: web.Request) -> web.Response:
 _OTA_PARTS = {str(OTA_TYPE_WIFI): False, str(OTA_TYPE_MCU): True}  # the form's type -> "is it the MCU's?"
 
 
-@routes.post("/dev/ota/v4.1/update_and_check/{did:[^/]+}")
-async def ota_check(request: web.Request) -> web.Response:
-    ctx = context_of(request)
-    form = await form_fields(request)
-    for name in ("passcode", "type", "hard_version", "soft_version"):
-        if not form.get(name):
-            raise invalid(f"{name} is required")
-    if form["type"] not in _OTA_PARTS:
+class OtaCheck(Body):
+    """GAgent's OTA check (gagent-wire-observations §2): its own versions (type 1) or the MCU's (type 2)."""
+
+    passcode: Text = Field(min_length=1, max_length=64)
+    type: Text = Field(min_length=1, max_length=4)
+    hard_version: Text = Field(min_length=1, max_length=64)
+    soft_version: Text = Field(min_length=1, max_length=64)
+
+
+@api.endpoint(
+    "POST",
+    "/dev/ota/v4.1/update_and_check/{did:[^/]+}",
+    summary="OTA check: the module's or the MCU's versions are kept; answers 404 (no firmware to offer)",
+    auth=Auth.NONE,
+    body=OtaCheck,
+    body_format="form",
+    responses={404: "text/plain"},
+    errors=(Code.DEVICE_NOT_FOUND, Code.DEVICE_DISABLED, Code.DID_PASSCODE_INVALID),
+)
+async def ota_check(call: Call[OtaCheck, Empty]) -> web.Response:
+    ctx, form = call.ctx, call.body
+    if form.type not in _OTA_PARTS:
         raise invalid(f"type must be {OTA_TYPE_WIFI} (the module) or {OTA_TYPE_MCU} (the MCU)")
-    device = await _usable_device(ctx, request.match_info["did"])
-    if not safe_equal(device.passcode, form["passcode"]):
+    device = await _usable_device(ctx, call.path("did"))
+    if not safe_equal(device.passcode, form.passcode):
         raise ApiError(Code.DID_PASSCODE_INVALID)
     await ctx.storage.record_versions(  # a version that is not a plain identifier: InvalidInput, 9015
-        device.did, mcu=_OTA_PARTS[form["type"]], hard_version=form["hard_version"], soft_version=form["soft_version"]
+        device.did, mcu=_OTA_PARTS[form.type], hard_version=form.hard_version, soft_version=form.soft_version
     )
     # GAgent treats any non-200 as "no update" and goes on to MQTT (gagent-wire-observations §2, step 3-4).
     return web.Response(status=404, text="no firmware update", content_type="text/plain")
