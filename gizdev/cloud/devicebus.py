@@ -1,6 +1,7 @@
 """The cloud's side of the device protocol on MQTT (cloud protocol §1.4-§1.6).
 
-One service connection (with the managed broker, client ids are pinned, so the service user has exactly one) that
+Device traffic comes from a feed (:mod:`gizdev.cloud.feeds`: one MQTT service connection, or RabbitMQ's shared AMQP
+queue); the bus
 
 * consumes ``dev2app/<did>[/<clientid>]``: 0x0091 reports and read replies (and device-initiated 0x0093, which
   it acknowledges with 0x0094) are decoded with the product's codec and stored as the device's latest data;
@@ -11,6 +12,9 @@ One service connection (with the managed broker, client ids are pinned, so the s
 
 The broker is the reference for presence, so the bus writes every event in order through one queue; nothing a
 device sends can make the bus stop: bad frames are logged (hex) and counted.
+
+With several workers on one broker (``shared``), a worker that starts does not mark every device offline (the
+others hold their presence): it takes the online devices from the storage and follows the broker's events.
 """
 
 from __future__ import annotations
@@ -18,20 +22,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gizdev.backoff import Backoff
-from gizdev.cloud.broker.settings import BrokerSettings
-from gizdev.cloud.presence import (
-    EMQX_EVENT_TOPIC,
-    BrokerRestarted,
-    Presence,
-    parse_emqx_event,
-    parse_mosquitto_line,
-)
+from gizdev.cloud.feeds import Feed
+from gizdev.cloud.presence import BrokerRestarted, Presence, parse_mosquitto_line
 from gizdev.cloud.products import ProductCache
 from gizdev.cloud.storage import InvalidInput, NotFound, Storage, StorageError
 from gizdev.codec.envelope import (
@@ -44,7 +40,6 @@ from gizdev.codec.envelope import (
 )
 from gizdev.codec.p0 import Action
 from gizdev.errors import BrokerError, CodecError
-from gizdev.mqtt import MqttClient
 
 __all__ = ["CLOUD_CLIENT_ID", "AppActivity", "BusStats", "DeviceBus"]
 
@@ -54,8 +49,6 @@ CLOUD_CLIENT_ID = "gizdevcloud"  # the <clientid> of app2dev topics for the clou
 REPORT_ACTIONS = frozenset({Action.READ_REPLY, Action.REPORT, Action.VAR_READ_REPLY, Action.VAR_REPORT})
 APP_ONLINE_WINDOW_S = 120.0  # an app that used a device in the last two minutes counts as online for it
 QUERY_MATCH_WINDOW_S = 30.0  # a 0x020F is attributed to devices that connected this recently (see _on_query)
-RECONNECT_INITIAL_S = 0.2
-RECONNECT_MAX_S = 5.0
 
 
 @dataclass
@@ -90,24 +83,25 @@ class AppActivity:
 
 
 class DeviceBus:
-    """The service MQTT connection and what the cloud does with device traffic (module docstring)."""
+    """What the cloud does with device traffic, from a feed (module docstring)."""
 
     def __init__(
         self,
         storage: Storage,
         products: ProductCache,
-        broker: BrokerSettings,
+        feed: Feed,
         *,
+        shared: bool = False,
         activity: AppActivity | None = None,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.storage = storage
         self.products = products
-        self.broker = broker
+        self.feed = feed
+        self.shared = shared
         self.activity = activity or AppActivity()
         self.stats = BusStats()
         self._clock = clock
-        self._client: MqttClient | None = None
         self._ready = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._presence: asyncio.Queue[Presence | BrokerRestarted] = asyncio.Queue()
@@ -119,10 +113,24 @@ class DeviceBus:
     # -- life cycle -----------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Mark every device offline (nothing is connected to a broker we just started or re-joined) and connect."""
-        await self.storage.mark_all_offline(int(self._clock()))
+        """Mark every device offline (nothing is connected to a broker we just started or re-joined) and connect;
+        ``shared``: take the online devices from the storage instead (the other workers keep them)."""
+        if self.shared:
+            self._online = await self._stored_online()
+        else:
+            await self.storage.mark_all_offline(int(self._clock()))
         self._presence_worker = asyncio.get_running_loop().create_task(self._apply_presence(), name="presence")
-        self._runner = asyncio.get_running_loop().create_task(self._run(), name="device-bus")
+        self._runner = asyncio.get_running_loop().create_task(self.feed.run(self), name="device-bus")
+
+    async def _stored_online(self) -> set[str]:
+        online: set[str] = set()
+        skip = 0
+        while True:
+            page = await self.storage.list_devices(include_disabled=False, limit=1000, skip=skip)
+            online.update(device.did for device in page if device.is_online)
+            if len(page) < 1000:
+                return online
+            skip += len(page)
 
     async def wait_ready(self, timeout_s: float = 10.0) -> None:
         """Wait until the service connection is up and subscribed; BrokerError after ``timeout_s``."""
@@ -130,7 +138,7 @@ class DeviceBus:
             async with asyncio.timeout(timeout_s):
                 await self._ready.wait()
         except TimeoutError:
-            raise BrokerError(f"no connection to the broker {self.broker} after {timeout_s:.0f} s") from None
+            raise BrokerError(f"no connection to the broker {self.feed} after {timeout_s:.0f} s") from None
 
     async def stop(self) -> None:
         for task in (self._runner, self._presence_worker):
@@ -154,6 +162,18 @@ class DeviceBus:
     @property
     def connected(self) -> bool:
         return self._ready.is_set()
+
+    # -- what the feed reports (gizdev.cloud.feeds.FeedSink) -------------------------------------------------------
+
+    def feed_up(self) -> None:
+        self._ready.set()
+        self.stats.connects += 1
+
+    def feed_down(self) -> None:
+        self._ready.clear()
+
+    def presence(self, event: Presence | BrokerRestarted) -> None:
+        self._presence.put_nowait(event)
 
     # -- presence -------------------------------------------------------------------------------------------------
 
@@ -202,50 +222,15 @@ class DeviceBus:
                 f" from {event.peer}" if event.peer else "",
             )
 
-    # -- the connection -------------------------------------------------------------------------------------------
+    # -- device messages ------------------------------------------------------------------------------------------
 
-    async def _run(self) -> None:
-        backoff = Backoff(RECONNECT_INITIAL_S, RECONNECT_MAX_S)
-        broker = self.broker
-        while True:
-            client = MqttClient(
-                broker.host,
-                broker.port,
-                client_id="gizdev-cloud",
-                username=broker.username,
-                password=broker.password,
-                keepalive_s=60,
-                tls=ssl.create_default_context() if broker.tls else None,
-            )
-            try:
-                await client.connect()
-                for topic in ("dev2app/#", "cli2ser_req", EMQX_EVENT_TOPIC):
-                    await client.subscribe(topic)
-                self._client = client
-                self._ready.set()
-                self.stats.connects += 1
-                _LOGGER.info("device bus connected to %s", broker)
-                backoff.reset()
-                async for message in client.messages():
-                    await self._dispatch(message.topic, message.payload)
-            except BrokerError as exc:
-                _LOGGER.warning("device bus: broker connection lost (%s); retrying in %.1f s", exc, backoff.delay)
-            finally:
-                self._client = None
-                self._ready.clear()
-                await client.close()
-            await backoff.wait()
-
-    async def _dispatch(self, topic: str, payload: bytes) -> None:
+    async def dispatch(self, topic: str, payload: bytes) -> None:
+        """Handle one device message; never raises (a bad frame is logged and counted)."""
         try:
             if topic.startswith("dev2app/"):
                 await self._on_device_frame(topic, payload)
             elif topic == "cli2ser_req":
                 await self._on_service_request(payload)
-            elif topic.startswith("$SYS/brokers/"):
-                event = parse_emqx_event(topic, payload)
-                if event is not None:
-                    self._presence.put_nowait(event)
         except (CodecError, StorageError) as exc:
             self.stats.bad_frames += 1
             _LOGGER.info("ignored message on %s (%s): %s", topic, payload[:64].hex(), exc)
@@ -318,7 +303,4 @@ class DeviceBus:
         self.stats.controls_sent += 1
 
     async def _publish(self, topic: str, payload: bytes) -> None:
-        client = self._client
-        if client is None:
-            raise BrokerError(f"not connected to the broker {self.broker}")
-        await client.publish(topic, payload)
+        await self.feed.publish(topic, payload)

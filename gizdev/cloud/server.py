@@ -1,5 +1,9 @@
 """The local cloud as one object: storage, broker (managed Mosquitto or external), device bus and HTTP server.
 
+Brokers: the managed Mosquitto (default); an external MQTT broker (``broker_url``; with ``worker_group``, several
+workers share its device topics through ``$share`` subscriptions); or a RabbitMQ cluster (``amqp_urls``: the
+workers consume device traffic over AMQP, and the cloud answers RabbitMQ's HTTP auth, see ``hw/deploy-scaled.md``).
+
 ``async with CloudServer(CloudConfig(data_dir=...)) as cloud:`` starts everything in dependency order and stops it
 in reverse; ``cloud.http_url`` and ``cloud.mqtt_port`` say where it listens (port 0 = pick a free one for HTTP).
 """
@@ -10,6 +14,7 @@ import contextlib
 import errno
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,7 +25,10 @@ from typing import TYPE_CHECKING, Self
 from aiohttp import web
 
 from gizdev.cloud.broker import BrokerSettings, DeviceAccount, ManagedMosquitto
+from gizdev.cloud.broker.access import LOOPBACK, BrokerAccess, Network
 from gizdev.cloud.devicebus import DeviceBus
+from gizdev.cloud.feeds import Feed
+from gizdev.cloud.feeds.mqtt import MqttFeed
 from gizdev.cloud.http import CloudContext, HttpSettings, make_app
 from gizdev.cloud.messages import OUTBOX_FILE, Outbox, OutboxSender
 from gizdev.cloud.products import ProductCache
@@ -54,6 +62,29 @@ class CloudConfig:
     kdf: KdfParams = KDF_DEFAULT
     mosquitto_binary: str | None = None
     metrics: tuple[str, int] | None = None  # (host, port) of a Prometheus /metrics endpoint; loopback only
+    amqp_urls: tuple[str, ...] = ()  # a RabbitMQ cluster's nodes (amqp://service-user:password@host:port/)
+    worker_group: str | None = None  # several workers on one external MQTT broker: $share/<group>/ subscriptions
+    broker_auth: bool = False  # answer the broker's HTTP auth (/broker/auth/*; always on with amqp_urls)
+    broker_auth_peers: tuple[Network, ...] = LOOPBACK  # the brokers' addresses: only they may ask
+
+    def __post_init__(self) -> None:
+        if self.amqp_urls and self.broker_url:
+            raise ConfigError("RabbitMQ (AMQP URLs) or an MQTT broker URL, not both")
+        if self.amqp_urls and self.worker_group:
+            raise ConfigError("the worker group is for MQTT shared subscriptions; RabbitMQ workers share a queue")
+        if self.worker_group is not None and not self.broker_url:
+            raise ConfigError("a worker group needs an external broker (--broker): a managed one is one worker's")
+        if self.worker_group is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", self.worker_group):
+            raise ConfigError(f"worker group {self.worker_group!r}: 1-32 of A-Z a-z 0-9 _ -")
+        if self.amqp_urls and not (self.public_mqtt_host and self.public_mqtt_port):
+            raise ConfigError("with RabbitMQ, say where devices connect: --public-mqtt HOST:PORT (its MQTT listener)")
+        if self.broker_auth and not (self.broker_url or self.amqp_urls):
+            raise ConfigError("broker HTTP auth is for an external broker; the managed Mosquitto has its own files")
+
+    @property
+    def shared_broker(self) -> bool:
+        """Whether other workers may use the same broker (so presence is not this worker's alone)."""
+        return bool(self.amqp_urls or self.worker_group)
 
 
 def database_for(config: CloudConfig) -> str | Path:
@@ -84,8 +115,26 @@ class CloudServer:
         """The running HTTP application (its router lists every route served); None before start."""
         return None if self._runner is None else self._runner.app
 
+    def _feed(self) -> tuple[Feed, str, int, BrokerAccess | None]:
+        """Where device traffic comes from, the host/port provisioning hands to devices, the broker HTTP auth."""
+        config = self.config
+        if config.amqp_urls:
+            from gizdev.cloud.feeds.amqp import AmqpFeed, service_login  # noqa: PLC0415 - aio-pika only if used
+
+            assert config.public_mqtt_host and config.public_mqtt_port
+            username, password, vhost = service_login(config.amqp_urls[0])
+            rabbit = BrokerAccess(username, password, vhost=vhost, peers=config.broker_auth_peers)
+            return AmqpFeed(config.amqp_urls), config.public_mqtt_host, config.public_mqtt_port, rabbit
+        settings, host, port = self._broker_settings()
+        access = None
+        if config.broker_auth:
+            if not settings.username or not settings.password:
+                raise ConfigError("broker HTTP auth answers for the cloud's own login: the broker URL needs user:pass")
+            access = BrokerAccess(settings.username, settings.password, peers=config.broker_auth_peers)
+        return MqttFeed(settings, group=config.worker_group), host, port, access
+
     def _broker_settings(self) -> tuple[BrokerSettings, str, int]:
-        """How the cloud logs in, and the host/port provisioning hands to devices."""
+        """How the cloud logs in over MQTT, and the host/port provisioning hands to devices."""
         config = self.config
         if config.broker_url:
             settings = BrokerSettings.from_url(config.broker_url)
@@ -104,15 +153,14 @@ class CloudServer:
             raise ConfigError(f"cannot use data dir {config.data_dir}: {exc}") from exc
         try:
             self.storage = await Storage.open(database_for(config), clock=self.clock)
-            settings, public_host, public_port = self._broker_settings()
+            feed, public_host, public_port, access = self._feed()
             products = ProductCache(self.storage)
-            self.bus = DeviceBus(self.storage, products, settings, clock=self.clock)
+            self.bus = DeviceBus(self.storage, products, feed, shared=config.shared_broker, clock=self.clock)
             if self.broker is not None:
                 self.broker.on_log_line = self.bus.on_broker_log
                 await self.broker.set_devices(await self._accounts())
                 await self._start_broker(self.broker)
             await self.bus.start()
-            await self.bus.wait_ready()
             ctx = CloudContext(
                 storage=self.storage,
                 bus=self.bus,
@@ -124,6 +172,7 @@ class CloudServer:
                     mqtt_port=public_port,
                     password_policy=config.password_policy,
                     kdf=config.kdf,
+                    broker_access=access,
                 ),
                 clock=self.clock,
             )
@@ -138,6 +187,8 @@ class CloudServer:
                     raise AddressInUse(config.http_host, config.http_port, "HTTP") from exc
                 raise ConfigError(f"cannot listen on {config.http_host}:{config.http_port}: {exc}") from exc
             self.http_port = _bound_port(site) or config.http_port
+            # Only now: a broker with HTTP auth asks this server whether the cloud's own login may come in.
+            await self.bus.wait_ready()
         except BaseException:
             await self.stop()
             raise

@@ -11,7 +11,7 @@ from aiohttp.typedefs import Middleware
 
 from gizdev import __version__
 from gizdev.cloud.errors import ApiError, Code, error_list, error_response
-from gizdev.cloud.http import bindings, control, devdata, device_api, users
+from gizdev.cloud.http import bindings, broker_auth, control, devdata, device_api, users
 from gizdev.cloud.http.api import Api, Auth, Call, Empty, Endpoint, openapi_document
 from gizdev.cloud.http.context import CONTEXT, CloudContext
 from gizdev.cloud.throttle import Throttled
@@ -61,7 +61,7 @@ async def list_errors(call: Call[Empty, Empty]) -> web.Response:
 
 
 #: Modules whose endpoints are declared (gizdev.cloud.http.api); the others are added by their route tables alone.
-DECLARED: tuple[Api, ...] = (users.api, documents)
+DECLARED: tuple[Api, ...] = (users.api, broker_auth.api, documents)
 
 
 def declared_endpoints() -> list[Endpoint]:

@@ -10,6 +10,7 @@ from typing import Protocol
 
 from aiohttp import web
 
+from gizdev.cloud.broker.access import BrokerAccess
 from gizdev.cloud.cache import TtlCache
 from gizdev.cloud.codes import CodeBook
 from gizdev.cloud.devicebus import DeviceBus
@@ -43,6 +44,7 @@ class HttpSettings:
     token_lifetime_s: int = USER_TOKEN_LIFETIME_S
     max_body_bytes: int = MAX_BODY_BYTES
     hash_concurrency: int = 2  # password hashes at once: each takes the KDF's memory (64 MiB by default)
+    broker_access: BrokerAccess | None = None  # answer an external broker's HTTP auth (http/broker_auth.py)
 
 
 class BrokerAccounts(Protocol):
