@@ -1,0 +1,173 @@
+"""The cloud on a real three-node RabbitMQ cluster (tests/cloud/rabbit_fixtures.py): GAgent's MQTT 3.1 logins and
+topic ACLs through the cloud's HTTP auth, reports and controls through the MQTT plugin and AMQP, two workers sharing
+the device queue, presence and control when a node stops and the devices move to another."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gizdev.cloud.server import CloudConfig
+from tests.cloud.broker_fixtures import RawMqtt31
+from tests.cloud.rabbit_fixtures import RabbitCluster, rabbit_cluster_fixture  # noqa: F401
+from tests.cloud.server_fixtures import FAST_KDF, CloudThread
+from tests.cloud.test_cloud_e2e import CONNACK_OK, PASSCODE, PK, register, user_with_binding, wait_for
+from tests.guards import run
+
+REPORT = "0000000306000091041537"  # 0x0091, P0 04 = report, temp 21, humi 55
+CONTROL_TEMP_10 = "00000003070000900101" + "0a00"  # 0x0090, action 01, flags 01, temp 10 (humi 0)
+
+
+def make_worker(
+    cluster: RabbitCluster, database: str, data_dir: Path, *, http_port: int = 0, first_node: int = 1
+) -> CloudThread:
+    """A cloud worker consuming the cluster over AMQP, first trying ``first_node`` (then the others in turn)."""
+    urls = cluster.amqp_urls
+    order = urls[first_node - 1 :] + urls[: first_node - 1]
+    config = CloudConfig(
+        data_dir=data_dir,
+        http_port=http_port,
+        database=database,
+        kdf=FAST_KDF,
+        amqp_urls=order,
+        public_mqtt_host="127.0.0.1",
+        public_mqtt_port=cluster.node(1).mqtt_port,
+    )
+    thread = CloudThread(config)
+    thread.start()
+    return thread
+
+
+@pytest.fixture(name="data_dir")
+def data_dir_fixture() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="gizdev-rabbit-cloud-"))
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture(name="worker")
+def worker_fixture(rabbit_cluster: RabbitCluster, data_dir: Path) -> Iterator[CloudThread]:
+    """One worker on SQLite, at the address the cluster's HTTP auth asks."""
+    thread = make_worker(
+        rabbit_cluster, f"sqlite+aiosqlite:///{data_dir / 'cloud.db'}", data_dir / "w1", http_port=rabbit_cluster.auth_port
+    )
+    try:
+        yield thread
+    finally:
+        thread.close()
+
+
+def online(cloud: CloudThread, did: str) -> bool:
+    return cloud.call(cloud.storage.get_device(did)).is_online
+
+
+async def device_on(node_port: int, did: str, passcode: str = PASSCODE) -> RawMqtt31:
+    """A GAgent-like device: MQTT 3.1 login, then its three subscriptions (each granted at QoS 0)."""
+    device = await RawMqtt31.open("127.0.0.1", node_port)
+    assert await device.connect(did, did, passcode) == CONNACK_OK
+    for message_id, topic in enumerate((f"ser2cli_noti/{PK}", f"ser2cli_res/{did}", f"app2dev/{did}/#"), start=1):
+        assert await device.subscribe(message_id, topic) == bytes([0x90, 3, 0, message_id, 0])
+    return device
+
+
+def test_cluster_is_three_nodes_on_loopback_only(rabbit_cluster: RabbitCluster) -> None:
+    status = json.loads(rabbit_cluster.running_nodes())
+    assert sorted(status["running_nodes"]) == [f"rabbit-{i}@localhost" for i in (1, 2, 3)]
+    pids = {str(pid) for pid in rabbit_cluster.beam_pids()}
+    assert len(pids) == 3
+    listening = subprocess.run(["ss", "-ltnpH"], capture_output=True, text=True, check=True).stdout.splitlines()
+    ours = [line for line in listening if any(f"pid={pid}," in line for pid in pids) or '"epmd"' in line]
+    assert len(ours) >= 3 * 3  # AMQP, MQTT and distribution of each node, at least
+    for line in ours:
+        local = line.split()[3]
+        assert local.startswith(("127.0.0.1:", "[::1]:")), line
+
+
+def test_gagent_logs_in_reports_and_is_controlled(worker: CloudThread, rabbit_cluster: RabbitCluster) -> None:
+    appid = worker.add_app()
+    worker.add_product()
+    did = register(worker)
+    other = register(worker, mac="001122334455", passcode="OTHERPASS")
+    token = user_with_binding(worker, appid, did)
+    port = rabbit_cluster.node(1).mqtt_port
+
+    async def scenario() -> None:
+        intruder = await RawMqtt31.open("127.0.0.1", port)
+        refused = await intruder.connect(did, did, "WRONGPASS")
+        assert refused[:3] == b"\x20\x02\x00" and refused[3] in (4, 5)  # bad user name or password / not authorised
+        await intruder.close()
+        squatter = await RawMqtt31.open("127.0.0.1", port)  # the right password, another device's client id
+        assert (await squatter.connect(other, did, PASSCODE))[3] in (4, 5)
+        await squatter.close()
+
+        device = await device_on(port, did)
+        await asyncio.to_thread(wait_for, lambda: online(worker, did), 5.0, "online from the event exchange")
+        await device.publish(f"dev2app/{did}", bytes.fromhex(REPORT))
+
+        def latest() -> Any:
+            return worker.api("GET", f"/app/devdata/{did}/latest", appid=appid, token=token)
+
+        await asyncio.to_thread(wait_for, lambda: latest().body["attr"] != {}, 10.0, "the report stored")
+        assert latest().body["attr"] == {"temp": 21, "humi": 55}
+
+        control = await asyncio.to_thread(
+            worker.api, "POST", f"/app/control/{did}", {"attrs": {"temp": 10}}, appid=appid, token=token
+        )
+        assert control.status == 200 and control.body == {}
+        topic, payload = await device.read_publish()
+        assert topic.startswith(f"app2dev/{did}/") and payload == bytes.fromhex(CONTROL_TEMP_10)
+
+        await device.send(b"\xe0\x00")  # DISCONNECT
+        await asyncio.to_thread(wait_for, lambda: not online(worker, did), 5.0, "offline after DISCONNECT")
+        await device.close()
+
+    run(scenario())
+
+
+def test_another_devices_topics_are_refused(worker: CloudThread, rabbit_cluster: RabbitCluster) -> None:
+    """RabbitMQ closes the connection of a device that subscribes or publishes beyond its own topics."""
+    worker.add_product()
+    did = register(worker)
+    other = register(worker, mac="001122334455", passcode="OTHERPASS")
+    port = rabbit_cluster.node(1).mqtt_port
+
+    async def scenario() -> None:
+        peer = await device_on(port, other, "OTHERPASS")
+        try:
+            for topic in (f"app2dev/{other}/#", "app2dev/#", f"ser2cli_res/{other}", "ser2cli_noti/#"):
+                device = await device_on(port, did)
+                try:
+                    await device.subscribe(9, topic)
+                    pytest.fail(f"subscribing {topic} was granted")
+                except asyncio.IncompleteReadError:
+                    pass  # closed by the broker
+                finally:
+                    await device.close()
+            device = await device_on(port, did)
+            try:
+                await device.publish(f"dev2app/{other}", bytes.fromhex("0000000306000091046363"))
+                with pytest.raises(asyncio.IncompleteReadError):
+                    await device.read_packet()
+            finally:
+                await device.close()
+            await peer.publish(f"dev2app/{other}", bytes.fromhex("0000000306000091040102"))
+            await asyncio.to_thread(
+                wait_for, lambda: worker.call(worker.storage.get_latest(other)) is not None, 10.0, "the real report"
+            )
+            latest = worker.call(worker.storage.get_latest(other))
+            assert latest is not None and latest.attrs == {"temp": 1, "humi": 2}  # only the real device's report
+        finally:
+            await peer.close()
+
+    run(scenario())
