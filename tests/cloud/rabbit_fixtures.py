@@ -13,6 +13,7 @@ Not installed: the tests skip with one line, and fail when ``CI`` is set (as the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import secrets
@@ -56,6 +57,8 @@ def free_port_range(count: int) -> tuple[int, int]:
             for sock in sockets:
                 sock.close()
     raise RuntimeError(f"no {count} consecutive free ports in 20000-30000")
+
+
 SERVICE_USER = "gizdev-cloud"
 
 
@@ -225,10 +228,8 @@ class RabbitCluster:
         """Stop every node and the private epmd; kill (by pid) whatever does not stop."""
         for node in self.nodes:
             if node.process is not None and node.process.poll() is None:
-                try:
+                with contextlib.suppress(RuntimeError, subprocess.TimeoutExpired):
                     self.ctl(node, "stop", timeout_s=30)
-                except (RuntimeError, subprocess.TimeoutExpired):
-                    pass
         for node in self.nodes:
             if node.process is None:
                 continue

@@ -9,7 +9,6 @@ import json
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,7 +59,10 @@ def data_dir_fixture() -> Iterator[Path]:
 def worker_fixture(rabbit_cluster: RabbitCluster, data_dir: Path) -> Iterator[CloudThread]:
     """One worker on SQLite, at the address the cluster's HTTP auth asks."""
     thread = make_worker(
-        rabbit_cluster, f"sqlite+aiosqlite:///{data_dir / 'cloud.db'}", data_dir / "w1", http_port=rabbit_cluster.auth_port
+        rabbit_cluster,
+        f"sqlite+aiosqlite:///{data_dir / 'cloud.db'}",
+        data_dir / "w1",
+        http_port=rabbit_cluster.auth_port,
     )
     try:
         yield thread
