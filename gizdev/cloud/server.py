@@ -78,8 +78,13 @@ class CloudConfig:
             raise ConfigError(f"worker group {self.worker_group!r}: 1-32 of A-Z a-z 0-9 _ -")
         if self.amqp_urls and not (self.public_mqtt_host and self.public_mqtt_port):
             raise ConfigError("with RabbitMQ, say where devices connect: --public-mqtt HOST:PORT (its MQTT listener)")
-        if self.broker_auth and not (self.broker_url or self.amqp_urls):
+        if self.broker_auth and self.managed_broker:
             raise ConfigError("broker HTTP auth is for an external broker; the managed Mosquitto has its own files")
+
+    @property
+    def managed_broker(self) -> bool:
+        """Whether the cloud runs its own Mosquitto (no external MQTT broker, no RabbitMQ)."""
+        return not (self.broker_url or self.amqp_urls)
 
     @property
     def shared_broker(self) -> bool:
@@ -213,7 +218,7 @@ class CloudServer:
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not config.database:
             _private_file(config.data_dir / DATABASE_FILE)
-        if not config.broker_url:
+        if config.managed_broker:
             self.broker = ManagedMosquitto(
                 config.data_dir / BROKER_DIR,
                 host=config.mqtt_host,

@@ -211,6 +211,15 @@ class RabbitCluster:
         if node.process is not None:
             node.process.wait(timeout=30)
 
+    def restart_node(self, index: int) -> None:
+        """Start a stopped node again (it rejoins the cluster from its own data)."""
+        node = self.node(index)
+        if node.process is not None and node.process.poll() is None:
+            return
+        (node.base / "rabbit.pid").unlink(missing_ok=True)
+        self._spawn(node)
+        self._await(node)
+
     def running_nodes(self, via: int = 1) -> str:
         return self.ctl(self.node(via), "cluster_status", "--formatter", "json")
 

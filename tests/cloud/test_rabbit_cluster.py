@@ -97,6 +97,7 @@ def test_cluster_is_three_nodes_on_loopback_only(rabbit_cluster: RabbitCluster) 
 
 
 def test_gagent_logs_in_reports_and_is_controlled(worker: CloudThread, rabbit_cluster: RabbitCluster) -> None:
+    assert worker.server.broker is None  # no managed Mosquitto next to RabbitMQ
     appid = worker.add_app()
     worker.add_product()
     did = register(worker)
@@ -171,5 +172,135 @@ def test_another_devices_topics_are_refused(worker: CloudThread, rabbit_cluster:
             assert latest is not None and latest.attrs == {"temp": 1, "humi": 2}  # only the real device's report
         finally:
             await peer.close()
+
+    run(scenario())
+
+
+@pytest.fixture(name="workers")
+def workers_fixture(
+    rabbit_cluster: RabbitCluster, db_url: str, data_dir: Path
+) -> Iterator[tuple[CloudThread, CloudThread]]:
+    """Two workers on one PostgreSQL: the first answers the cluster's HTTP auth and consumes through node 2,
+    the second through node 3."""
+    first = make_worker(rabbit_cluster, db_url, data_dir / "w1", http_port=rabbit_cluster.auth_port, first_node=2)
+    try:
+        second = make_worker(rabbit_cluster, db_url, data_dir / "w2", first_node=3)
+    except BaseException:
+        first.close()
+        raise
+    try:
+        yield first, second
+    finally:
+        second.close()
+        first.close()
+
+
+def stats(*workers: CloudThread) -> list[int]:
+    return [worker.server.bus.stats.reports for worker in workers if worker.server.bus is not None]
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_two_workers_store_each_report_once(
+    workers: tuple[CloudThread, CloudThread], rabbit_cluster: RabbitCluster
+) -> None:
+    first, second = workers
+    first.add_product()
+    dids = [register(first, mac=f"0000000000{i:02X}", passcode=f"PASS{i:06d}") for i in range(4)]
+    per_device = 25
+
+    async def scenario() -> None:
+        devices = [
+            await device_on(rabbit_cluster.node(1 + i % 3).mqtt_port, did, f"PASS{i:06d}") for i, did in enumerate(dids)
+        ]
+        try:
+            for n in range(per_device):
+                for device, did in zip(devices, dids, strict=True):
+                    await device.publish(f"dev2app/{did}", bytes.fromhex("000000030600009104") + bytes([n, 100 - n]))
+            expected = per_device * len(dids)
+            await asyncio.to_thread(
+                wait_for, lambda: sum(stats(first, second)) >= expected, 20.0, f"{expected} reports stored"
+            )
+            await asyncio.sleep(0.5)  # a duplicate would arrive now
+            counts = stats(first, second)
+            assert sum(counts) == expected, counts
+            assert all(count > 0 for count in counts), counts  # the queue is shared, not copied or held by one
+            for did in dids:  # two workers may store a device's reports out of order: one of its reports
+                latest = first.call(first.storage.get_latest(did))
+                assert latest is not None and latest.attrs["temp"] + latest.attrs["humi"] == 100
+        finally:
+            for device in devices:
+                await device.close()
+
+    run(scenario())
+
+
+def bus_online(worker: CloudThread, did: str) -> bool:
+    bus = worker.server.bus
+    return bus is not None and bus.is_online(did)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_node_stops_devices_move_presence_and_control_recover(
+    workers: tuple[CloudThread, CloudThread], rabbit_cluster: RabbitCluster
+) -> None:
+    """Node 2 (the first worker's AMQP node, and the devices') stops mid-run: the devices reconnect to node 1, the
+    first worker to node 3; both workers end with the devices online, reports are stored and controls arrive."""
+    first, second = workers
+    appid = first.add_app()
+    first.add_product()
+    dids = [register(first, mac=f"0000000001{i:02X}", passcode=f"MOVE{i:06d}") for i in range(2)]
+    token = user_with_binding(first, appid, dids[0], "MOVE000000")
+
+    def everywhere_online(did: str) -> bool:
+        return online(first, did) and bus_online(first, did) and bus_online(second, did)
+
+    async def scenario() -> None:
+        devices = [await device_on(rabbit_cluster.node(2).mqtt_port, did, f"MOVE{i:06d}") for i, did in enumerate(dids)]
+        moved: list[RawMqtt31] = []
+        try:
+            for did in dids:
+                await asyncio.to_thread(wait_for, lambda did=did: everywhere_online(did), 10.0, "online on node 2")
+            before = sum(stats(first, second))
+            for device, did in zip(devices, dids, strict=True):
+                await device.publish(f"dev2app/{did}", bytes.fromhex(REPORT))
+            await asyncio.to_thread(wait_for, lambda: sum(stats(first, second)) >= before + 2, 10.0, "reports")
+
+            await asyncio.to_thread(rabbit_cluster.stop_node, 2)
+            for device in devices:  # the node closed them
+                with pytest.raises((asyncio.IncompleteReadError, ConnectionError)):
+                    await device.read_packet(timeout_s=10.0)
+            # They come back on node 1, as GAgent does on its next attempt (a load balancer in front of the nodes).
+            moved = [
+                await device_on(rabbit_cluster.node(1).mqtt_port, did, f"MOVE{i:06d}") for i, did in enumerate(dids)
+            ]
+            for did in dids:
+                await asyncio.to_thread(wait_for, lambda did=did: everywhere_online(did), 20.0, "online on node 1")
+            first_bus = first.server.bus
+            assert first_bus is not None
+            await asyncio.to_thread(wait_for, lambda: first_bus.connected, 30.0, "worker 1 on another node")
+            assert first_bus.stats.connects >= 2  # it lost node 2 and consumes through another
+
+            before = sum(stats(first, second))
+            for device, did in zip(moved, dids, strict=True):
+                await device.publish(f"dev2app/{did}", bytes.fromhex(REPORT))
+            await asyncio.to_thread(wait_for, lambda: sum(stats(first, second)) >= before + 2, 20.0, "reports after")
+
+            for worker in (first, second):  # a control through either worker reaches the moved device
+                control = await asyncio.to_thread(
+                    worker.api, "POST", f"/app/control/{dids[0]}", {"attrs": {"temp": 10}}, appid=appid, token=token
+                )
+                assert control.status == 200 and control.body == {}, control
+                topic, payload = await moved[0].read_publish(timeout_s=10.0)
+                assert topic.startswith(f"app2dev/{dids[0]}/") and payload == bytes.fromhex(CONTROL_TEMP_10)
+
+            # Presence still follows the broker: a clean disconnect on the new node takes the device offline.
+            await moved[1].send(b"\xe0\x00")
+            await asyncio.to_thread(wait_for, lambda: not online(first, dids[1]), 10.0, "offline after DISCONNECT")
+            await asyncio.to_thread(wait_for, lambda: not bus_online(second, dids[1]), 10.0, "offline for worker 2")
+            assert online(first, dids[0])
+        finally:
+            for device in (*devices, *moved):
+                await device.close()
+            await asyncio.to_thread(rabbit_cluster.restart_node, 2)  # the other tests of the module want three
 
     run(scenario())
