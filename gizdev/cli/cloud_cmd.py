@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
 import os
 import sys
@@ -30,6 +31,11 @@ Run the local cloud: the Gizwits device API (GAgent registers and provisions her
 MQTT broker for devices. By default everything lives in --data-dir: a SQLite database (cloud.db) and a managed
 Mosquitto (broker/) that gizdev configures, starts, restarts if it dies and stops on exit. Listeners are on
 loopback unless you say otherwise. Stop with Ctrl-C or SIGTERM.
+
+Scaled out (hw/deploy-scaled.md): several workers on one PostgreSQL (--database) behind a load balancer, with a
+RabbitMQ cluster (--amqp-url for each node, --public-mqtt for the devices; the nodes' HTTP auth backend asks the
+workers' /broker/auth/* about every login) or an external MQTT broker such as EMQX (--broker, --worker-group for
+shared subscriptions, --broker-auth for its HTTP auth hooks).
 """
 
 
@@ -38,6 +44,15 @@ def host_port(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         raise argparse.ArgumentTypeError(f"expects HOST:PORT, e.g. 127.0.0.1:8080, not {text!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expects an address or network, e.g. 10.0.0.5 or 10.0.0.0/24, not {text!r}"
+        ) from None
 
 
 def _add_storage_options(parser: argparse.ArgumentParser) -> None:
@@ -87,6 +102,34 @@ def register(commands: Any) -> None:
         "--broker",
         metavar="URL",
         help="use an external broker, mqtt://user:password@host:port (device accounts and ACLs are then yours)",
+    )
+    serve.add_argument(
+        "--amqp-url",
+        action="append",
+        metavar="URL",
+        help="RabbitMQ (MQTT plugin) instead of an MQTT broker: consume device traffic over AMQP, "
+        "amqp://USER:PASSWORD@HOST:5672/ (the cloud's service login; repeat for each node, tried in turn). The cloud "
+        "answers the nodes' HTTP auth backend at /broker/auth/*; needs --public-mqtt",
+    )
+    serve.add_argument(
+        "--worker-group",
+        metavar="NAME",
+        help="with --broker: one of several workers sharing the broker; device topics are subscribed as "
+        "$share/NAME/... so each message reaches one worker (same NAME on every worker)",
+    )
+    serve.add_argument(
+        "--broker-auth",
+        action="store_true",
+        help="with --broker: answer the broker's HTTP authentication and ACL requests at /broker/auth/* (EMQX); "
+        "the cloud's own login is the one in the broker URL",
+    )
+    serve.add_argument(
+        "--broker-auth-peer",
+        action="append",
+        type=_network,
+        metavar="CIDR",
+        help="an address the broker nodes ask /broker/auth/* from (repeatable; default loopback only: every other "
+        "peer is refused)",
     )
     serve.add_argument(
         "--public-mqtt",
@@ -153,6 +196,7 @@ def register(commands: Any) -> None:
 
 def _run_serve(args: argparse.Namespace) -> int:
     from gizdev.cloud.security import STRICT_PASSWORD_POLICY, PasswordPolicy  # noqa: PLC0415 - start-up time
+    from gizdev.cloud.broker.access import LOOPBACK  # noqa: PLC0415 - start-up time
     from gizdev.cloud.server import CloudConfig  # noqa: PLC0415 - start-up time
 
     config = CloudConfig(
@@ -167,6 +211,10 @@ def _run_serve(args: argparse.Namespace) -> int:
         public_mqtt_port=args.public_mqtt[1] if args.public_mqtt else None,
         password_policy=STRICT_PASSWORD_POLICY if args.strict_passwords else PasswordPolicy(),
         metrics=args.metrics,
+        amqp_urls=tuple(args.amqp_url or ()),
+        worker_group=args.worker_group,
+        broker_auth=args.broker_auth,
+        broker_auth_peers=tuple(args.broker_auth_peer) if args.broker_auth_peer else LOOPBACK,
     )
     return asyncio.run(_serve(config))
 
@@ -187,9 +235,9 @@ async def _serve(config: CloudConfig) -> int:
         err.say("gizdev cloud: stopped")
         return 0
     try:
-        where = (
-            "external broker" if config.broker_url else f"managed mosquitto on {config.mqtt_host}:{config.mqtt_port}"
-        )
+        where = f"managed mosquitto on {config.mqtt_host}:{config.mqtt_port}"
+        if not config.managed_broker:
+            where = f"external broker {cloud.bus.feed}" if cloud.bus is not None else "external broker"
         err.say(f"gizdev cloud: Open API on {cloud.http_url}, {where}, data in {config.data_dir}")
         await stop.wait()
     finally:

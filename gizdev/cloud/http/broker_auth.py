@@ -5,6 +5,10 @@ RabbitMQ, configured with ``auth_http.http_method = post`` and these four paths,
 ``allow`` or ``deny`` with status 200; anything else counts as a refusal. The decisions are
 :class:`gizdev.cloud.broker.access.BrokerAccess`'s, from the cloud's storage.
 
+EMQX (5.x) can send the same forms (its HTTP authenticator and authorizer take body templates: see
+``hw/deploy-scaled.md``); it asks with ``Accept: application/json`` and gets ``{"result": "allow"|"deny"}``, and its
+``publish``/``subscribe`` actions are taken for ``write``/``read``.
+
 Only the configured brokers may ask (loopback by default): another peer gets 403 ``deny``, and so does every
 request while the cloud is not configured for an external broker's HTTP auth (the managed Mosquitto needs none).
 A form that does not fit is 9015, which the broker takes as a refusal too.
@@ -30,6 +34,7 @@ MAX_PASSWORD_LEN = 1024
 ALLOW = "allow"
 DENY = "deny"
 _ANSWERS = {200: "text/plain", 403: "text/plain"}
+_ACTIONS = {"publish": "write", "subscribe": "read"}  # EMQX's words for RabbitMQ's
 
 
 class UserQuestion(Body):
@@ -57,8 +62,11 @@ class TopicQuestion(ResourceQuestion):
     routing_key: Text = Field(max_length=MAX_NAME_LEN)
 
 
-def _answer(allowed: bool) -> web.Response:
-    return web.Response(text=ALLOW if allowed else DENY, content_type="text/plain")
+def _answer(request: web.Request, allowed: bool, *, status: int = 200) -> web.Response:
+    word = ALLOW if allowed else DENY
+    if "application/json" in request.headers.get("Accept", ""):
+        return web.json_response({"result": word}, status=status)
+    return web.Response(text=word, content_type="text/plain", status=status)
 
 
 def _access(request: web.Request) -> BrokerAccess | None:
@@ -67,10 +75,6 @@ def _access(request: web.Request) -> BrokerAccess | None:
     if access is None or not access.peer_allowed(request.remote):
         return None
     return access
-
-
-def _refused() -> web.Response:
-    return web.Response(status=403, text=DENY, content_type="text/plain")
 
 
 @api.endpoint(
@@ -85,9 +89,9 @@ def _refused() -> web.Response:
 async def user(call: Call[UserQuestion, Empty]) -> web.Response:
     access = _access(call.request)
     if access is None:
-        return _refused()
+        return _answer(call.request, False, status=403)
     body = call.body
-    return _answer(await access.login(call.ctx.storage, body.username, body.password, body.client_id))
+    return _answer(call.request, await access.login(call.ctx.storage, body.username, body.password, body.client_id))
 
 
 @api.endpoint(
@@ -102,8 +106,8 @@ async def user(call: Call[UserQuestion, Empty]) -> web.Response:
 async def vhost(call: Call[VhostQuestion, Empty]) -> web.Response:
     access = _access(call.request)
     if access is None:
-        return _refused()
-    return _answer(access.vhost_allowed(call.body.vhost))
+        return _answer(call.request, False, status=403)
+    return _answer(call.request, access.vhost_allowed(call.body.vhost))
 
 
 @api.endpoint(
@@ -118,12 +122,12 @@ async def vhost(call: Call[VhostQuestion, Empty]) -> web.Response:
 async def resource(call: Call[ResourceQuestion, Empty]) -> web.Response:
     access = _access(call.request)
     if access is None:
-        return _refused()
+        return _answer(call.request, False, status=403)
     body = call.body
     allowed = access.resource_allowed(
         username=body.username, vhost=body.vhost, resource=body.resource, name=body.name, permission=body.permission
     )
-    return _answer(allowed)
+    return _answer(call.request, allowed)
 
 
 @api.endpoint(
@@ -138,14 +142,14 @@ async def resource(call: Call[ResourceQuestion, Empty]) -> web.Response:
 async def topic(call: Call[TopicQuestion, Empty]) -> web.Response:
     access = _access(call.request)
     if access is None:
-        return _refused()
+        return _answer(call.request, False, status=403)
     body = call.body
     allowed = await access.topic_allowed(
         call.ctx.storage,
         username=body.username,
         vhost=body.vhost,
         exchange=body.name,
-        permission=body.permission,
+        permission=_ACTIONS.get(body.permission, body.permission),
         routing_key=body.routing_key,
     )
-    return _answer(allowed)
+    return _answer(call.request, allowed)
