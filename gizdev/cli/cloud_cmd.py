@@ -195,8 +195,8 @@ def register(commands: Any) -> None:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
-    from gizdev.cloud.security import STRICT_PASSWORD_POLICY, PasswordPolicy  # noqa: PLC0415 - start-up time
     from gizdev.cloud.broker.access import LOOPBACK  # noqa: PLC0415 - start-up time
+    from gizdev.cloud.security import STRICT_PASSWORD_POLICY, PasswordPolicy  # noqa: PLC0415 - start-up time
     from gizdev.cloud.server import CloudConfig  # noqa: PLC0415 - start-up time
 
     config = CloudConfig(
