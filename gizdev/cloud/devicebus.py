@@ -82,6 +82,13 @@ class AppActivity:
         return len(users)
 
 
+class _Resync:
+    """Reload the online devices from the storage (a shared bus that reconnected), in turn with the events."""
+
+
+_RESYNC = _Resync()
+
+
 class DeviceBus:
     """What the cloud does with device traffic, from a feed (module docstring)."""
 
@@ -104,7 +111,7 @@ class DeviceBus:
         self._clock = clock
         self._ready = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
-        self._presence: asyncio.Queue[Presence | BrokerRestarted] = asyncio.Queue()
+        self._presence: asyncio.Queue[Presence | BrokerRestarted | _Resync] = asyncio.Queue()
         self._presence_worker: asyncio.Task[None] | None = None
         self._product_of: dict[str, str] = {}  # did -> product_key (never changes for a did)
         self._online: set[str] = set()  # what we last stored as online
@@ -168,6 +175,9 @@ class DeviceBus:
     def feed_up(self) -> None:
         self._ready.set()
         self.stats.connects += 1
+        if self.shared and self.stats.connects > 1:
+            # Events of the time we were away are lost to us, not to the other workers: take their word.
+            self._presence.put_nowait(_RESYNC)
 
     def feed_down(self) -> None:
         self._ready.clear()
@@ -193,8 +203,11 @@ class DeviceBus:
             except Exception:
                 _LOGGER.exception("presence event %s failed", event)
 
-    async def _store_presence(self, event: Presence | BrokerRestarted) -> None:
+    async def _store_presence(self, event: Presence | BrokerRestarted | _Resync) -> None:
         now = int(self._clock())
+        if isinstance(event, _Resync):
+            self._online = await self._stored_online()
+            return
         if isinstance(event, BrokerRestarted):
             count = await self.storage.mark_all_offline(now)
             self._online.clear()
