@@ -26,6 +26,7 @@ from aiohttp import web
 
 from gizdev.cloud.broker import BrokerSettings, DeviceAccount, ManagedMosquitto
 from gizdev.cloud.broker.access import LOOPBACK, BrokerAccess, Network
+from gizdev.cloud.broker.settings import check_amqp_url, service_login
 from gizdev.cloud.devicebus import DeviceBus
 from gizdev.cloud.feeds import Feed
 from gizdev.cloud.feeds.mqtt import MqttFeed
@@ -68,6 +69,8 @@ class CloudConfig:
     broker_auth_peers: tuple[Network, ...] = LOOPBACK  # the brokers' addresses: only they may ask
 
     def __post_init__(self) -> None:
+        for url in self.amqp_urls:
+            check_amqp_url(url)
         if self.amqp_urls and self.broker_url:
             raise ConfigError("RabbitMQ (AMQP URLs) or an MQTT broker URL, not both")
         if self.amqp_urls and self.worker_group:
@@ -124,7 +127,7 @@ class CloudServer:
         """Where device traffic comes from, the host/port provisioning hands to devices, the broker HTTP auth."""
         config = self.config
         if config.amqp_urls:
-            from gizdev.cloud.feeds.amqp import AmqpFeed, service_login  # noqa: PLC0415 - aio-pika only if used
+            from gizdev.cloud.feeds.amqp import AmqpFeed  # noqa: PLC0415 - aio-pika only if used
 
             assert config.public_mqtt_host and config.public_mqtt_port
             username, password, vhost = service_login(config.amqp_urls[0])

@@ -24,7 +24,7 @@ import os
 import secrets
 import socket
 from collections.abc import Sequence
-from urllib.parse import unquote, urlsplit
+from urllib.parse import urlsplit
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue
@@ -32,13 +32,14 @@ from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from gizdev.backoff import Backoff
 from gizdev.cloud.broker.access import EVENT_EXCHANGE, MQTT_EXCHANGE, SERVICE_QUEUE_PREFIX
+from gizdev.cloud.broker.settings import check_amqp_url
 from gizdev.cloud.broker.topics import routing_key_to_topic, topic_to_routing_key
 from gizdev.cloud.feeds import FeedSink
 from gizdev.cloud.feeds.mqtt import DEVICE_TOPICS
 from gizdev.cloud.presence import ConnectionTracker, parse_rabbitmq_event
 from gizdev.errors import BrokerError, ConfigError
 
-__all__ = ["DEVICE_QUEUE", "AmqpFeed", "check_amqp_url", "service_login"]
+__all__ = ["DEVICE_QUEUE", "AmqpFeed"]
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -47,30 +48,6 @@ PREFETCH = 200  # unacknowledged messages per worker: enough to keep it busy, fe
 CONNECT_TIMEOUT_S = 5.0
 RECONNECT_INITIAL_S = 0.2
 RECONNECT_MAX_S = 5.0
-
-
-def check_amqp_url(url: str) -> str:
-    """``url`` if it is ``amqp[s]://user:password@host[:port][/vhost]``, else ConfigError (password not shown)."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError for a bad port
-    except ValueError as exc:
-        raise ConfigError(f"AMQP URL: {exc}") from None
-    if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
-        raise ConfigError("an AMQP URL is amqp://user:password@host:5672/ (or amqps://)")
-    if not parts.username or not parts.password:
-        raise ConfigError(
-            f"AMQP URL amqp://…@{parts.hostname}: needs user:password, the cloud's service login (the cloud also "
-            "answers for it in the broker's HTTP auth)"
-        )
-    return url
-
-
-def service_login(url: str) -> tuple[str, str, str]:
-    """(username, password, virtual host) of an AMQP URL (``amqp://u:p@host/`` and ``…/%2F`` are the vhost "/")."""
-    parts = urlsplit(check_amqp_url(url))
-    vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
-    return unquote(parts.username or ""), unquote(parts.password or ""), vhost
 
 
 class AmqpFeed:
