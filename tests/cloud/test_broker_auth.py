@@ -19,6 +19,7 @@ from gizdev.cloud.broker.topics import DEVICE_RULES, covers, may_use, routing_ke
 from gizdev.cloud.devicebus import DeviceBus
 from gizdev.cloud.feeds.mqtt import MqttFeed
 from gizdev.cloud.http import CloudContext, HttpSettings, make_app
+from gizdev.cloud.http.broker_auth import LOGIN_LIMIT
 from gizdev.cloud.presence import ConnectionEvent, ConnectionTracker, Presence, parse_rabbitmq_event
 from gizdev.cloud.products import ProductCache
 from gizdev.cloud.storage import Storage
@@ -223,6 +224,19 @@ def test_device_and_service_logins(db_url: str) -> None:
         assert (raw.status, await raw.text()) == (200, "deny")
         await storage.disable_device(did)
         assert await ask(client, "user", login(did, "PASS1", did)) == (200, "deny")
+
+    with_cloud(db_url, scenario)
+
+
+def test_password_guessing_is_throttled(db_url: str) -> None:
+    async def scenario(client: Client, storage: Storage, did: str) -> None:
+        right = {"username": did, "password": "PASS1", "client_id": did}
+        for guess in range(LOGIN_LIMIT.count):
+            assert await ask(client, "user", {**right, "password": f"GUESS{guess}"}) == (200, "deny")
+        assert await ask(client, "user", right) == (200, "deny")  # the window is not over
+        # The service login is not counted against (its password is long and random).
+        service = {"username": "gizdev-cloud", "password": SERVICE_PASSWORD}
+        assert await ask(client, "user", service) == (200, "allow")
 
     with_cloud(db_url, scenario)
 

@@ -15,6 +15,7 @@ RabbitMQ's MQTT plugin turns topics into routing keys (``/`` → ``.``): topic q
 from __future__ import annotations
 
 import dataclasses
+import enum
 import hmac
 import ipaddress
 from dataclasses import dataclass
@@ -29,6 +30,7 @@ __all__ = [
     "MQTT_EXCHANGE",
     "SERVICE_QUEUE_PREFIX",
     "BrokerAccess",
+    "Login",
     "Network",
     "device_login",
 ]
@@ -43,15 +45,23 @@ LOOPBACK: tuple[Network, ...] = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.
 Permission = Literal["configure", "write", "read"]
 
 
-async def device_login(storage: Storage, did: str, password: str) -> Device | None:
-    """The enabled device ``did`` if ``password`` is its MQTT password (today: its passcode), else None."""
+class Login(enum.Enum):
+    ALLOWED = "allowed"
+    WRONG_PASSWORD = "wrong password"  # an enabled device, another password: counted against guessing
+    REFUSED = "refused"  # no such device, disabled, or not allowed this way
+
+
+async def device_login(storage: Storage, did: str, password: str) -> tuple[Login, Device | None]:
+    """Whether ``password`` is the MQTT password (today: the passcode) of the enabled device ``did``."""
     try:
         device = await storage.get_device(did)
     except (NotFound, InvalidInput):
-        return None
-    if device.is_disabled or not password:
-        return None
-    return device if hmac.compare_digest(device.passcode.encode(), password.encode()) else None
+        return Login.REFUSED, None
+    if device.is_disabled:
+        return Login.REFUSED, None
+    if not password or not hmac.compare_digest(device.passcode.encode(), password.encode()):
+        return Login.WRONG_PASSWORD, None
+    return Login.ALLOWED, device
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +85,14 @@ class BrokerAccess:
     def is_service(self, username: str) -> bool:
         return hmac.compare_digest(username.encode(), self.service_username.encode())
 
-    async def login(self, storage: Storage, username: str, password: str, client_id: str | None) -> bool:
+    async def login(self, storage: Storage, username: str, password: str, client_id: str | None) -> Login:
         """user_path: the service user with its password, or a device whose MQTT client id is its DID."""
         if self.is_service(username):
-            return bool(password) and hmac.compare_digest(password.encode(), self.service_password.encode())
+            right = bool(password) and hmac.compare_digest(password.encode(), self.service_password.encode())
+            return Login.ALLOWED if right else Login.REFUSED
         if client_id != username:  # devices come over MQTT, and may not take another device's client id
-            return False
-        return await device_login(storage, username, password) is not None
+            return Login.REFUSED
+        return (await device_login(storage, username, password))[0]
 
     def vhost_allowed(self, vhost: str) -> bool:
         return vhost == self.vhost

@@ -11,7 +11,9 @@ EMQX (5.x) can send the same forms (its HTTP authenticator and authorizer take b
 
 Only the configured brokers may ask (loopback by default): another peer gets 403 ``deny``, and so does every
 request while the cloud is not configured for an external broker's HTTP auth (the managed Mosquitto needs none).
-A form that does not fit is 9015, which the broker takes as a refusal too.
+A form that does not fit is 9015, which the broker takes as a refusal too. Wrong passwords for a device are
+counted in the database (:class:`gizdev.cloud.throttle.Throttle`): past :data:`LOGIN_LIMIT`, the device's logins
+are refused for the rest of the window, the right password included.
 """
 
 from __future__ import annotations
@@ -19,9 +21,10 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import Field
 
-from gizdev.cloud.broker.access import BrokerAccess
+from gizdev.cloud.broker.access import BrokerAccess, Login
 from gizdev.cloud.http.api import Api, Auth, Body, Call, Empty, Text
 from gizdev.cloud.http.context import context_of
+from gizdev.cloud.throttle import Limit, Throttled
 
 __all__ = ["api", "routes"]
 
@@ -34,6 +37,7 @@ MAX_PASSWORD_LEN = 1024
 ALLOW = "allow"
 DENY = "deny"
 _ANSWERS = {200: "text/plain", 403: "text/plain"}
+LOGIN_LIMIT = Limit(count=10, window_s=300)  # wrong passwords per device (GAgent retries every few seconds)
 _ACTIONS = {"publish": "write", "subscribe": "read"}  # EMQX's words for RabbitMQ's
 
 
@@ -91,7 +95,16 @@ async def user(call: Call[UserQuestion, Empty]) -> web.Response:
     if access is None:
         return _answer(call.request, False, status=403)
     body = call.body
-    return _answer(call.request, await access.login(call.ctx.storage, body.username, body.password, body.client_id))
+    throttle, key = call.ctx.throttle, f"mqtt-login:{body.username}"
+    if not access.is_service(body.username):
+        try:
+            await throttle.check(key, LOGIN_LIMIT, "wrong MQTT passwords")
+        except Throttled:
+            return _answer(call.request, False)
+    login = await access.login(call.ctx.storage, body.username, body.password, body.client_id)
+    if login is Login.WRONG_PASSWORD:
+        await throttle.record(key)
+    return _answer(call.request, login is Login.ALLOWED)
 
 
 @api.endpoint(
