@@ -32,7 +32,7 @@ from gizdev.cloud.server import CloudConfig, CloudServer
 from gizdev.cloud.storage import AlreadyExists
 from gizdev.codec.p0 import Product, load_product
 from gizdev.errors import CloudError, ConfigError
-from gizdev.sim.mcu import VirtualMcu
+from gizdev.sim.mcu import VirtualMcu, default_device_info
 from gizdev.transport import PtyPair, open_pty_pair
 
 __all__ = ["Demo", "DemoSettings"]
@@ -106,11 +106,15 @@ class Demo:
         await self.cloud.start()
         storage = self.cloud.storage
         assert storage is not None
-        self.appid = (await storage.add_app(new_app_id(), new_app_secret(), "gizdev demo")).appid
         with contextlib.suppress(AlreadyExists):  # a kept data dir already has it
             await storage.add_product(product.product_key, new_product_secret(), product.name, product.schema)
+        stored = await storage.get_product(product.product_key)
+        self.appid = (await storage.add_app(new_app_id(), new_app_secret(), "gizdev demo", [product.product_key])).appid
 
-        self.mcu = VirtualMcu(product, name="gokit")
+        # The board's firmware carries its product's secret (the bridge registers through the encrypted device API
+        # with it), as a real MCU's does.
+        info = default_device_info(product, product_secret=stored.product_secret)
+        self.mcu = VirtualMcu(product, name="gokit", device_info=info)
         self._pair = open_pty_pair()
         await self._pair.connect_master(self.mcu.protocol_factory)
         self.mcu.start()

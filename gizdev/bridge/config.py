@@ -7,7 +7,8 @@ Example ``/etc/gizdev/bridge.toml``::
     product = "/etc/gizdev/product.json"
     cloud = "http://192.168.1.10:8080" # a gizdev cloud (omit: LAN only)
     state_dir = "/var/lib/gizdev"      # identity.json lives here
-    encrypted = false                  # register through the encrypted device API
+    encrypted = true                   # the encrypted device API (default): an MQTT password of its own;
+                                       # false: GAgent's plain API (MQTT password = passcode)
 
     [lan]
     hosts = ["0.0.0.0"]                # listen addresses (default: loopback only)
@@ -84,7 +85,7 @@ class BridgeConfig:
     baudrate: int = 9600
     state_dir: Path = DEFAULT_STATE_DIR
     mac: str = ""  # the identity's MAC; default: a random, locally administered one, kept in the state dir
-    encrypted: bool = False
+    encrypted: bool = True  # the encrypted device API (gizdev.bridge.uplink says why)
     product_secret: str = ""  # for the encrypted API; default: what the MCU reports in its device info
     heartbeat_s: float = 55.0
     metrics: str = ""  # HOST:PORT of a Prometheus /metrics endpoint (loopback); empty: none

@@ -39,6 +39,9 @@ class Identity:
     # A DID given up by a reset, to be disabled on the cloud once the new one exists (GAgent's DELETE /dev/devices).
     old_did: str = ""
     old_passcode: str = ""
+    # The MQTT password the cloud gave us at an encrypted registration; "": the passcode is the password (the
+    # plain API's rule, which every user bound to the device can read from the cloud).
+    mqtt_password: str = ""
 
     def registered_with(self, cloud: str, product_key: str) -> bool:
         return bool(self.did) and self.cloud == cloud and self.product_key == product_key
@@ -46,8 +49,21 @@ class Identity:
     def reset(self) -> Identity:
         """A fresh passcode and no DID (the MCU asked for a module reset): the next start registers anew."""
         if not self.did:
-            return replace(self, passcode=new_passcode())
-        return replace(self, passcode=new_passcode(), did="", cloud="", old_did=self.did, old_passcode=self.passcode)
+            return replace(self, passcode=new_passcode(), mqtt_password="")
+        return replace(
+            self,
+            passcode=new_passcode(),
+            did="",
+            cloud="",
+            old_did=self.did,
+            old_passcode=self.passcode,
+            mqtt_password="",
+        )
+
+    @property
+    def broker_password(self) -> str:
+        """What the device logs in to the broker with: its own MQTT password, else the passcode."""
+        return self.mqtt_password or self.passcode
 
 
 def new_mac() -> str:
@@ -73,7 +89,7 @@ def load_identity(state_dir: Path) -> Identity | None:
         data = json.loads(raw.decode("utf-8"))
         identity = Identity(
             **{key: str(data[key]) for key in ("mac", "passcode", "product_key", "did", "cloud")},
-            **{key: str(data.get(key, "")) for key in ("old_did", "old_passcode")},
+            **{key: str(data.get(key, "")) for key in ("old_did", "old_passcode", "mqtt_password")},
         )
     except (ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path} is corrupt ({exc}); move it away to register as a new device") from exc

@@ -1,9 +1,17 @@
 """The bridge's uplink to a Gizwits-compatible cloud: the device protocol as GAgent speaks it.
 
-Registration (``POST /dev/devices``, or the encrypted ``POST /dev/<pk>/device``), provisioning (``GET``, which
-names the MQTT broker and gives the server time), then MQTT 3.1 (through :mod:`gizdev.mqtt`) with
-client id = user = DID and password = passcode, subscribed to ``ser2cli_noti/<pk>``, ``ser2cli_res/<did>`` and
-``app2dev/<did>/#`` in GAgent's order (cloud protocol §1.1-§1.5). Apps' 0x0090/0x0093 frames are handed to the
+Registration (the encrypted ``POST /dev/<pk>/device`` by default, or GAgent's plain ``POST /dev/devices``),
+provisioning (``GET``, which names the MQTT broker and gives the server time), the OTA checks that tell the cloud
+the module's and the MCU's versions (``type=1``, then ``type=2`` with the MCU's hardware and software version from
+its device info, as GAgent sends them), then MQTT 3.1 (through :mod:`gizdev.mqtt`) with client id = user = DID,
+subscribed to ``ser2cli_noti/<pk>``, ``ser2cli_res/<did>`` and ``app2dev/<did>/#`` in GAgent's order (cloud
+protocol §1.1-§1.5).
+
+The MQTT password: registered through the encrypted API, the one the cloud sealed into its reply
+(``mqtt_password``, kept in the identity store), so that the passcode, which the cloud shows every bound user, does
+not open the device's MQTT session; registered through the plain API, the passcode (the vendor's rule). Without a
+product secret (none configured, and the MCU sends none) the encrypted API cannot be used: the plain one is, with a
+warning. Apps' 0x0090/0x0093 frames are handed to the
 bridge; what it publishes goes to ``dev2app/<did>`` (0x0091) or ``dev2app/<did>/<clientid>`` (0x0094).
 
 The loop never gives up: every failure (cloud down, broker down, refused login) is logged once and retried with
@@ -33,6 +41,7 @@ from urllib.parse import parse_qsl, urlencode
 
 import aiohttp
 
+from gizdev import __version__
 from gizdev.backoff import Backoff
 from gizdev.bridge.identity import Identity, IdentityStore
 from gizdev.bridge.interface import Mcu, UplinkStatus
@@ -49,13 +58,23 @@ from gizdev.codec.p0 import P0Message
 from gizdev.errors import BrokerError, CloudError, CodecError, ConfigError, GizdevError
 from gizdev.link.module import ModuleEvent
 from gizdev.mqtt import MQTT_31, MqttClient
-from gizdev.protocol.device_api import decrypt_form, encrypt_form
+from gizdev.protocol.device_api import MQTT_PASSWORD_FIELD, OTA_TYPE_MCU, OTA_TYPE_WIFI, decrypt_form, encrypt_form
 
 __all__ = ["AppCommand", "CloudUplink", "Provision", "UplinkSettings", "cancel_and_wait"]
 
 _LOGGER = logging.getLogger(__name__)
 
 _UNKNOWN_DEVICE_CODES = {9014, 9023}  # device not found / disabled: register again
+
+# What the OTA check says of this "module" (8 characters each, as GAgent's "000LINUX" and "04020006"): a fixed
+# hardware name, and gizdev's version as major, minor (2 digits each) and patch (4 digits).
+MODULE_HARD_VERSION = "GIZDEVPY"
+
+
+def module_soft_version(version: str = __version__) -> str:
+    """``"0.1.0"`` -> ``"00010000"``: gizdev's version in GAgent's 8-digit form (``04020006`` = 4.2.6)."""
+    parts = [int(part) if part.isdigit() else 0 for part in [*version.split("."), "0", "0"][:3]]
+    return f"{parts[0] % 100:02d}{parts[1] % 100:02d}{parts[2] % 10000:04d}"
 
 
 async def cancel_and_wait(tasks: Iterable[asyncio.Task[Any]]) -> None:
@@ -93,7 +112,7 @@ class Provision:
 @dataclass(frozen=True, slots=True)
 class UplinkSettings:
     cloud: str  # http://host:port
-    encrypted: bool = False
+    encrypted: bool = True  # the encrypted device API: an MQTT password of our own (module docstring)
     keepalive_s: int = 120  # GAgent's CLOUD_MQTT_SET_ALIVE
     http_timeout_s: float = 5.0  # GAgent's HTTP timeout
     backoff_initial_s: float = 0.5
@@ -128,6 +147,8 @@ class CloudUplink:
         self._task: asyncio.Task[None] | None = None
         self._last_error = ""
         self._commands: set[asyncio.Task[None]] = set()
+        self._sealed_registration = False  # this process registered through the encrypted API
+        self._warned_plain = False
 
     # -- Uplink ---------------------------------------------------------------------------------------------------
 
@@ -191,6 +212,20 @@ class CloudUplink:
         if info is None or not info.product_secret:
             raise ConfigError("the encrypted device API needs the product secret (the MCU did not send one)")
         return info.product_secret
+
+    def _sealing_secret(self, identity: Identity) -> str | None:
+        """The product secret when the encrypted API is used (wanted, or the identity came from it), else None."""
+        if not (self.settings.encrypted or identity.mqtt_password):
+            return None
+        try:
+            return self._product_secret()
+        except ConfigError as exc:
+            if identity.mqtt_password:
+                raise CloudError(f"registered through the encrypted device API, but {exc}") from exc
+            if not self._warned_plain:
+                _LOGGER.warning("%s: registering through the plain device API (password = passcode)", exc)
+                self._warned_plain = True
+            return None
 
     # -- apps' commands -------------------------------------------------------------------------------------------
 
@@ -266,6 +301,7 @@ class CloudUplink:
                 ) as http:
                     identity = await self._registered(http)
                     provision = await self._provision(http, identity)
+                    await self._report_versions(http, identity)
                 await self._connected(identity, provision)
                 backoff.reset()
             except (aiohttp.ClientError, TimeoutError, OSError, CloudError, CodecError) as exc:
@@ -282,12 +318,18 @@ class CloudUplink:
 
     async def _registered(self, http: aiohttp.ClientSession) -> Identity:
         identity = self._identity()
-        if identity.registered_with(self.settings.cloud, identity.product_key):
+        secret = self._sealing_secret(identity) if identity.product_key else None
+        # Registered through the plain API (or before the cloud gave passwords) while the encrypted one is wanted:
+        # registering again through it keeps the DID (§1.3 rule) and brings a password of our own; once a process.
+        upgrade = secret is not None and not identity.mqtt_password and not self._sealed_registration
+        if identity.registered_with(self.settings.cloud, identity.product_key) and not upgrade:
             return identity
         if not identity.product_key:
             raise CloudError("no product key yet (waiting for the MCU's device info)")
-        if self.settings.encrypted:
-            did = await self._register_sealed(http, identity)
+        mqtt_password = ""
+        if secret is not None:
+            did, mqtt_password = await self._register_sealed(http, identity, secret)
+            self._sealed_registration = True
         else:
             form = urlencode({"passcode": identity.passcode, "mac": identity.mac, "product_key": identity.product_key})
             async with http.post(
@@ -299,10 +341,18 @@ class CloudUplink:
                 if response.status != 201 or "did=" not in body:
                     raise _Refused("registration refused", response.status, body)
             did = body[body.index("did=") + 4 :][:22]
-        registered = dataclasses.replace(identity, did=did, cloud=self.settings.cloud)
+        registered = dataclasses.replace(identity, did=did, cloud=self.settings.cloud, mqtt_password=mqtt_password)
         self._save_identity(registered)
-        _LOGGER.info("registered with %s as %s", self.settings.cloud, did)
-        if registered.old_did and registered.old_did != did:
+        _LOGGER.info(
+            "registered with %s as %s (%s)",
+            self.settings.cloud,
+            did,
+            "encrypted API, own MQTT password" if mqtt_password else "MQTT password = passcode",
+        )
+        if registered.old_did == did:  # an encrypted device keeps its DID through a reset (§1.3): nothing to disable
+            registered = dataclasses.replace(registered, old_did="", old_passcode="")
+            self._save_identity(registered)
+        elif registered.old_did:
             registered = await self._disable_old(http, registered)
         return registered
 
@@ -324,8 +374,8 @@ class CloudUplink:
         self._save_identity(done)
         return done
 
-    async def _register_sealed(self, http: aiohttp.ClientSession, identity: Identity) -> str:
-        secret = self._product_secret()
+    async def _register_sealed(self, http: aiohttp.ClientSession, identity: Identity, secret: str) -> tuple[str, str]:
+        """The DID and the MQTT password ("" from a cloud that gives none) of an encrypted registration."""
         sealed = encrypt_form(secret, urlencode({"mac": identity.mac, "passcode": identity.passcode, "type": "normal"}))
         async with http.post(
             f"{self.settings.cloud}/dev/{identity.product_key}/device",
@@ -335,12 +385,38 @@ class CloudUplink:
             body = await response.text()
             if response.status != 201:
                 raise _Refused("encrypted registration refused", response.status, body)
-        text = decrypt_form(secret, body.strip())
-        return text.removeprefix("did=")[:22]
+        fields = dict(parse_qsl(decrypt_form(secret, body.strip()), keep_blank_values=True))
+        if len(fields.get("did", "")) < 22:
+            raise CloudError(f"encrypted registration answered without a DID ({len(body)} bytes)")
+        return fields["did"][:22], fields.get(MQTT_PASSWORD_FIELD, "")
+
+    async def _report_versions(self, http: aiohttp.ClientSession, identity: Identity) -> None:
+        """GAgent's two OTA checks (§1.2): the module's versions, then the MCU's; any answer but 200 = no update.
+
+        What they are for here: the cloud keeps the versions (the bindings list shows them). There is no firmware
+        to install, so an answer is not acted on; a failure is logged and the connection goes on, as GAgent's does.
+        """
+        info = self._mcu.device_info if self._mcu is not None else None
+        checks = [(OTA_TYPE_WIFI, MODULE_HARD_VERSION, module_soft_version())]
+        if info is not None:
+            checks.append((OTA_TYPE_MCU, info.hardware_version, info.software_version))
+        url = f"{self.settings.cloud}/dev/ota/v4.1/update_and_check/{identity.did}"
+        for kind, hard, soft in checks:
+            form = urlencode({"passcode": identity.passcode, "type": kind, "hard_version": hard, "soft_version": soft})
+            try:
+                async with http.post(
+                    url, data=form, headers={"Content-Type": "application/x-www-form-urlencoded"}
+                ) as response:
+                    body = await response.text()
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                _LOGGER.info("OTA check (type %d) failed: %s", kind, exc)
+                return
+            if response.status not in (200, 404):
+                _LOGGER.info("OTA check (type %d) refused: HTTP %d %s", kind, response.status, body[:120])
 
     async def _provision(self, http: aiohttp.ClientSession, identity: Identity) -> Provision:
-        if self.settings.encrypted:
-            secret = self._product_secret()
+        secret = self._sealing_secret(identity)
+        if secret is not None:
             sealed_did = encrypt_form(secret, identity.did)
             url = f"{self.settings.cloud}/dev/{identity.product_key}/device?did={sealed_did}&tls=0"
         else:
@@ -354,7 +430,7 @@ class CloudUplink:
                     self._save_identity(dataclasses.replace(identity, did="", cloud=""))
                     self._restart.set()
                 raise refused
-        if self.settings.encrypted:
+        if secret is not None:
             body = decrypt_form(secret, body.strip())
         fields = dict(parse_qsl(body.strip()))
         try:
@@ -370,7 +446,7 @@ class CloudUplink:
             provision.port,
             client_id=identity.did,
             username=identity.did,
-            password=identity.passcode,
+            password=identity.broker_password,
             protocol=MQTT_31,
             keepalive_s=self.settings.keepalive_s,
             timeout_s=self.settings.http_timeout_s,

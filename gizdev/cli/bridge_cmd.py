@@ -77,7 +77,8 @@ def register(commands: Any) -> None:
         "--encrypted",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="register through the encrypted device API (--no-encrypted overrides the config file)",
+        help="register through the encrypted device API, which gives the device an MQTT password of its own "
+        "(the default; --no-encrypted: GAgent's plain API, MQTT password = the passcode bound users can read)",
     )
     bridge.add_argument("--product-secret", help="for --encrypted (default: the secret the MCU reports)")
     bridge.add_argument(

@@ -20,7 +20,7 @@ from gizdev.schema.loader import load_schema
 
 if TYPE_CHECKING:  # imported for real only when the command runs (start-up time)
     from gizdev.cloud.server import CloudConfig
-    from gizdev.cloud.storage import Storage, User
+    from gizdev.cloud.storage import App, Storage, User
 
 __all__ = ["DEFAULT_DATA_DIR", "explain_address_in_use", "host_port", "register"]
 
@@ -140,18 +140,52 @@ def register(commands: Any) -> None:
     serve.add_argument(
         "--strict-passwords", action="store_true", help="require 10+ characters of 3 kinds (default: 6+ characters)"
     )
+    serve.add_argument(
+        "--refuse-plain-registration",
+        action="store_true",
+        help="refuse POST /dev/devices (error 9048): devices must register through the encrypted device API, which "
+        "gives each an MQTT password of its own (the plain API's password is the passcode every bound user sees)",
+    )
+    for option, what in (("--public-mqtts-port", "port_s"), ("--public-wss-port", "wss_port")):
+        serve.add_argument(
+            option,
+            type=int,
+            default=0,
+            metavar="PORT",
+            help=f"the TLS port of a proxy in front of the {'broker' if what == 'port_s' else 'HTTP port'}, "
+            f"announced as {what} in GET /app/bindings (default 0: none)",
+        )
     serve.set_defaults(run=_run_serve)
 
     app = sub.add_parser("app", help="applications (the appid apps send)").add_subparsers(
         dest="app_command", metavar="ACTION", required=True
     )
-    app_add = app.add_parser("add", help='create an application; prints {"appid", "appsecret"}')
+    app_add = app.add_parser("add", help='create an application; prints {"appid", "appsecret", "product_keys"}')
     app_add.add_argument("name", help="a name for your records")
+    app_add.add_argument(
+        "--product",
+        dest="product_keys",
+        action="append",
+        default=[],
+        metavar="KEY",
+        help="a product whose devices the app may reach (repeatable; without any, it reaches none until linked)",
+    )
     _add_storage_options(app_add)
     app_add.set_defaults(run=_run_app_add)
-    app_list = app.add_parser("list", help="print every application as a JSON array (appid, name, created_at)")
+    app_list = app.add_parser(
+        "list", help="print every application as a JSON array (appid, name, created_at, product_keys)"
+    )
     _add_storage_options(app_list)
     app_list.set_defaults(run=_run_app_list)
+    for action, linked, text in (
+        ("link", True, "let the app reach the devices of a product (a running server sees it within a minute)"),
+        ("unlink", False, "no longer let the app reach the devices of a product"),
+    ):
+        command = app.add_parser(action, help=text)
+        command.add_argument("appid", help="the application's id (see app list)")
+        command.add_argument("product_key", help="the product's key")
+        _add_storage_options(command)
+        command.set_defaults(run=_run_app_link, linked=linked)
 
     user = sub.add_parser("user", help="the apps' users").add_subparsers(
         dest="user_command", metavar="ACTION", required=True
@@ -211,6 +245,9 @@ def _run_serve(args: argparse.Namespace) -> int:
         public_mqtt_port=args.public_mqtt[1] if args.public_mqtt else None,
         password_policy=STRICT_PASSWORD_POLICY if args.strict_passwords else PasswordPolicy(),
         metrics=args.metrics,
+        public_mqtts_port=args.public_mqtts_port,
+        public_wss_port=args.public_wss_port,
+        refuse_plain_registration=args.refuse_plain_registration,
         amqp_urls=tuple(args.amqp_url or ()),
         worker_group=args.worker_group,
         broker_auth=args.broker_auth,
@@ -289,23 +326,40 @@ def _print_json(value: Any) -> None:
 def _run_app_add(args: argparse.Namespace) -> int:
     from gizdev.cloud.security import new_app_id, new_app_secret  # noqa: PLC0415 - start-up time
 
-    async def add() -> dict[str, str]:
+    async def add() -> dict[str, Any]:
         async with await _open_storage(args) as storage:
-            app = await storage.add_app(new_app_id(), new_app_secret(), args.name)
-        return {"appid": app.appid, "appsecret": app.appsecret}
+            app = await storage.add_app(new_app_id(), new_app_secret(), args.name, args.product_keys)
+        return {"appid": app.appid, "appsecret": app.appsecret, "product_keys": sorted(app.product_keys)}
 
     _print_json(asyncio.run(add()))
     return 0
 
 
+def _app_entry(app: App) -> dict[str, Any]:
+    # Never the secret: with it anyone can sign requests as the app (X-Gizwits-Application-Auth).
+    return {
+        "appid": app.appid,
+        "name": app.name,
+        "created_at": app.created_at,
+        "product_keys": sorted(app.product_keys),
+    }
+
+
 def _run_app_list(args: argparse.Namespace) -> int:
     async def listing() -> list[dict[str, Any]]:
         async with await _open_storage(args) as storage:
-            found = await storage.list_apps()
-        # Never the secret: with it anyone can sign requests as the app (X-Gizwits-Application-Auth).
-        return [{"appid": a.appid, "name": a.name, "created_at": a.created_at} for a in found]
+            return [_app_entry(app) for app in await storage.list_apps()]
 
     _print_json(asyncio.run(listing()))
+    return 0
+
+
+def _run_app_link(args: argparse.Namespace) -> int:
+    async def change() -> dict[str, Any]:
+        async with await _open_storage(args) as storage:
+            return _app_entry(await storage.link_app_product(args.appid, args.product_key, linked=args.linked))
+
+    _print_json(asyncio.run(change()))
     return 0
 
 

@@ -8,7 +8,9 @@ queue); the bus
 * answers ``cli2ser_req`` 0x020F ("how many apps are online?") with 0x0210 on ``ser2cli_res/<did>``;
 * publishes control frames (0x0090) on ``app2dev/<did>/<clientid>``;
 * keeps ``is_online`` true to the broker's connection events (:mod:`gizdev.cloud.presence`), and to traffic
-  when the broker gives no events (a device that publishes is connected).
+  when the broker gives no events (a device that publishes is connected);
+* hands every device frame (with its status decoded once, as stored) and every presence change to its listeners
+  (:mod:`gizdev.cloud.deviceevents`: the realtime WebSocket hub), which must not block it.
 
 The broker is the reference for presence, so the bus writes every event in order through one queue; nothing a
 device sends can make the bus stop: bad frames are logged (hex) and counted.
@@ -26,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from gizdev.cloud.deviceevents import DeviceEvent, DeviceFrame, DeviceListener, PresenceChange
 from gizdev.cloud.feeds import Feed
 from gizdev.cloud.presence import BrokerRestarted, Presence, parse_mosquitto_line
 from gizdev.cloud.products import ProductCache
@@ -39,6 +42,7 @@ from gizdev.codec.envelope import (
     encode_service,
 )
 from gizdev.codec.p0 import Action
+from gizdev.codec.values import Value
 from gizdev.errors import BrokerError, CodecError
 
 __all__ = ["CLOUD_CLIENT_ID", "AppActivity", "BusStats", "DeviceBus"]
@@ -116,6 +120,7 @@ class DeviceBus:
         self._product_of: dict[str, str] = {}  # did -> product_key (never changes for a did)
         self._online: set[str] = set()  # what we last stored as online
         self._recent_connects: dict[str, float] = {}  # did -> monotonic time of connect, awaiting a 0x020F
+        self._listeners: list[DeviceListener] = []
 
     # -- life cycle -----------------------------------------------------------------------------------------------
 
@@ -185,6 +190,24 @@ class DeviceBus:
     def presence(self, event: Presence | BrokerRestarted) -> None:
         self._presence.put_nowait(event)
 
+    # -- listeners ------------------------------------------------------------------------------------------------
+
+    def add_listener(self, listener: DeviceListener) -> None:
+        """Hand every later device frame and presence change to ``listener`` (it must not block: see
+        :mod:`gizdev.cloud.deviceevents`)."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: DeviceListener) -> None:
+        with contextlib.suppress(ValueError):
+            self._listeners.remove(listener)
+
+    def _notify(self, event: DeviceEvent) -> None:
+        for listener in self._listeners:
+            try:
+                listener.device_event(event)
+            except Exception:  # a listener's bug must not stop the bus
+                _LOGGER.exception("device listener %r failed on %s", listener, event)
+
     # -- presence -------------------------------------------------------------------------------------------------
 
     def on_broker_log(self, line: str) -> None:
@@ -206,11 +229,18 @@ class DeviceBus:
     async def _store_presence(self, event: Presence | BrokerRestarted | _Resync) -> None:
         now = int(self._clock())
         if isinstance(event, _Resync):
-            self._online = await self._stored_online()
+            stored = await self._stored_online()
+            changes = [PresenceChange(did, online=True) for did in stored - self._online]
+            changes += [PresenceChange(did, online=False) for did in self._online - stored]
+            self._online = stored
+            for change in changes:
+                self._notify(change)
             return
         if isinstance(event, BrokerRestarted):
             count = await self.storage.mark_all_offline(now)
-            self._online.clear()
+            gone, self._online = self._online, set()
+            for did in gone:
+                self._notify(PresenceChange(did, online=False))
             _LOGGER.info("broker restarted: %d device(s) now offline", count)
             return
         did = event.client_id
@@ -234,6 +264,7 @@ class DeviceBus:
                 "online" if event.online else "offline",
                 f" from {event.peer}" if event.peer else "",
             )
+            self._notify(PresenceChange(did, event.online))
 
     # -- device messages ------------------------------------------------------------------------------------------
 
@@ -250,6 +281,10 @@ class DeviceBus:
         except Exception:
             self.stats.bad_frames += 1
             _LOGGER.exception("message on %s (%s) failed", topic, payload[:64].hex())
+        if self._listeners:
+            # A burst of buffered messages, stored by SQLite's inline (never suspending) storage, would run in one
+            # turn of the loop; the listeners' consumers (WebSocket writers) go between.
+            await asyncio.sleep(0)
 
     async def _on_device_frame(self, topic: str, payload: bytes) -> None:
         parts = topic.split("/")
@@ -258,11 +293,17 @@ class DeviceBus:
         did = parts[1]
         envelope = decode_envelope(payload)
         self._heard_from(did)
-        if (
-            envelope.cmd in (BusinessCmd.TRANSMIT_REPLY, BusinessCmd.CONTROL, BusinessCmd.CONTROL_REPLY)
-            and envelope.payload
-        ):
-            await self._store_report(did, envelope.payload)
+        values: dict[str, Value] | None = None
+        try:
+            if (
+                envelope.cmd in (BusinessCmd.TRANSMIT_REPLY, BusinessCmd.CONTROL, BusinessCmd.CONTROL_REPLY)
+                and envelope.payload
+            ):
+                values = await self._store_report(did, envelope.payload)
+        finally:  # a status that does not decode still reaches listeners as a frame (apps of p0_type custom)
+            if self._listeners:
+                client_id = parts[2] if len(parts) == 3 else None
+                self._notify(DeviceFrame(did, client_id, envelope.cmd, envelope.sn, payload, envelope.payload, values))
         if envelope.cmd == BusinessCmd.CONTROL and envelope.sn is not None:
             # A device-initiated report that wants an acknowledgement (§1.6): 0x0094 with the same sn.
             await self._publish(
@@ -275,19 +316,21 @@ class DeviceBus:
             self._presence.put_nowait(Presence(client_id=did, online=True))
             self._online.add(did)
 
-    async def _store_report(self, did: str, p0: bytes) -> None:
+    async def _store_report(self, did: str, p0: bytes) -> dict[str, Value] | None:
+        """Decode a status and keep it as the device's latest data; its values, or None if it carries none."""
         product_key = self._product_of.get(did)
         if product_key is None:
             product_key = (await self.storage.get_device(did)).product_key
             self._product_of[did] = product_key
         codec = await self.products.get(product_key)
         if codec is None:
-            return  # a product without data points: nothing to decode
+            return None  # a product without data points: nothing to decode
         message = codec.decode(p0)
         if message.action not in REPORT_ACTIONS:
-            return  # a pass-through upload (0x06) or an ACK without status
+            return None  # a pass-through upload (0x06) or an ACK without status
         await self.storage.put_latest(did, codec.attrs_to_json(message.attrs), int(self._clock()))
         self.stats.reports += 1
+        return message.attrs
 
     async def _on_service_request(self, payload: bytes) -> None:
         frame = decode_service(payload)
@@ -312,7 +355,12 @@ class DeviceBus:
 
     async def send_control(self, did: str, p0: bytes, client_id: str = CLOUD_CLIENT_ID) -> None:
         """Publish P0 as a 0x0090 frame on ``app2dev/<did>/<client_id>``; BrokerError if the broker is away."""
-        await self._publish(f"app2dev/{did}/{client_id}", encode_envelope(BusinessCmd.TRANSMIT, p0))
+        await self.send_frame(did, encode_envelope(BusinessCmd.TRANSMIT, p0), client_id)
+
+    async def send_frame(self, did: str, frame: bytes, client_id: str = CLOUD_CLIENT_ID) -> None:
+        """Publish a whole business frame (0x0090, 0x0093 with its sn, 0x0094) on ``app2dev/<did>/<client_id>``;
+        BrokerError if the broker is away."""
+        await self._publish(f"app2dev/{did}/{client_id}", frame)
         self.stats.controls_sent += 1
 
     async def _publish(self, topic: str, payload: bytes) -> None:

@@ -46,6 +46,7 @@ __all__ = [
     "needs_rehash",
     "new_app_id",
     "new_app_secret",
+    "new_mqtt_password",
     "new_product_key",
     "new_product_secret",
     "new_token",
@@ -247,6 +248,12 @@ def new_app_id() -> str:
 def new_app_secret() -> str:
     """An application secret: 32 lowercase hex digits (128 bits)."""
     return secrets.token_hex(16)
+
+
+def new_mqtt_password() -> str:
+    """The MQTT password of a device registered through the encrypted API: 96 random bits as 16 URL-safe
+    characters (GAgent-style clients cap MQTT passwords at 16, cloud protocol §1.4; form-safe without escaping)."""
+    return secrets.token_urlsafe(12)
 
 
 def safe_equal(a: str | bytes, b: str | bytes) -> bool:

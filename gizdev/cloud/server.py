@@ -11,6 +11,7 @@ in reverse; ``cloud.http_url`` and ``cloud.mqtt_port`` say where it listens (por
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import logging
 import os
@@ -31,8 +32,10 @@ from gizdev.cloud.devicebus import DeviceBus
 from gizdev.cloud.feeds import Feed
 from gizdev.cloud.feeds.mqtt import MqttFeed
 from gizdev.cloud.http import CloudContext, HttpSettings, make_app
+from gizdev.cloud.http.realtime import new_hub
 from gizdev.cloud.messages import OUTBOX_FILE, Outbox, OutboxSender
 from gizdev.cloud.products import ProductCache
+from gizdev.cloud.realtime import RealtimeHub, RealtimeSettings
 from gizdev.cloud.security import KDF_DEFAULT, KdfParams, PasswordPolicy
 from gizdev.cloud.storage import DATABASE_FILE, Storage
 from gizdev.errors import AddressInUse, BrokerError, ConfigError
@@ -67,6 +70,13 @@ class CloudConfig:
     worker_group: str | None = None  # several workers on one external MQTT broker: $share/<group>/ subscriptions
     broker_auth: bool = False  # answer the broker's HTTP auth (/broker/auth/*; always on with amqp_urls)
     broker_auth_peers: tuple[Network, ...] = LOOPBACK  # the brokers' addresses: only they may ask
+
+    # What the bindings list announces for TLS (§3.9 port_s, wss_port): a TLS proxy in front of the broker and of
+    # the HTTP port (this cloud itself listens for TLS nowhere); 0 = none. ws_port is the HTTP port itself.
+    public_mqtts_port: int = 0
+    public_wss_port: int = 0
+    refuse_plain_registration: bool = False  # POST /dev/devices answers 9048 (device_api.py says why)
+    realtime: RealtimeSettings = field(default_factory=RealtimeSettings)  # the WebSocket API's limits
 
     def __post_init__(self) -> None:
         for url in self.amqp_urls:
@@ -108,6 +118,8 @@ class CloudServer:
         self.storage: Storage | None = None
         self.broker: ManagedMosquitto | None = None
         self.bus: DeviceBus | None = None
+        self.context: CloudContext | None = None  # what the HTTP handlers share (its caches, its settings)
+        self.realtime: RealtimeHub | None = None
         self._runner: web.AppRunner | None = None
         self.metrics: MetricsServer | None = None
         self.http_port = config.http_port
@@ -178,12 +190,20 @@ class CloudServer:
                 settings=HttpSettings(
                     mqtt_host=public_host,
                     mqtt_port=public_port,
+                    mqtt_tls_port=config.public_mqtts_port,
+                    ws_port=config.http_port,
+                    wss_port=config.public_wss_port,
                     password_policy=config.password_policy,
                     kdf=config.kdf,
                     broker_access=access,
+                    refuse_plain_registration=config.refuse_plain_registration,
                 ),
                 clock=self.clock,
+                realtime_settings=config.realtime,
             )
+            self.context = ctx
+            self.realtime = new_hub(ctx)
+            self.bus.add_listener(self.realtime)
             http_metrics = self._start_metrics(config.metrics) if config.metrics else None
             self._runner = web.AppRunner(make_app(ctx, http_metrics), handle_signals=False)
             await self._runner.setup()
@@ -195,6 +215,8 @@ class CloudServer:
                     raise AddressInUse(config.http_host, config.http_port, "HTTP") from exc
                 raise ConfigError(f"cannot listen on {config.http_host}:{config.http_port}: {exc}") from exc
             self.http_port = _bound_port(site) or config.http_port
+            # The realtime API is served on this port (ws_port of the bindings list); port 0 is known only now.
+            ctx.settings = dataclasses.replace(ctx.settings, ws_port=self.http_port)
             # Only now: a broker with HTTP auth asks this server whether the cloud's own login may come in.
             await self.bus.wait_ready()
         except BaseException:
@@ -207,6 +229,8 @@ class CloudServer:
             "managed mosquitto" if self.broker else "external broker",
             "PostgreSQL" if config.database and config.database.startswith("postgres") else "SQLite",
         )
+        if config.refuse_plain_registration:
+            _LOGGER.info("plain device registration refused (9048): new devices register through the encrypted API")
 
     def _prepare_data_dir(self) -> None:
         """The data dir (0700) and, with a managed broker, the way in to its own directory for the broker's user.
@@ -245,7 +269,12 @@ class CloudServer:
         skip = 0
         while True:
             page = await self.storage.list_devices(include_disabled=False, limit=1000, skip=skip)
-            accounts += [DeviceAccount(d.did, d.passcode, d.product_key) for d in page]
+            accounts += [
+                DeviceAccount(d.did, d.mqtt_password_hash, d.product_key, hashed=True)
+                if d.mqtt_password_hash
+                else DeviceAccount(d.did, d.passcode, d.product_key)
+                for d in page
+            ]
             if len(page) < 1000:
                 return accounts
             skip += len(page)
@@ -265,6 +294,14 @@ class CloudServer:
             yield CounterMetricFamily(
                 "gizdev_controls_sent", "Controls published to devices", value=bus.stats.controls_sent
             )
+            hub = self.realtime
+            if hub is not None:
+                yield GaugeMetricFamily(
+                    "gizdev_ws_sessions", "WebSocket API clients logged in now", value=hub.session_count
+                )
+                yield CounterMetricFamily(
+                    "gizdev_ws_dropped", "WebSocket API clients dropped for not reading", value=hub.stats.dropped
+                )
 
         registry = new_registry(bus_metrics)
         http = HttpMetrics(registry)
@@ -274,12 +311,18 @@ class CloudServer:
     async def stop(self) -> None:
         """Stop whatever was started, in reverse order; idempotent."""
         runner, self._runner = self._runner, None
+        self.context = None
         if runner is not None:
             await runner.cleanup()
         metrics, self.metrics = self.metrics, None
         if metrics is not None:
             metrics.close()
+        hub, self.realtime = self.realtime, None
         bus, self.bus = self.bus, None
+        if hub is not None:
+            if bus is not None:
+                bus.remove_listener(hub)
+            await hub.close()
         if bus is not None:
             await bus.stop()
         broker, self.broker = self.broker, None

@@ -20,7 +20,22 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from gizdev.errors import ConfigError, PayloadError
 
-__all__ = ["MAX_FORM_BYTES", "FormCipherError", "decrypt_form", "encrypt_form"]
+__all__ = [
+    "MAX_FORM_BYTES",
+    "MQTT_PASSWORD_FIELD",
+    "OTA_TYPE_MCU",
+    "OTA_TYPE_WIFI",
+    "FormCipherError",
+    "decrypt_form",
+    "encrypt_form",
+]
+
+# The field of the encrypted registration's reply (after ``did``) that carries the MQTT password the cloud made for
+# the device. Ours: no source shows the vendor's reply carrying one (gizdev.cloud.http.device_api says why).
+MQTT_PASSWORD_FIELD = "mqtt_password"
+# The ``type`` of an OTA check (§1.2; GA-h OTATYPE_WIFI, OTATYPE_MCU): whose versions the form carries.
+OTA_TYPE_WIFI = 1
+OTA_TYPE_MCU = 2
 
 # Real forms are a few hundred bytes ("mac=..&passcode=..&type=..&extra=..&auth_key=.."); anything much larger
 # is refused before any work is done on it.

@@ -37,6 +37,7 @@ from tests.conftest import product_path
 __all__ = [
     "GOKIT_PK",
     "GOKIT_SCHEMA",
+    "GOKIT_SECRET",
     "CloudPlace",
     "Rig",
     "bridge_rig",
@@ -48,6 +49,9 @@ __all__ = [
 GOKIT_PATH = product_path("gokit")
 GOKIT_SCHEMA: dict[str, Any] = json.loads(GOKIT_PATH.read_text())
 GOKIT_PK: str = GOKIT_SCHEMA["product_key"]
+# The product secret the virtual GoKit reports in its device info (the SDK's default): the bridge registers through
+# the encrypted device API with it, so the cloud's product must have the same.
+GOKIT_SECRET = "0" * 32
 HEARTBEAT_S = 0.3  # three misses (each 0.2 s + resends) make the MCU offline in ~2-3 s
 KEEPALIVE_S = 2
 BACKOFF_MAX_S = 1.0
@@ -201,7 +205,11 @@ def make_bridge(config: BridgeConfig, cloud_url: str) -> Bridge:
     return build_bridge(
         config,
         cloud_settings=UplinkSettings(
-            cloud=cloud_url, keepalive_s=KEEPALIVE_S, backoff_initial_s=0.1, backoff_max_s=BACKOFF_MAX_S
+            cloud=cloud_url,
+            encrypted=config.encrypted,
+            keepalive_s=KEEPALIVE_S,
+            backoff_initial_s=0.1,
+            backoff_max_s=BACKOFF_MAX_S,
         ),
         lan=LanSettings(hosts=("127.0.0.1",), udp_port=0, tcp_port=0, broadcast_rounds=0),
         port_options={"backoff_max": 0.5},
@@ -215,15 +223,17 @@ async def bridge_rig(
     *,
     mcu_kwargs: dict[str, Any] | None = None,
     start: bool = True,
+    encrypted: bool = True,
 ) -> AsyncIterator[Rig]:
-    """A virtual GoKit on a pty and a bridge on it, connected to ``cloud`` (whose product list gets GoKit)."""
+    """A virtual GoKit on a pty and a bridge on it, connected to ``cloud`` (whose product list gets GoKit);
+    ``encrypted=False``: the bridge uses GAgent's plain device API."""
     if GOKIT_PK not in {p.product_key for p in cloud.call(cloud.storage.list_products())}:
-        cloud.add_product(GOKIT_SCHEMA)
+        cloud.add_product(GOKIT_SCHEMA, secret=GOKIT_SECRET)
     product = load_product(GOKIT_PATH)
     mcu = VirtualMcu(product, **(mcu_kwargs or {}))
     mcu_link = state_dir.parent / f"{state_dir.name}-mcu"
     cloud_url = f"http://127.0.0.1:{cloud.http_port}"
-    bridge = make_bridge(bridge_config(state_dir, mcu_link, cloud_url), cloud_url)
+    bridge = make_bridge(bridge_config(state_dir, mcu_link, cloud_url, encrypted=encrypted), cloud_url)
     rig = Rig(cloud, product, mcu, bridge, state_dir, mcu_link, open_pty_pair())
     try:
         await rig.pty.connect_master(mcu.protocol_factory)

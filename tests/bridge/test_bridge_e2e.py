@@ -7,6 +7,8 @@ GoKit schema's layout worked out by hand below, never from the bridge's own outp
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -19,13 +21,14 @@ import pytest
 
 from gizdev.bridge.factory import build_bridge
 from gizdev.bridge.identity import IDENTITY_FILE
-from gizdev.bridge.uplink import UplinkSettings
+from gizdev.bridge.uplink import UplinkSettings, module_soft_version
 from gizdev.codec.p0 import load_product
-from gizdev.sim.mcu import VirtualMcu
+from gizdev.sim.mcu import VirtualMcu, default_device_info
 from gizdev.transport import open_pty_pair
 from tests.bridge.bridge_fixtures import (
     GOKIT_PK,
     GOKIT_SCHEMA,
+    GOKIT_SECRET,
     KEEPALIVE_S,
     CloudPlace,
     bridge_config,
@@ -34,6 +37,7 @@ from tests.bridge.bridge_fixtures import (
     start_cloud,
 )
 from tests.bridge.lanclient import DISCOVER, PASSCODE_REQUEST, RawClient, UdpPeer
+from tests.cloud.broker_fixtures import RawMqtt31
 from tests.cloud.server_fixtures import CloudThread
 from tests.conftest import REPO_ROOT, product_path
 from tests.link.helpers import run
@@ -197,10 +201,11 @@ def device_count(cloud: CloudThread) -> int:
 
 
 def test_identity_is_kept_across_restarts_and_renewed_by_a_module_reset(cloud: CloudThread, tmp_path: Path) -> None:
+    """GAgent's way (the plain device API): a reset makes a new passcode, a new DID, and disables the old DID."""
     state = tmp_path / "state"
 
     async def scenario() -> None:
-        async with bridge_rig(cloud, state) as rig:
+        async with bridge_rig(cloud, state, encrypted=False) as rig:
             await rig.up()
             first = rig.bridge.identity
         saved = json.loads((state / IDENTITY_FILE).read_text())
@@ -213,7 +218,7 @@ def test_identity_is_kept_across_restarts_and_renewed_by_a_module_reset(cloud: C
         assert (device.mac, device.passcode, device.product_key) == (first.mac, first.passcode, GOKIT_PK)
         assert os.stat(state / IDENTITY_FILE).st_mode & 0o077 == 0  # the passcode is a credential
 
-        async with bridge_rig(cloud, state) as rig:
+        async with bridge_rig(cloud, state, encrypted=False) as rig:
             await rig.up()
             assert rig.bridge.identity == first  # same DID, passcode and MAC
             assert device_count(cloud) == 1  # no new registration
@@ -248,7 +253,7 @@ def test_the_cli_registers_serves_and_stops_on_sigterm(cloud: CloudThread, tmp_p
         '[lan]\nudp_port = 0\ntcp_port = 0\nbroadcast_address = "127.0.0.1"\nbroadcast_rounds = 1\n'
     )
     if GOKIT_PK not in {p.product_key for p in cloud.call(cloud.storage.list_products())}:
-        cloud.add_product(GOKIT_SCHEMA)
+        cloud.add_product(GOKIT_SCHEMA, secret=GOKIT_SECRET)
 
     async def scenario() -> None:
         mcu = VirtualMcu(load_product(product_path("gokit")), values=BOARD)
@@ -320,5 +325,137 @@ def test_encrypted_registration_and_provisioning(cloud: CloudThread, tmp_path: P
                     assert plain.body["error_code"] == 9048
             finally:
                 await mcu.close()
+
+    run(scenario(), 60)
+
+
+def test_the_passcode_bound_users_read_cannot_displace_the_bridge(cloud: CloudThread, tmp_path: Path) -> None:
+    """By default the bridge registers through the encrypted API and logs in with the MQTT password the cloud sealed
+    into the reply (kept in identity.json). The passcode, which every bound user reads in GET /app/bindings, opens
+    no MQTT session: the attacker's CONNECT is refused, the bridge's session stays up, no fake report reaches
+    /latest. The OTA checks told the cloud the module's and the MCU's versions."""
+    appid = cloud.add_app()
+    fake_status = bytes.fromhex("07123456080121630000")  # BOARD_STATUS with Humidity 99
+
+    async def scenario() -> None:
+        async with bridge_rig(cloud, tmp_path / "state", mcu_kwargs={"values": BOARD}) as rig:
+            await rig.up()
+            identity = rig.bridge.identity
+            assert identity.mqtt_password and identity.mqtt_password != identity.passcode
+            saved = json.loads((tmp_path / "state" / IDENTITY_FILE).read_text())
+            assert saved["mqtt_password"] == identity.mqtt_password
+            device = rig.device()
+            assert device.encrypted and device.mqtt_password_hash and identity.mqtt_password not in str(device)
+            token = await asyncio.to_thread(rig.user_token, appid)
+            listed = await rig.api("GET", "/app/bindings", appid=appid, token=token)
+            [item] = listed.body["devices"]
+            # The versions GAgent's OTA checks carry: the "module" (gizdev), then the MCU's from its device info
+            # (the virtual GoKit's, as the vendor SDK reports them: hardware 03010100, software 03030000).
+            assert (item["wifi_soft_version"], item["mcu_hard_version"], item["mcu_soft_version"]) == (
+                module_soft_version(),
+                "03010100",
+                "03030000",
+            )
+            assert module_soft_version("0.1.0") == "00010000" and module_soft_version("4.2.6") == "04020006"
+            assert device.wifi_hard_version == "GIZDEVPY"
+            leaked = item["passcode"]
+            assert leaked == identity.passcode
+            connects = rig.cloud_uplink.connects
+
+            attacker = await RawMqtt31.open("127.0.0.1", cloud.mqtt_port)
+            try:
+                assert await attacker.connect(rig.did, rig.did, leaked) == bytes.fromhex("20020005")
+                with contextlib.suppress(OSError):
+                    await attacker.publish(f"dev2app/{rig.did}", envelope(0x0091, b"\x04" + fake_status))
+                with pytest.raises((asyncio.IncompleteReadError, ConnectionResetError)):
+                    await attacker.read_packet(timeout_s=2.0)
+            finally:
+                await attacker.close()
+
+            rig.mcu.set_values({"Humidity": 77})
+
+            def latest() -> Any:
+                return rig.cloud.api("GET", f"/app/devdata/{rig.did}/latest", appid=appid, token=token)
+
+            await eventually(lambda: latest().body["attr"].get("Humidity") == 77, "the MCU's report on the cloud")
+            assert rig.cloud_uplink.connected and rig.cloud_uplink.connects == connects  # never knocked off
+            assert rig.online()
+            reply = await rig.api("POST", f"/app/control/{rig.did}", {"attrs": {"LED_R": 9}}, appid=appid, token=token)
+            assert reply.status == 200, reply
+            await eventually(lambda: rig.mcu.state["LED_R"] == 9, "a control through the same session")
+
+    run(scenario(), 60)
+
+
+def test_a_module_reset_of_an_encrypted_device_keeps_its_did_and_renews_its_password(
+    cloud: CloudThread, tmp_path: Path
+) -> None:
+    """§1.3: the DID of a device of the encrypted API is fixed; a reset brings a new passcode and, registering
+    again, a new MQTT password: the old one (and the old passcode) no longer opens a session."""
+
+    async def scenario() -> None:
+        async with bridge_rig(cloud, tmp_path / "state") as rig:
+            await rig.up()
+            first = rig.bridge.identity
+            await rig.mcu.session.reset_module()
+            await eventually(lambda: rig.bridge.identity.mqtt_password not in ("", first.mqtt_password), "renewed")
+            await rig.up()
+            renewed = rig.bridge.identity
+            assert (renewed.did, renewed.old_did) == (first.did, "")  # nothing to disable: the DID is the same
+            assert renewed.passcode != first.passcode and device_count(cloud) == 1
+            assert rig.device().passcode == renewed.passcode
+            for password in (first.mqtt_password, first.passcode, renewed.passcode):
+                client = await RawMqtt31.open("127.0.0.1", cloud.mqtt_port)
+                try:
+                    assert await client.connect(first.did, first.did, password) == bytes.fromhex("20020005")
+                finally:
+                    await client.close()
+            assert rig.cloud_uplink.connected
+
+    run(scenario(), 60)
+
+
+def test_a_plainly_registered_bridge_moves_to_the_encrypted_api_keeping_its_did(
+    cloud: CloudThread, tmp_path: Path
+) -> None:
+    """An identity from the plain API (or from before the cloud gave passwords) with the encrypted API wanted: the
+    bridge registers again through it, keeps its DID (§1.3 rule 5) and from then on has a password of its own."""
+    state = tmp_path / "state"
+
+    async def scenario() -> None:
+        async with bridge_rig(cloud, state, encrypted=False) as rig:
+            await rig.up()
+            plain = rig.bridge.identity
+            assert plain.mqtt_password == "" and not rig.device().encrypted
+        async with bridge_rig(cloud, state) as rig:
+            await rig.up()
+            moved = rig.bridge.identity
+            assert (moved.did, moved.passcode) == (plain.did, plain.passcode) and moved.mqtt_password
+            device = rig.device()
+            assert device.encrypted and device.mqtt_password_hash
+            assert device_count(cloud) == 1
+            client = await RawMqtt31.open("127.0.0.1", cloud.mqtt_port)
+            try:  # the passcode, its old MQTT password, opens nothing any more
+                assert await client.connect(plain.did, plain.did, plain.passcode) == bytes.fromhex("20020005")
+            finally:
+                await client.close()
+
+    run(scenario(), 60)
+
+
+def test_without_a_product_secret_the_bridge_registers_through_the_plain_api(
+    cloud: CloudThread, tmp_path: Path
+) -> None:
+    """An MCU of the 2015 SDK sends no product secret, and none is configured: the encrypted API cannot be used,
+    so the bridge registers plainly (with a warning) rather than not at all."""
+    info = dataclasses.replace(
+        default_device_info(load_product(product_path("gokit"))), device_attributes=None, product_secret=None
+    )
+
+    async def scenario() -> None:
+        async with bridge_rig(cloud, tmp_path / "state", mcu_kwargs={"device_info": info}) as rig:
+            await rig.up()
+            assert rig.bridge.identity.mqtt_password == ""
+            assert not rig.device().encrypted and rig.device().mqtt_password_hash is None
 
     run(scenario(), 60)

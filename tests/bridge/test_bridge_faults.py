@@ -13,7 +13,16 @@ import time
 from pathlib import Path
 
 from gizdev.bridge.uplink import cancel_and_wait
-from tests.bridge.bridge_fixtures import GOKIT_SCHEMA, PATIENCE_S, CloudPlace, Rig, bridge_rig, eventually, start_cloud
+from tests.bridge.bridge_fixtures import (
+    GOKIT_SCHEMA,
+    GOKIT_SECRET,
+    PATIENCE_S,
+    CloudPlace,
+    Rig,
+    bridge_rig,
+    eventually,
+    start_cloud,
+)
 from tests.cloud.server_fixtures import CloudThread
 from tests.link.helpers import run
 
@@ -194,7 +203,7 @@ def test_a_cloud_that_forgot_the_device_gets_it_registered_again(cloud_place: Cl
                 (cloud_place.base / "cloud.db").unlink()
                 cloud = await asyncio.to_thread(start_cloud, cloud_place)
                 rig.cloud = cloud
-                await asyncio.to_thread(cloud.add_product, GOKIT_SCHEMA)
+                await asyncio.to_thread(cloud.add_product, GOKIT_SCHEMA, GOKIT_SECRET)
                 await eventually(lambda: rig.bridge.identity.did not in ("", old.did), "a new registration")
                 await rig.up()
                 # The same MAC and passcode (the board did not change), a new DID on the new cloud.

@@ -35,6 +35,7 @@ def test_round_trip_private_file_and_no_temp_files(tmp_path: Path) -> None:
         "cloud": "http://c:1",
         "old_did": "",
         "old_passcode": "",
+        "mqtt_password": "",
     }
     assert stat.S_IMODE(os.stat(state / IDENTITY_FILE).st_mode) == 0o600  # the passcode is a credential
     assert stat.S_IMODE(os.stat(state).st_mode) == 0o700

@@ -18,11 +18,13 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
 import pytest
 
 from gizdev.cloud.http.context import SESSION_CACHE_S
 from gizdev.cloud.storage import Storage
+from gizdev.protocol.device_api import decrypt_form, encrypt_form
 from tests.cloud.broker_fixtures import RawMqtt31, free_port, mosquitto_pids_for, pid_alive
 from tests.cloud.server_fixtures import TEMP_HUMI_SCHEMA, world_searchable_dir
 from tests.conftest import REPO_ROOT, product_path
@@ -74,10 +76,41 @@ def test_app_add(cloud_dir: Path) -> None:
     data_dir = cloud_dir
     first = json_out(gizdev("cloud", "app", "add", "my app", "--data-dir", str(data_dir)))
     second = json_out(gizdev("cloud", "app", "add", "another", "--data-dir", str(data_dir)))
-    assert set(first) == {"appid", "appsecret"} and set(second) == {"appid", "appsecret"}
+    assert set(first) == {"appid", "appsecret", "product_keys"} and set(second) == set(first)
     assert first["appid"] != second["appid"] and first["appsecret"] != second["appsecret"]
-    assert all(isinstance(value, str) and len(value) >= 16 for value in (*first.values(), *second.values()))
+    secrets = [app[key] for app in (first, second) for key in ("appid", "appsecret")]
+    assert all(isinstance(value, str) and len(value) >= 16 for value in secrets)
+    assert first["product_keys"] == second["product_keys"] == []  # it reaches no device until linked
     assert (data_dir / "cloud.db").is_file()
+
+
+def test_app_products_add_link_and_unlink(cloud_dir: Path, tmp_path: Path) -> None:
+    data = ["--data-dir", str(cloud_dir)]
+    json_out(gizdev("cloud", "product", "add", str(GOKIT), *data))
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(TEMP_HUMI_SCHEMA))
+    other_pk = json_out(gizdev("cloud", "product", "add", str(other), *data))["product_key"]
+
+    shop = json_out(gizdev("cloud", "app", "add", "shop", "--product", GOKIT_PK, "--product", other_pk, *data))
+    assert shop["product_keys"] == sorted([GOKIT_PK, other_pk])
+    unknown = gizdev("cloud", "app", "add", "typo", "--product", "ab" * 16, *data)
+    assert (unknown.returncode, unknown.stdout) == (1, "") and "ab" * 16 in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+    bad = gizdev("cloud", "app", "add", "typo", "--product", "not-a-key", *data)
+    assert bad.returncode == 1 and "product_key" in bad.stderr and "Traceback" not in bad.stderr
+    assert [app["name"] for app in json_out(gizdev("cloud", "app", "list", *data))] == ["shop"]  # no app left
+
+    plain = json_out(gizdev("cloud", "app", "add", "plain", *data))
+    linked = json_out(gizdev("cloud", "app", "link", plain["appid"], GOKIT_PK, *data))
+    assert (linked["appid"], linked["product_keys"]) == (plain["appid"], [GOKIT_PK])
+    assert json_out(gizdev("cloud", "app", "link", plain["appid"], GOKIT_PK, *data))["product_keys"] == [GOKIT_PK]
+    unlinked = json_out(gizdev("cloud", "app", "unlink", shop["appid"], GOKIT_PK, *data))
+    assert unlinked["product_keys"] == [other_pk]
+    listed = {app["appid"]: app["product_keys"] for app in json_out(gizdev("cloud", "app", "list", *data))}
+    assert listed == {shop["appid"]: [other_pk], plain["appid"]: [GOKIT_PK]}
+    for command in (["link", "0" * 32, GOKIT_PK], ["link", plain["appid"], "ab" * 16]):
+        refused = gizdev("cloud", "app", *command, *data)
+        assert (refused.returncode, refused.stdout) == (1, "") and "not found" in refused.stderr, refused
 
 
 def test_product_add_with_and_without_key(cloud_dir: Path, tmp_path: Path) -> None:
@@ -170,6 +203,8 @@ def test_admin_commands_refuse_a_data_dir_without_a_database(tmp_path: Path) -> 
     commands = [
         ["app", "add", "x"],
         ["app", "list"],
+        ["app", "link", "0" * 32, GOKIT_PK],
+        ["app", "unlink", "0" * 32, GOKIT_PK],
         ["product", "add", str(GOKIT)],
         ["device", "list"],
         ["user", "list"],
@@ -304,7 +339,9 @@ def test_serve_admin_while_running_and_sigterm(data_dir: Path, tmp_path: Path) -
 class ServeRun:
     """One ``gizdev cloud serve`` on free loopback ports; stderr to a file, or to a pipe the test may close."""
 
-    def __init__(self, data_dir: Path, *, mqtt: int | None = None, stderr_pipe: bool = False) -> None:
+    def __init__(
+        self, data_dir: Path, *, mqtt: int | None = None, stderr_pipe: bool = False, options: tuple[str, ...] = ()
+    ) -> None:
         self.data_dir = data_dir
         self.http, self.mqtt = free_port(), mqtt or free_port()
         self.err_path = data_dir.with_suffix(".err")
@@ -312,7 +349,7 @@ class ServeRun:
             self.proc = subprocess.Popen(
                 [
                     *GIZDEV, "cloud", "serve", "--http", f"127.0.0.1:{self.http}", "--mqtt", f"127.0.0.1:{self.mqtt}",
-                    "--data-dir", str(data_dir),
+                    "--data-dir", str(data_dir), *options,
                 ],
                 stdout=subprocess.PIPE if stderr_pipe else subprocess.DEVNULL,
                 stderr=subprocess.STDOUT if stderr_pipe else err,
@@ -450,7 +487,7 @@ def test_apps_and_users_from_the_admin_cli_while_serving(scratch: Path) -> None:
         assert sorted((a["appid"], a["name"]) for a in apps) == sorted(
             [(app["appid"], "shop"), (other["appid"], "other")]
         )
-        assert all(set(a) == {"appid", "name", "created_at"} for a in apps)  # never the secret
+        assert all(set(a) == {"appid", "name", "created_at", "product_keys"} for a in apps)  # never the secret
         assert app["appsecret"] not in json.dumps(apps)
         users = json_out(gizdev("cloud", "user", "list", "--app", app["appid"], *data))
         assert {u["uid"]: (u["kind"], u["username"], u["phone_id"], u["is_disabled"]) for u in users} == {
@@ -481,6 +518,38 @@ def test_apps_and_users_from_the_admin_cli_while_serving(scratch: Path) -> None:
         assert status == 200, login
         assert call("GET", "/app/users", None, app["appid"], login["token"])[0] == 200
         assert call("GET", "/app/users", None, app["appid"], bob["token"])[0] == 400  # the old token stays dead
+    finally:
+        run.close()
+
+
+def test_serve_refuses_plain_registration_and_announces_tls_ports(scratch: Path) -> None:
+    """``--refuse-plain-registration``: GAgent's POST /dev/devices gets 9048 with a reason; the encrypted API works.
+    ``--public-mqtts-port`` / ``--public-wss-port`` are what the bindings list announces as port_s / wss_port."""
+    options = ("--refuse-plain-registration", "--public-mqtts-port", "8883", "--public-wss-port", "8880")
+    run = ServeRun(scratch / "data", options=options)
+    try:
+        run.wait_up()
+        data = ["--data-dir", str(run.data_dir)]
+        product = json_out(gizdev("cloud", "product", "add", str(GOKIT), *data))
+        app = json_out(gizdev("cloud", "app", "add", "shop", "--product", GOKIT_PK, *data))
+        form = {"Content-Type": "application/x-www-form-urlencoded"}
+        plain = f"passcode=HKIPANQEYX&mac=AABBCCDDEEFF&product_key={GOKIT_PK}".encode()
+        status, body = http_call(run.http, "POST", "/dev/devices", plain, form)
+        refused = json.loads(body)
+        assert (status, refused["error_code"]) == (400, 9048), body
+        assert "encrypted device API" in refused["detail_message"]
+        sealed = encrypt_form(product["product_secret"], "mac=AABBCCDDEEFF&passcode=HKIPANQEYX&type=normal")
+        status, body = http_call(run.http, "POST", f"/dev/{GOKIT_PK}/device", f"data={sealed}".encode(), form)
+        assert status == 201, body
+        did = dict(parse_qsl(decrypt_form(product["product_secret"], body.decode())))["did"]
+        headers = {"Content-Type": "application/json", "X-Gizwits-Application-Id": app["appid"]}
+        status, body = http_call(run.http, "POST", "/app/users", b'{"phone_id": "p"}', headers)
+        headers["X-Gizwits-User-token"] = json.loads(body)["token"]
+        binding = json.dumps({"devices": [{"did": did, "passcode": "HKIPANQEYX"}]}).encode()
+        assert http_call(run.http, "POST", "/app/bindings", binding, headers)[0] == 200
+        status, body = http_call(run.http, "GET", "/app/bindings", None, headers)
+        [item] = json.loads(body)["devices"]
+        assert (item["port"], item["port_s"], item["ws_port"], item["wss_port"]) == (run.mqtt, 8883, run.http, 8880)
     finally:
         run.close()
 

@@ -87,6 +87,7 @@ class CloudThread(LoopThread):
 
     def __init__(self, config: CloudConfig) -> None:
         self.server = CloudServer(config)
+        self._serve_every_product: list[str] = []  # apps made by add_app() without products
         super().__init__("cloud-loop", self.server.start, self.server.stop)
 
     @property
@@ -104,8 +105,15 @@ class CloudThread(LoopThread):
 
     # -- administration (what the CLI does), straight on the server's storage ----------------------------------
 
-    def add_app(self) -> str:
-        return self.call(self.storage.add_app(new_app_id(), new_app_secret(), "test")).appid
+    def add_app(self, products: list[str] | None = None) -> str:
+        """A new app serving ``products``; None (most tests): every product, those added later included, as an
+        admin would link them (`gizdev cloud app link`). The tests of who may reach a device say which."""
+        if products is not None:
+            return self.call(self.storage.add_app(new_app_id(), new_app_secret(), "test", products)).appid
+        every = [product.product_key for product in self.call(self.storage.list_products())]
+        appid = self.call(self.storage.add_app(new_app_id(), new_app_secret(), "test", every)).appid
+        self._serve_every_product.append(appid)
+        return appid
 
     def add_product(self, schema: dict[str, Any] = TEMP_HUMI_SCHEMA, secret: str | None = None) -> tuple[str, str]:
         parsed = parse_schema(schema)
@@ -113,7 +121,20 @@ class CloudThread(LoopThread):
         product = self.call(
             self.storage.add_product(parsed.product_key, secret or new_product_secret(), parsed.name, parsed)
         )
+        for appid in self._serve_every_product:
+            self.call(self.storage.link_app_product(appid, product.product_key))
+        self.forget_cached_apps()
         return product.product_key, product.product_secret
+
+    def forget_cached_apps(self) -> None:
+        """What the server has cached of its apps goes (an admin's change from another process would be seen
+        within the cache's TTL; a test need not wait for it)."""
+
+        async def forget() -> None:
+            if self.server.context is not None:
+                self.server.context.apps.drop_where(lambda _appid: True)
+
+        self.call(forget())
 
     # -- HTTP ---------------------------------------------------------------------------------------------------
 

@@ -122,6 +122,7 @@ def endpoints(world: World) -> list[tuple[str, str, Any]]:
         ("GET", "/app/bindings", None),
         ("POST", "/app/bindings", {"devices": [{"did": world.did, "passcode": "PASS1"}]}),
         ("DELETE", "/app/bindings", {"devices": [{"did": world.unbound}]}),
+        ("PUT", f"/app/bindings/{world.did}", {"remark": "hostile"}),
         ("POST", f"/app/control/{world.did}", {"attrs": {"temp": 1}}),
         ("GET", f"/app/devdata/{world.did}/latest", None),
         ("GET", f"/app/datapoint?product_key={PK}", None),
@@ -457,6 +458,8 @@ def test_unbinding_refusals(cloud: CloudThread) -> None:
 def test_control_refusals_by_code(cloud: CloudThread) -> None:
     world = make_world(cloud)
     cloud.call(cloud.storage.add_product(BARE_PK, new_product_secret(), "no datapoints", None))
+    cloud.call(cloud.storage.link_app_product(world.appid, BARE_PK))
+    cloud.forget_cached_apps()
     bare = register(cloud, "AABBCCDDEE04", "BARE1", BARE_PK)
     bind(cloud, world.appid, world.token, bare, "BARE1")
 

@@ -14,7 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from gizdev.cloud.broker import BrokerSettings
 from gizdev.cloud.broker.access import BrokerAccess
-from gizdev.cloud.broker.files import render_acl
+from gizdev.cloud.broker.files import hash_password, render_acl
 from gizdev.cloud.broker.topics import DEVICE_RULES, covers, may_use, routing_key_to_topic, topic_to_routing_key
 from gizdev.cloud.devicebus import DeviceBus
 from gizdev.cloud.feeds.mqtt import MqttFeed
@@ -224,6 +224,19 @@ def test_device_and_service_logins(db_url: str) -> None:
         assert (raw.status, await raw.text()) == (200, "deny")
         await storage.disable_device(did)
         assert await ask(client, "user", login(did, "PASS1", did)) == (200, "deny")
+
+    with_cloud(db_url, scenario)
+
+
+def test_an_encrypted_device_logs_in_with_its_own_mqtt_password(db_url: str) -> None:
+    async def scenario(client: Client, storage: Storage, did: str) -> None:
+        registration = await storage.register_device(
+            "001122334455", PK, "PASS2", encrypted=True, mqtt_password_hash=hash_password("its-mqtt-password")
+        )
+        sealed = registration.device.did
+        login = {"username": sealed, "client_id": sealed}
+        assert await ask(client, "user", {**login, "password": "its-mqtt-password"}) == (200, "allow")
+        assert await ask(client, "user", {**login, "password": "PASS2"}) == (200, "deny")  # not the passcode
 
     with_cloud(db_url, scenario)
 

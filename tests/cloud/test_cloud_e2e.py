@@ -21,6 +21,7 @@ from tests.cloud.broker_fixtures import (  # noqa: F401
     mosquitto_broker_fixture,
 )
 from tests.cloud.server_fixtures import TEMP_HUMI_SCHEMA, CloudThread, make_cloud, world_searchable_dir
+from tests.cloud.test_device_api import sealed_registration
 from tests.guards import run
 
 MAC = "AABBCCDDEEFF"
@@ -272,11 +273,13 @@ def test_encrypted_device_api(cloud: CloudThread) -> None:
     sealed = encrypt_form(secret, "mac=A0B1C2D3E4F5&passcode=SEALEDPASS&type=normal")
     reply = cloud.form("POST", f"/dev/{PK}/device", f"data={sealed}")
     assert reply.status == 201
-    assert len(reply.body) == 64  # hex of one... two AES blocks: "did=" + 22 characters, padded
-    did = decrypt_form(secret, reply.body).removeprefix("did=")
-    assert len(did) == 22
+    # "did=" + 22 characters + "&mqtt_password=" + 16 characters, padded: four AES blocks.
+    assert len(reply.body) == 128
+    did, password = sealed_registration(secret, reply)
     again = cloud.form("POST", f"/dev/{PK}/device", f"data={sealed}")
-    assert decrypt_form(secret, again.body) == f"did={did}"  # the DID of an encrypted device is fixed
+    did_again, password_again = sealed_registration(secret, again)
+    assert did_again == did  # the DID of an encrypted device is fixed
+    assert password_again != password  # each registration gives a new password (the old one is dropped)
     provision = cloud.request("GET", f"/dev/{PK}/device?did={encrypt_form(secret, did)}&tls=0")
     assert provision.status == 200
     assert decrypt_form(secret, provision.body).startswith("host=127.0.0.1&port=")

@@ -4,8 +4,9 @@ unknown and disabled devices, the encrypted variant, hostile forms, and GAgent's
 
 from __future__ import annotations
 
+import re
 import socket
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -19,6 +20,7 @@ from tests.guards import run
 PK = TEMP_HUMI_SCHEMA["product_key"]
 OTHER_PK = "0be70be70be70be70be70be70be70be7"  # well-formed, not a product of this cloud
 MAC = "AABBCCDDEEFF"
+CONNACK_REFUSED = bytes.fromhex("20020005")  # what mosquitto answers a wrong password: 5, not authorized
 GAGENT_RECV = 1024  # GAgent reads each reply with one recv() into 1 KiB (wire observations §2)
 
 
@@ -197,24 +199,38 @@ def seal_raw(secret: str, block: bytes) -> str:
     return (encryptor.update(block) + encryptor.finalize()).hex()
 
 
+def sealed_registration(secret: str, reply: Reply) -> tuple[str, str]:
+    """The DID and MQTT password of an encrypted registration's reply: ``did=<did>&mqtt_password=<password>``."""
+    fields = dict(parse_qsl(decrypt_form(secret, reply.body), strict_parsing=True))
+    assert set(fields) == {"did", "mqtt_password"}, fields
+    assert len(fields["did"]) == 22 and re.fullmatch(r"[A-Za-z0-9_-]{16}", fields["mqtt_password"]), fields
+    return fields["did"], fields["mqtt_password"]
+
+
 def test_encrypted_device_refuses_the_plain_api(cloud: CloudThread) -> None:
     _, secret = cloud.add_product()
     sealed = encrypt_form(secret, f"mac={MAC}&passcode=SEALEDPASS&type=normal")
     reply = cloud.form("POST", f"/dev/{PK}/device", f"data={sealed}")
     assert reply.status == 201, reply
-    did = decrypt_form(secret, reply.body).removeprefix("did=")
+    did, password = sealed_registration(secret, reply)
     form_refused(cloud.form("POST", "/dev/devices", f"passcode=SEALEDPASS&mac={MAC}&product_key={PK}"), 9048)
     form_refused(cloud.form("POST", "/dev/devices", f"passcode=OTHERPASS1&mac={MAC}&product_key={PK}"), 9048)
     form_refused(provision(cloud, did), 9048)
     form_refused(cloud.form("DELETE", "/dev/devices", f"did={did}&passcode=SEALEDPASS"), 9048)
-    assert login(cloud, did, "SEALEDPASS") == CONNACK_OK
-    # A plain device that then uses the encrypted API keeps its DID (§1.3: from then on it is fixed).
+    assert login(cloud, did, password) == CONNACK_OK
+    assert login(cloud, did, "SEALEDPASS") == CONNACK_REFUSED  # the passcode, which bound users see, is not it
+    # A plain device that then uses the encrypted API keeps its DID (§1.3: from then on it is fixed), and from
+    # then on logs in with the password it got, no longer with its passcode.
     plain = register(cloud, "001122334455", "PLAINPASS1")
+    assert login(cloud, plain, "PLAINPASS1") == CONNACK_OK
     converted = cloud.form(
         "POST", f"/dev/{PK}/device", f"data={encrypt_form(secret, 'mac=001122334455&passcode=PLAINPASS1')}"
     )
-    assert decrypt_form(secret, converted.body) == f"did={plain}"
+    converted_did, converted_password = sealed_registration(secret, converted)
+    assert converted_did == plain and converted_password not in (password, "PLAINPASS1")
     form_refused(provision(cloud, plain), 9048)
+    assert login(cloud, plain, "PLAINPASS1") == CONNACK_REFUSED
+    assert login(cloud, plain, converted_password) == CONNACK_OK
 
 
 def test_encrypted_api_hostile_input(cloud: CloudThread) -> None:
@@ -250,7 +266,7 @@ def test_encrypted_api_hostile_input(cloud: CloudThread) -> None:
 
     registered = cloud.form("POST", f"/dev/{PK}/device", f"data={good}")
     assert registered.status == 201
-    did = decrypt_form(secret, registered.body).removeprefix("did=")
+    did, _ = sealed_registration(secret, registered)
     for sealed_did in (
         "",
         "nothex",

@@ -46,7 +46,7 @@ PK2 = "fedcba9876543210fedcba9876543210"
 SECRET = "00112233445566778899aabbccddeeff"
 MAC = "AABBCCDDEEFF"
 T0 = 1_700_000_000
-NEWEST = 3  # the schema version of this code (MIGRATIONS); pinned, so that adding a step is a visible change
+NEWEST = 4  # the schema version of this code (MIGRATIONS); pinned, so that adding a step is a visible change
 
 
 class Clock:
@@ -756,6 +756,18 @@ def _hostile_calls(did: str, uid: str) -> list[tuple[str, Callable[[Storage], Aw
         ("skip negative", lambda s: s.list_bindings(uid, skip=-1)),
         ("show_disabled str", lambda s: s.list_bindings(uid, show_disabled="yes")),
         ("update nothing", lambda s: s.update_binding(uid, did)),
+        ("labels a string", lambda s: s.update_binding(uid, did, dev_label="kitchen")),
+        ("label with NUL", lambda s: s.update_binding(uid, did, dev_label=["a\x00"])),
+        ("link bad key", lambda s: s.link_app_product(APPID, "' OR 1=1 --")),
+        ("link bad appid", lambda s: s.link_app_product("a'; --", PK)),
+        ("linked str", lambda s: s.link_app_product(APPID, PK2, linked="no")),
+        ("app products one string", lambda s: s.add_app("c" * 32, "secret", "", PK)),
+        ("listing bad key", lambda s: s.list_bindings(uid, product_keys=["nope"])),
+        ("version with space", lambda s: s.record_versions(did, mcu=True, hard_version="a b", soft_version="1")),
+        ("version too long", lambda s: s.record_versions(did, mcu=False, hard_version="1", soft_version="9" * 17)),
+        ("mcu not bool", lambda s: s.record_versions(did, mcu="yes", hard_version="1", soft_version="1")),
+        ("device type", lambda s: s.register_device(mac(99), PK, "PASS", encrypted=True, device_type="sub_dev")),
+        ("digest with space", lambda s: s.register_device(mac(99), PK, "P", encrypted=True, mqtt_password_hash="a b")),
         ("attrs list", lambda s: s.put_latest(did, [1, 2], T0)),
         ("attrs int key", lambda s: s.put_latest(did, {1: 2}, T0)),
         ("attrs nan", lambda s: s.put_latest(did, {"t": float("nan")}, T0)),
@@ -933,6 +945,178 @@ def test_users_of_a_version_1_database_stay_enabled(db_url: str) -> None:
         storage = Storage(engine)
         try:
             assert not (await storage.get_user_by_uid("e" * 32)).is_disabled
+        finally:
+            await storage.close()
+
+    run_engine(db_url, body)
+
+
+# --- schema version 4: apps and their products, device facts, binding roles and labels ----------------------------
+
+
+def test_apps_reach_the_products_they_are_linked_to(db_url: str) -> None:
+    async def body(storage: Storage, _clock: Clock) -> None:
+        await seed(storage)
+        assert (await storage.get_app(APPID)).product_keys == frozenset()  # seed() links nothing
+        other = await storage.add_app("other-app", "secret", "other", [PK, PK2, PK])  # a key twice is one link
+        assert other.product_keys == {PK, PK2}
+        assert (await storage.get_app("other-app")).product_keys == {PK, PK2}
+        assert (await storage.link_app_product(APPID, PK)).product_keys == {PK}
+        assert (await storage.link_app_product(APPID, PK)).product_keys == {PK}  # linked already: unchanged
+        assert (await storage.link_app_product("other-app", PK2, linked=False)).product_keys == {PK}
+        assert (await storage.link_app_product("other-app", PK2, linked=False)).product_keys == {PK}
+        assert {app.appid: app.product_keys for app in await storage.list_apps()} == {
+            APPID: {PK},
+            "other-app": {PK},
+        }
+        with pytest.raises(NotFound):
+            await storage.link_app_product(APPID, "ab" * 16)  # no such product
+        with pytest.raises(NotFound):
+            await storage.link_app_product("nobody", PK)
+        with pytest.raises(NotFound):  # an unknown product leaves no app behind
+            await storage.add_app("third", "secret", "", ["ab" * 16])
+        with pytest.raises(NotFound):
+            await storage.get_app("third")
+        for bad in ("not hex", PK[:-1], "' OR 1=1 --"):
+            with pytest.raises(InvalidInput):
+                await storage.link_app_product(APPID, bad)
+        with pytest.raises(InvalidInput):
+            await storage.add_app("fourth", "secret", "", PK)  # one string is not a list of keys
+
+        # The bindings list keeps to the products it is given (the calling app's).
+        user = await storage.create_user(APPID, phone_id="p")
+        gokit = (await storage.register_device(mac(1), PK, "PASS")).did
+        plain = (await storage.register_device(mac(2), PK2, "PASS")).did
+        await storage.bind(user.uid, gokit)
+        await storage.bind(user.uid, plain)
+        assert [b.did for b in await storage.list_bindings(user.uid, product_keys={PK})] == [gokit]
+        assert [b.did for b in await storage.list_bindings(user.uid, product_keys=set())] == []
+        assert {b.did for b in await storage.list_bindings(user.uid)} == {gokit, plain}
+
+    run(db_url, body)
+
+
+def test_device_facts_roles_and_labels(db_url: str) -> None:
+    async def body(storage: Storage, _clock: Clock) -> None:
+        await seed(storage)
+        plain = await storage.register_device(MAC, PK, "PASSCODEAA")
+        assert (plain.device.device_type, plain.device.mqtt_password_hash) == ("normal", None)
+        with pytest.raises(InvalidInput):  # only the encrypted API gives a password of its own
+            await storage.register_device(mac(5), PK, "PASSCODEAA", mqtt_password_hash="$7$101$a$b")
+        with pytest.raises(InvalidInput):
+            await storage.register_device(mac(5), PK, "PASSCODEAA", encrypted=True, device_type="sub_dev")
+        sealed = await storage.register_device(
+            mac(6), PK, "SEALED", encrypted=True, device_type="center_control", mqtt_password_hash="$7$101$a$b"
+        )
+        assert (sealed.device.device_type, sealed.device.mqtt_password_hash) == ("center_control", "$7$101$a$b")
+        again = await storage.register_device(mac(6), PK, "SEALED", encrypted=True, mqtt_password_hash="$7$101$c$d")
+        assert (again.did, again.device.mqtt_password_hash, again.device.device_type) == (
+            sealed.did,
+            "$7$101$c$d",
+            "normal",
+        )
+        # A plain device that registers encrypted gets the password (rule 5 keeps its DID).
+        converted = await storage.register_device(MAC, PK, "PASSCODEAA", encrypted=True, mqtt_password_hash="$7$x")
+        assert (converted.did, converted.device.mqtt_password_hash) == (plain.did, "$7$x")
+
+        device = await storage.record_versions(plain.did, mcu=True, hard_version="03010100", soft_version="03030000")
+        assert (device.mcu_hard_version, device.mcu_soft_version, device.wifi_soft_version) == (
+            "03010100",
+            "03030000",
+            "",
+        )
+        device = await storage.record_versions(plain.did, mcu=False, hard_version="000LINUX", soft_version="04020006")
+        assert (device.wifi_hard_version, device.wifi_soft_version, device.mcu_soft_version) == (
+            "000LINUX",
+            "04020006",
+            "03030000",
+        )
+        assert (await storage.get_device(plain.did)).wifi_soft_version == "04020006"
+        with pytest.raises(NotFound):
+            await storage.record_versions("Q" * 22, mcu=True, hard_version="1", soft_version="1")
+        for bad in ("", "x" * 17, "a b", "a&b", "0301\x00"):
+            with pytest.raises(InvalidInput):
+                await storage.record_versions(plain.did, mcu=True, hard_version=bad, soft_version="1")
+
+        # Roles: the first binder is special, later ones normal; when the special one goes, the next is special.
+        alice, bob, carol = [await storage.create_user(APPID, phone_id=name) for name in ("a", "b", "c")]
+        assert (await storage.bind(alice.uid, plain.did)).role == "special"
+        assert (await storage.bind(bob.uid, plain.did)).role == "normal"
+        assert (await storage.bind(alice.uid, plain.did, "x", rebind=True)).role == "special"
+        await storage.unbind(alice.uid, plain.did)
+        assert (await storage.bind(carol.uid, plain.did)).role == "special"
+        assert [b.role for b in await storage.list_bindings(bob.uid)] == ["normal"]
+
+        labelled = await storage.update_binding(bob.uid, plain.did, dev_label=["kitchen", "Küche", "'; DROP --"])
+        assert labelled.dev_label == ("kitchen", "Küche", "'; DROP --")
+        assert (labelled.remark, labelled.dev_alias) == ("", "")
+        assert (await storage.list_bindings(bob.uid))[0].dev_label == ("kitchen", "Küche", "'; DROP --")
+        assert (await storage.update_binding(bob.uid, plain.did, dev_label=[])).dev_label == ()
+        for labels in ("kitchen", ["x"] * 21, ["x" * 65], [""], [1], ["a\x00"]):
+            with pytest.raises(InvalidInput):
+                await storage.update_binding(bob.uid, plain.did, dev_label=labels)  # type: ignore[arg-type]
+
+    run(db_url, body)
+
+
+def test_a_version_3_database_keeps_its_apps_working(db_url: str) -> None:
+    """Migration 4 links every existing app to every existing product (what they reached before), keeps existing
+    devices on their passcode, and makes each device's oldest binding its special one."""
+
+    async def body(engine: AsyncEngine) -> None:
+        assert await migrate(engine, steps=MIGRATIONS[:3]) == 3
+        async with engine.begin() as conn:
+            for appid in (APPID, "second-app"):
+                await conn.execute(
+                    sa.text("INSERT INTO apps (appid, appsecret, name, created_at) VALUES (:a, 's', 'n', 1)"),
+                    {"a": appid},
+                )
+            for key in (PK, PK2):
+                await conn.execute(
+                    sa.text(
+                        "INSERT INTO products (product_key, product_secret, name, schema_json, created_at)"
+                        " VALUES (:k, :s, 'p', NULL, 1)"
+                    ),
+                    {"k": key, "s": SECRET},
+                )
+            await conn.execute(
+                sa.text(
+                    "INSERT INTO devices (did, mac, product_key, passcode, is_disabled, encrypted, registered_at,"
+                    " last_seen, is_online, online_changed_at, broker_client_id, broker_peer)"
+                    " VALUES (:d, :m, :k, 'PASS', :f, :t, 1, NULL, :f, NULL, NULL, NULL)"
+                ),
+                {"d": "D" * 22, "m": MAC, "k": PK, "f": False, "t": True},
+            )
+            for uid, phone in (("a" * 32, "p1"), ("b" * 32, "p2")):
+                await conn.execute(
+                    sa.text(
+                        "INSERT INTO users (uid, appid, username, phone_id, password_hash, is_anonymous, created_at,"
+                        " is_disabled) VALUES (:u, :a, NULL, :p, NULL, :t, 1, :f)"
+                    ),
+                    {"u": uid, "a": APPID, "p": phone, "t": True, "f": False},
+                )
+            for uid, remark in (("b" * 32, "second"), ("a" * 32, "first")):  # b binds first (lower id)
+                await conn.execute(
+                    sa.text(
+                        "INSERT INTO bindings (uid, did, remark, dev_alias, is_disabled, created_at)"
+                        " VALUES (:u, :d, :r, '', :f, 5)"
+                    ),
+                    {"u": uid, "d": "D" * 22, "r": remark, "f": False},
+                )
+        assert await migrate(engine) == NEWEST
+        storage = Storage(engine)
+        try:
+            for appid in (APPID, "second-app"):
+                assert (await storage.get_app(appid)).product_keys == {PK, PK2}
+            device = await storage.get_device("D" * 22)
+            assert (device.device_type, device.mqtt_password_hash, device.mcu_soft_version) == ("normal", None, "")
+            assert device.encrypted  # still its passcode as MQTT password until it registers again
+            roles = {b.uid: (b.role, b.dev_label) for b in await storage.list_bindings("a" * 32)}
+            roles |= {b.uid: (b.role, b.dev_label) for b in await storage.list_bindings("b" * 32)}
+            assert roles == {"b" * 32: ("special", ()), "a" * 32: ("normal", ())}
+            # A product added after the migration is not linked to anyone: that is the admin's choice now.
+            await storage.add_product("ab" * 16, SECRET, "new")
+            assert "ab" * 16 not in (await storage.get_app(APPID)).product_keys
         finally:
             await storage.close()
 

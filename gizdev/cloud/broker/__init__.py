@@ -1,7 +1,8 @@
 """The cloud's MQTT broker: a managed Mosquitto child process, or an external broker given by URL.
 
 Embedded default: :class:`ManagedMosquitto` runs ``mosquitto`` on loopback with a generated config, one login per
-device (client id = username = DID, password = passcode; MQTT 3.1 and 3.1.1) and topic ACLs so that a device
+device (client id = username = DID, password = passcode, or the password the cloud gave a device of the encrypted
+API; MQTT 3.1 and 3.1.1) and topic ACLs so that a device
 uses only its own topics (``files``), restarts it if it dies and stops it with the server (``mosquitto``).
 The cloud itself logs in as a service user whose random password lives in the data dir
 (``BrokerSettings``, used by the device bus with :class:`gizdev.mqtt.MqttClient`).

@@ -3,7 +3,8 @@
 RabbitMQ (``rabbitmq_auth_backend_http``) and EMQX (HTTP authentication and authorization) ask the cloud about every
 login and every resource; :mod:`gizdev.cloud.http.broker_auth` serves those questions from this module's answers.
 
-* A device logs in with username = client id = DID and its MQTT password (:func:`device_login`); it may touch its
+* A device logs in with username = client id = DID and its MQTT password (:func:`device_login`, the one place that
+  checks it: the encrypted registration's own password, else the passcode); it may touch its
   own subscription queues and the MQTT exchange, and of the topics only what :data:`topics.DEVICE_RULES` give it.
 * The cloud's workers log in as the service user with the password of their AMQP URL (every worker is configured
   the same), and may use the queues named ``gizdev.…``, the MQTT exchange, the event exchange's connection events
@@ -21,6 +22,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 
+from gizdev.cloud.broker.files import verify_password
 from gizdev.cloud.broker.topics import DEVICE_RULES, SERVICE_RULES, may_use, routing_key_to_topic
 from gizdev.cloud.storage import Device, InvalidInput, NotFound, Storage
 
@@ -52,16 +54,19 @@ class Login(enum.Enum):
 
 
 async def device_login(storage: Storage, did: str, password: str) -> tuple[Login, Device | None]:
-    """Whether ``password`` is the MQTT password (today: the passcode) of the enabled device ``did``."""
+    """Whether ``password`` is the MQTT password of the enabled device ``did``: the one the cloud gave it at its
+    encrypted registration (kept as the broker's digest), else its passcode (cloud protocol §1.4)."""
     try:
         device = await storage.get_device(did)
     except (NotFound, InvalidInput):
         return Login.REFUSED, None
     if device.is_disabled:
         return Login.REFUSED, None
-    if not password or not hmac.compare_digest(device.passcode.encode(), password.encode()):
-        return Login.WRONG_PASSWORD, None
-    return Login.ALLOWED, device
+    if device.mqtt_password_hash is not None:
+        right = bool(password) and verify_password(password, device.mqtt_password_hash)
+    else:
+        right = bool(password) and hmac.compare_digest(device.passcode.encode(), password.encode())
+    return (Login.ALLOWED, device) if right else (Login.WRONG_PASSWORD, None)
 
 
 @dataclass(frozen=True, slots=True)

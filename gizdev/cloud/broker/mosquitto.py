@@ -104,11 +104,17 @@ PID_FILE = "mosquitto.pid"
 
 @dataclass(frozen=True, slots=True)
 class DeviceAccount:
-    """One device's MQTT login: username = client id = ``did``, password = ``passcode``."""
+    """One device's MQTT login: username = client id = ``did``, password = ``password``.
+
+    ``password`` is the passcode for a device of the plain API (the vendor's rule), or, with ``hashed``, the
+    password file's digest of the password the cloud gave a device at its encrypted registration (the cloud keeps
+    only that digest).
+    """
 
     did: str
-    passcode: str = field(repr=False)
+    password: str = field(repr=False)
     product_key: str
+    hashed: bool = False
 
 
 def find_mosquitto() -> str:
@@ -448,10 +454,11 @@ class ManagedMosquitto:
 
     # -- devices ----------------------------------------------------------------------------------------------
 
-    async def add_device(self, did: str, passcode: str, product_key: str) -> None:
-        """Allow ``did`` to log in with ``passcode`` (replacing an earlier passcode); effective on return."""
-        hashed = self._hash_account(DeviceAccount(did, passcode, product_key))
-        self._hashes[did] = hashed
+    async def add_device(self, did: str, password: str, product_key: str, *, hashed: bool = False) -> None:
+        """Allow ``did`` to log in with ``password`` (replacing an earlier one; with ``hashed`` it is the password
+        file's ``$7$`` digest of it, as :func:`files.hash_password` makes it); effective on return."""
+        hashed_password = self._hash_account(DeviceAccount(did, password, product_key, hashed))
+        self._hashes[did] = hashed_password
         self._product_keys[did] = product_key
         _LOGGER.debug("broker: adding device %s (product %s)", did, product_key)
         await self._apply()
@@ -479,7 +486,11 @@ class ManagedMosquitto:
         check_name("product_key", account.product_key)
         if account.did == SERVICE_USERNAME:
             raise ValueError(f"did {account.did!r} is the service user's name")
-        return hash_password(account.passcode)
+        if account.hashed:
+            if not account.password.startswith("$7$") or any(ch in account.password for ch in ":\r\n "):
+                raise ValueError(f"the password digest of {account.did} is not a mosquitto $7$ hash")
+            return account.password
+        return hash_password(account.password)
 
     async def _apply(self) -> None:
         """Make the accounts in memory effective: write the files, reload a running mosquitto.

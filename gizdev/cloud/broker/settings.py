@@ -2,8 +2,9 @@
 
 ``--broker mqtt://…`` (or ``mqtts://…`` for TLS with the system's CA store) points the cloud at an external broker
 instead of the managed Mosquitto. gizdev then manages no process and writes no password or ACL file: creating the
-device accounts (username = client id = DID, password = passcode) and the per-device topic ACLs is the broker
-operator's job. ``gizdev.cloud.broker.files`` renders the files we would use, as a template.
+device accounts (username = client id = DID, password = passcode; for a device of the encrypted API, the digest in
+``devices.mqtt_password_hash``, mosquitto's ``$7$`` format) and the per-device topic ACLs is the broker operator's
+job. ``gizdev.cloud.broker.files`` renders the files we would use, as a template.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from aiohttp.typedefs import Middleware
 
 from gizdev import __version__
 from gizdev.cloud.errors import ApiError, Code, error_list, error_response
-from gizdev.cloud.http import bindings, broker_auth, control, devdata, device_api, users
+from gizdev.cloud.http import bindings, broker_auth, control, devdata, device_api, realtime, users
 from gizdev.cloud.http.api import Api, Auth, Call, Empty, Endpoint, openapi_document
 from gizdev.cloud.http.context import CONTEXT, CloudContext
 from gizdev.cloud.throttle import Throttled
@@ -108,4 +108,6 @@ def make_app(ctx: CloudContext, metrics: HttpMetrics | None = None) -> web.Appli
         app.add_routes(module.routes)
     for declared in DECLARED:
         app.add_routes(declared.routes)
+    if ctx.realtime is not None:
+        realtime.install(app)
     return app

@@ -1,4 +1,9 @@
-"""Bindings between users and devices: ``GET/POST/DELETE /app/bindings`` (Open API §3.9, the did+passcode form)."""
+"""Bindings between users and devices: ``GET/POST/DELETE /app/bindings`` (Open API §3.9, the did+passcode form) and
+``PUT /app/bindings/{did}`` (remark, alias, labels).
+
+Every call reaches only devices of the products the calling app serves (``auth.check_served``): a device of
+another product is "failed" in a batch, 9014 on its own, and absent from the list.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,12 @@ from typing import Any
 
 from aiohttp import web
 
+from gizdev.cloud.errors import ApiError, Code
 from gizdev.cloud.http.auth import require_app, require_user
 from gizdev.cloud.http.context import CloudContext, context_of
 from gizdev.cloud.http.forms import invalid, json_object, optional_string, query_count, query_flag, required_string
 from gizdev.cloud.security import safe_equal
-from gizdev.cloud.storage import Binding, InvalidInput, NotFound
+from gizdev.cloud.storage import App, Binding, Device, InvalidInput, NotFound
 
 __all__ = ["device_item", "routes"]
 
@@ -22,27 +28,55 @@ MAX_DEVICES_PER_CALL = 100
 MAX_LIMIT = 1000
 MAX_REMARK_LEN = 256
 MAX_ALIAS_LEN = 128  # the storage's limit
+MAX_LABELS = 20  # the storage's limits for dev_label
+MAX_LABEL_LEN = 64
+
+PROTOC_WIFI = 3  # §3.9 protoc: 1 BT, 2 BLE, 3 WiFi, 4 cellular, 5 NB-IoT; every device here speaks MQTT over IP
+# §3.9 proto_ver "01", "01_01", "03", "04" [our reading]: the version field every frame of the device carries,
+# 00 00 00 03 on MQTT and on the LAN alike (§1.6, §2); a frame of another version is not one this cloud decodes, so
+# every device that talks to it speaks "03", and so do its LAN clients (lan_prot_ver).
+PROTO_VER = "03"
+LAN_PROT_VER = "03"
 
 
-def device_item(ctx: CloudContext, binding: Binding) -> dict[str, Any]:
-    """One entry of ``{"devices": [...]}``: the fields of the seed document, then the newer ones."""
+def device_item(
+    ctx: CloudContext, binding: Binding, *, show_proto_ver: bool = False, show_lan_prot_ver: bool = False
+) -> dict[str, Any]:
+    """One entry of ``{"devices": [...]}``: every DeviceItem field of §3.9 (``proto_ver`` and ``lan_prot_ver``
+    only when asked, as the query flags of the same names say), plus the MCU's versions."""
     device = binding.device
-    return {
+    settings = ctx.settings
+    item: dict[str, Any] = {
         "product_key": device.product_key,
+        "product_name": binding.product_name,
         "did": device.did,
         "mac": device.mac.lower(),
-        "is_online": device.is_online,
+        "is_online": ctx.bus.is_online(device.did),  # the bus applies the broker's events: fresher than any row
         "passcode": device.passcode,
-        "host": ctx.settings.mqtt_host,
-        "port": ctx.settings.mqtt_port,
+        "host": settings.mqtt_host,
+        "port": settings.mqtt_port,
+        "port_s": settings.mqtt_tls_port,
+        "ws_port": settings.ws_port,
+        "wss_port": settings.wss_port,
         "remark": binding.remark,
         "is_disabled": device.is_disabled or binding.is_disabled,
-        "type": "normal",
-        "product_name": binding.product_name,
+        "type": device.device_type,
         "dev_alias": binding.dev_alias,
-        "dev_label": [],
-        "role": "normal",
+        "dev_label": list(binding.dev_label),
+        "protoc": PROTOC_WIFI,
+        "wifi_soft_version": device.wifi_soft_version,
+        "mcu_soft_version": device.mcu_soft_version,
+        "mcu_hard_version": device.mcu_hard_version,
+        "is_sandbox": False,  # a self-hosted cloud is the production service of its products
+        "role": binding.role,
+        "mesh_id": "",  # no mesh networks, no sub-devices behind gateways here
+        "gw_did": "",
     }
+    if show_proto_ver:
+        item["proto_ver"] = PROTO_VER
+    if show_lan_prot_ver:
+        item["lan_prot_ver"] = LAN_PROT_VER
+    return item
 
 
 def _given(entry: dict[str, Any], name: str, max_len: int) -> str | None:
@@ -69,8 +103,25 @@ async def list_bindings(request: web.Request) -> web.Response:
     limit = query_count(request, "limit", 20, low=1, high=MAX_LIMIT)
     skip = query_count(request, "skip", 0, low=0, high=10**9)
     show_disabled = query_flag(request, "show_disabled")
-    found = await ctx.storage.list_bindings(user.uid, limit=limit, skip=skip, show_disabled=show_disabled)
-    return web.json_response({"devices": [device_item(ctx, binding) for binding in found]})
+    show_proto_ver = query_flag(request, "show_proto_ver")
+    show_lan_prot_ver = query_flag(request, "lan_prot_ver")
+    found = await ctx.storage.list_bindings(
+        user.uid, limit=limit, skip=skip, show_disabled=show_disabled, product_keys=app.product_keys
+    )
+    items = [
+        device_item(ctx, binding, show_proto_ver=show_proto_ver, show_lan_prot_ver=show_lan_prot_ver)
+        for binding in found
+    ]
+    return web.json_response({"devices": items})
+
+
+async def _served_device(ctx: CloudContext, app: App, did: str) -> Device | None:
+    """The device ``did`` if it exists and ``app`` serves its product, else None."""
+    try:
+        device = await ctx.storage.get_device(did)
+    except (NotFound, InvalidInput):
+        return None
+    return device if device.product_key in app.product_keys else None
 
 
 @routes.post("/app/bindings")
@@ -92,12 +143,8 @@ async def bind(request: web.Request) -> web.Response:
     success: list[str] = []
     failed: list[str] = []
     for did, passcode, remark, dev_alias in wanted:
-        try:
-            device = await ctx.storage.get_device(did)
-        except (NotFound, InvalidInput):
-            failed.append(did)
-            continue
-        if device.is_disabled or not safe_equal(device.passcode, passcode):
+        device = await _served_device(ctx, app, did)
+        if device is None or device.is_disabled or not safe_equal(device.passcode, passcode):
             failed.append(did)
             continue
         ctx.device_access.drop((user.uid, did))
@@ -105,6 +152,7 @@ async def bind(request: web.Request) -> web.Response:
         # now: a new remark or alias replaces the old one; one not sent is kept.
         await ctx.storage.bind(user.uid, did, remark, dev_alias=dev_alias, rebind=True)
         _LOGGER.info("user %s bound device %s", user.uid, did)
+        ctx.binding_events.binding_changed(user.uid, did, True)
         success.append(did)
     return web.json_response({"success": success, "failed": failed})
 
@@ -120,11 +168,56 @@ async def unbind(request: web.Request) -> web.Response:
     failed: list[str] = []
     for did in dids:
         ctx.device_access.drop((user.uid, did))
+        if await _served_device(ctx, app, did) is None:
+            failed.append(did)
+            continue
         try:
             await ctx.storage.unbind(user.uid, did)
         except (NotFound, InvalidInput):
             failed.append(did)
             continue
         _LOGGER.info("user %s unbound device %s", user.uid, did)
+        ctx.binding_events.binding_changed(user.uid, did, False)
         success.append(did)
     return web.json_response({"success": success, "failed": failed})
+
+
+def _labels(body: dict[str, Any]) -> list[str] | None:
+    labels = body.get("dev_label")
+    if labels is None:
+        return None
+    if not isinstance(labels, list) or len(labels) > MAX_LABELS:
+        raise invalid(f"dev_label must be a list of at most {MAX_LABELS} strings")
+    return [required_string({"dev_label": label}, "dev_label", max_len=MAX_LABEL_LEN) for label in labels]
+
+
+@routes.put("/app/bindings/{did:[^/]+}")  # any DID text reaches the handler: 9014, not a bare 404
+async def update_binding(request: web.Request) -> web.Response:
+    """§3.9: ``{"remark"?, "dev_alias"?, "dev_label"?}``, at least one; answers with the fields it set."""
+    ctx = context_of(request)
+    app = await require_app(request)
+    user = await require_user(request, app)
+    body = await json_object(request)
+    remark = _given(body, "remark", MAX_REMARK_LEN)
+    dev_alias = _given(body, "dev_alias", MAX_ALIAS_LEN)
+    labels = _labels(body)
+    if remark is None and dev_alias is None and labels is None:
+        raise invalid("give remark, dev_alias and/or dev_label")
+    did = request.match_info["did"]
+    device = await _served_device(ctx, app, did)
+    if device is None:
+        raise ApiError(Code.DEVICE_NOT_FOUND)
+    try:
+        binding = await ctx.storage.update_binding(
+            user.uid, device.did, remark=remark, dev_alias=dev_alias, dev_label=labels
+        )
+    except NotFound:
+        raise ApiError(Code.DEVICE_NOT_BOUND) from None
+    answer: dict[str, Any] = {}
+    if remark is not None:
+        answer["remark"] = binding.remark
+    if dev_alias is not None:
+        answer["dev_alias"] = binding.dev_alias
+    if labels is not None:
+        answer["dev_label"] = list(binding.dev_label)
+    return web.json_response(answer)

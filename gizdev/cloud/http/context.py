@@ -16,6 +16,7 @@ from gizdev.cloud.codes import CodeBook
 from gizdev.cloud.devicebus import DeviceBus
 from gizdev.cloud.messages import Sender
 from gizdev.cloud.products import ProductCache
+from gizdev.cloud.realtime import RealtimeHub, RealtimeSettings
 from gizdev.cloud.security import (
     DEFAULT_PASSWORD_POLICY,
     KDF_DEFAULT,
@@ -26,7 +27,7 @@ from gizdev.cloud.security import (
 from gizdev.cloud.storage import App, Device, Storage, User
 from gizdev.cloud.throttle import Throttle
 
-__all__ = ["CONTEXT", "BrokerAccounts", "CloudContext", "HttpSettings"]
+__all__ = ["CONTEXT", "BindingEvents", "BrokerAccounts", "CloudContext", "HttpSettings", "NoBindingEvents"]
 
 SESSION_CACHE_S = 1.0  # how long a token's lookup is trusted: a query per request cost a third of the throughput
 
@@ -39,6 +40,15 @@ class HttpSettings:
 
     mqtt_host: str = "127.0.0.1"  # what provisioning hands to devices (where they can reach the broker)
     mqtt_port: int = 1883
+    # What GET /app/bindings tells apps besides host/port (§3.9): the broker's TLS port (``port_s``), and the
+    # realtime API's ports, plain (this HTTP server's own port, where /ws/app/v1 is served) and TLS. 0: none (this
+    # cloud listens for TLS nowhere itself; a TLS proxy in front of it is announced with the serve options).
+    mqtt_tls_port: int = 0
+    ws_port: int = 0
+    wss_port: int = 0
+    # `gizdev cloud serve --refuse-plain-registration`: POST /dev/devices answers 9048, so that every new device
+    # gets an MQTT password of its own through the encrypted API (device_api.py).
+    refuse_plain_registration: bool = False
     password_policy: PasswordPolicy = DEFAULT_PASSWORD_POLICY
     kdf: KdfParams = KDF_DEFAULT
     token_lifetime_s: int = USER_TOKEN_LIFETIME_S
@@ -50,9 +60,23 @@ class HttpSettings:
 class BrokerAccounts(Protocol):
     """Where device MQTT logins are kept: the managed Mosquitto (an external broker's operator does this)."""
 
-    async def add_device(self, did: str, passcode: str, product_key: str) -> None: ...
+    async def add_device(self, did: str, password: str, product_key: str, *, hashed: bool = False) -> None: ...
 
     async def remove_device(self, did: str) -> bool: ...
+
+
+class BindingEvents(Protocol):
+    """Told by the bindings handlers when a user binds or unbinds a device (the realtime hub's
+    ``s2c_binding_changed``); called on the handler's task, so it must return at once."""
+
+    def binding_changed(self, uid: str, did: str, bound: bool) -> None: ...
+
+
+class NoBindingEvents:
+    """Nobody listens (an HTTP application without the realtime API)."""
+
+    def binding_changed(self, uid: str, did: str, bound: bool) -> None:
+        return None
 
 
 @dataclass
@@ -66,6 +90,9 @@ class CloudContext:
     accounts: BrokerAccounts | None = None
     settings: HttpSettings = field(default_factory=HttpSettings)
     clock: Callable[[], float] = time.time
+    binding_events: BindingEvents = field(default_factory=NoBindingEvents)
+    realtime: RealtimeHub | None = None  # the WebSocket API's clients; None: no /ws/app/v1
+    realtime_settings: RealtimeSettings = field(default_factory=RealtimeSettings)
     hashing: asyncio.Semaphore = field(init=False)  # settings.hash_concurrency password hashes at once
     codes: CodeBook = field(init=False)  # one-time codes in the storage
     throttle: Throttle = field(init=False)  # abuse counters in the storage

@@ -3,6 +3,9 @@
 Checks, in order: the form (9015), the device (9014), disabled (9023), the binding (9017), the values against the
 product's schema (9029 no data points, 9025 a bad value), online (9042), then the publish (9021). Everything is
 validated before anything is sent, so a request with one bad value sends nothing.
+
+The checks are functions of their own (:func:`accessible_device`, :func:`attrs_p0`, :func:`deliver`): the realtime
+WebSocket API's ``c2s_write``/``c2s_read``/``c2s_raw`` make the same ones, with the same codes.
 """
 
 from __future__ import annotations
@@ -10,18 +13,20 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from aiohttp import web
 
 from gizdev.cloud.errors import ApiError, Code
-from gizdev.cloud.http.auth import require_app, require_user
+from gizdev.cloud.http.auth import check_served, require_app, require_user
 from gizdev.cloud.http.context import CloudContext, context_of
 from gizdev.cloud.http.forms import invalid, json_object
-from gizdev.cloud.storage import Device, InvalidInput, NotFound
+from gizdev.cloud.storage import App, Device, InvalidInput, NotFound
+from gizdev.codec.envelope import BusinessCmd, encode_envelope
 from gizdev.errors import BrokerError, CodecError
 
-__all__ = ["MAX_RAW_BYTES", "app_client_id", "routes"]
+__all__ = ["MAX_RAW_BYTES", "accessible_device", "app_client_id", "attrs_p0", "deliver", "raw_bytes", "routes"]
 
 _LOGGER = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -41,7 +46,30 @@ async def lookup_device(ctx: CloudContext, did: str) -> Device:
         raise ApiError(Code.DEVICE_NOT_FOUND) from None
 
 
-async def _attrs_p0(ctx: CloudContext, device: Device, attrs: object) -> bytes:
+async def accessible_device(ctx: CloudContext, app: App, uid: str, did: str) -> Device:
+    """The device ``did`` if ``uid`` of ``app`` may use it: 9014 no such device (or not of a product ``app``
+    serves), 9023 disabled, 9017 not bound to ``uid``."""
+    key = (uid, did)
+    access = ctx.device_access.get(key)
+    if access is None:
+        try:
+            access = await ctx.storage.device_for_user(*key)
+        except (NotFound, InvalidInput):
+            raise ApiError(Code.DEVICE_NOT_FOUND) from None
+        ctx.device_access.put(key, access)
+    device, bound = access
+    check_served(app, device.product_key)  # before anything that tells the device exists
+    # Disabled first: disabling a device also disables its bindings, so the binding check would hide it.
+    if device.is_disabled:
+        raise ApiError(Code.DEVICE_DISABLED)
+    if not bound:
+        raise ApiError(Code.DEVICE_NOT_BOUND)
+    return device
+
+
+async def attrs_p0(ctx: CloudContext, device: Device, attrs: object) -> bytes:
+    """The P0 write (action 0x01) of app values for the device's product: 9015 not an object, 9029 no data points,
+    9025 a value the product's codec refuses."""
     if not isinstance(attrs, dict) or not attrs:
         raise invalid("attrs must be a non-empty object of data point values")
     codec = await ctx.products.get(device.product_key)
@@ -53,7 +81,8 @@ async def _attrs_p0(ctx: CloudContext, device: Device, attrs: object) -> bytes:
         raise ApiError(Code.ATTR_INVALID, str(exc)[:300]) from None
 
 
-def _raw_p0(raw: object, coding: object) -> bytes:
+def raw_bytes(raw: object, coding: object) -> bytes:
+    """The bytes of a ``raw`` field: a list of 0-255, or a hex/base64 string with ``binary_coding``; 9015 if not."""
     if coding is None:
         if not isinstance(raw, list):
             raise invalid("raw must be a list of bytes (or a string with binary_coding hex or base64)")
@@ -80,6 +109,19 @@ def _raw_p0(raw: object, coding: object) -> bytes:
     return data
 
 
+async def deliver(ctx: CloudContext, device: Device, uid: str, frames: Sequence[bytes], client_id: str) -> None:
+    """Publish whole business frames to the device, which must be online (9042); 9021 if the broker is away.
+    The user counts as an app online for the device (0x0210)."""
+    if not ctx.bus.is_online(device.did):  # the bus applies the broker's events: fresher than any row
+        raise ApiError(Code.DEVICE_OFFLINE)
+    try:
+        for frame in frames:
+            await ctx.bus.send_frame(device.did, frame, client_id)
+    except BrokerError as exc:
+        raise ApiError(Code.SEND_COMMAND_FAILED, "the broker is not reachable") from exc
+    ctx.bus.activity.record(device.did, uid)
+
+
 @routes.post("/app/control/{did:[^/]+}")  # any DID text reaches the handler: 9014, not aiohttp's bare 404
 async def control(request: web.Request) -> web.Response:
     ctx = context_of(request)
@@ -88,31 +130,12 @@ async def control(request: web.Request) -> web.Response:
     body: dict[str, Any] = await json_object(request)
     if "attrs" not in body and "raw" not in body:
         raise invalid("give attrs or raw")
-    raw = _raw_p0(body["raw"], body.get("binary_coding")) if "raw" in body else None
-    key = (user.uid, request.match_info["did"])
-    access = ctx.device_access.get(key)
-    if access is None:
-        try:
-            access = await ctx.storage.device_for_user(*key)
-        except (NotFound, InvalidInput):
-            raise ApiError(Code.DEVICE_NOT_FOUND) from None
-        ctx.device_access.put(key, access)
-    device, bound = access
-    # Disabled first: disabling a device also disables its bindings, so the binding check would hide it.
-    if device.is_disabled:
-        raise ApiError(Code.DEVICE_DISABLED)
-    if not bound:
-        raise ApiError(Code.DEVICE_NOT_BOUND)
-    frames = [await _attrs_p0(ctx, device, body["attrs"])] if "attrs" in body else []
+    raw = raw_bytes(body["raw"], body.get("binary_coding")) if "raw" in body else None
+    device = await accessible_device(ctx, app, user.uid, request.match_info["did"])
+    p0s = [await attrs_p0(ctx, device, body["attrs"])] if "attrs" in body else []
     if raw is not None:
-        frames.append(raw)
-    if not ctx.bus.is_online(device.did):  # the bus applies the broker's events: fresher than any row
-        raise ApiError(Code.DEVICE_OFFLINE)
-    try:
-        for p0 in frames:
-            await ctx.bus.send_control(device.did, p0, app_client_id(user.uid))
-    except BrokerError as exc:
-        raise ApiError(Code.SEND_COMMAND_FAILED, "the broker is not reachable") from exc
-    ctx.bus.activity.record(device.did, user.uid)
-    _LOGGER.debug("user %s controlled %s: %s", user.uid, device.did, " ".join(p0.hex() for p0 in frames))
+        p0s.append(raw)
+    frames = [encode_envelope(BusinessCmd.TRANSMIT, p0) for p0 in p0s]
+    await deliver(ctx, device, user.uid, frames, app_client_id(user.uid))
+    _LOGGER.debug("user %s controlled %s: %s", user.uid, device.did, " ".join(p0.hex() for p0 in p0s))
     return web.json_response({})

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gizdev.cloud.errors import ApiError, Code
-from gizdev.cloud.http.auth import optional_user, require_app
+from gizdev.cloud.http.auth import check_served, optional_user, require_app
 from gizdev.cloud.http.context import context_of
 from gizdev.cloud.http.control import lookup_device
 from gizdev.cloud.http.forms import invalid
@@ -27,6 +27,7 @@ async def latest(request: web.Request) -> web.Response:
     # valid and the device bound to its user.
     user = await optional_user(request, app)
     device = await lookup_device(ctx, request.match_info["did"])
+    check_served(app, device.product_key)  # without a token, the app's products are all that guards the data
     if user is not None:
         if not await ctx.storage.is_bound(user.uid, device.did):
             raise ApiError(Code.DEVICE_NOT_BOUND)

@@ -4,6 +4,19 @@ Bodies are form-encoded both ways. GAgent reads the reply with one ``recv`` into
 (``did=`` then 22 characters; ``host=`` up to ``&``, ``port=`` up to ``&``), so replies are short, form-encoded and
 ``port`` is never the last parameter. Errors answer with the Open API error body and status (9015, 9014, ...),
 which GAgent treats as "not 201/200".
+
+MQTT passwords. A device of the plain API logs in to the broker with its passcode (the vendor's rule, §1.4), and
+the passcode is what every bound user reads in ``GET /app/bindings``: any of them can log in as the device. A
+device registered through the encrypted API therefore gets a password of its own, made by the cloud (96 random
+bits) and sent sealed with the product secret in the registration reply, after the DID:
+``hex(AES(did=<did>&mqtt_password=<password>))``. The field ``mqtt_password`` is ours (no source shows the
+vendor's reply carrying one): a client of the encrypted API that ignores it cannot log in. Each encrypted
+registration issues a new password (a device that lost its state registers again and gets one); the cloud keeps
+only the broker's digest of it. ``HttpSettings.refuse_plain_registration`` refuses ``POST /dev/devices`` (9048).
+
+OTA checks (``POST /dev/ota/v4.1/update_and_check/<did>``) carry the versions of the module (``type=1``) and of
+the MCU (``type=2``, its hardware and software version from the MCU's device info): they are kept for the
+bindings list (``wifi_soft_version``, ``mcu_soft_version``, ``mcu_hard_version``). There is no firmware to offer.
 """
 
 from __future__ import annotations
@@ -13,12 +26,14 @@ from urllib.parse import parse_qsl, urlencode
 
 from aiohttp import web
 
+from gizdev.cloud.broker.files import hash_password
 from gizdev.cloud.errors import ApiError, Code
 from gizdev.cloud.http.context import CloudContext, context_of
 from gizdev.cloud.http.forms import form_fields, invalid
+from gizdev.cloud.security import new_mqtt_password, safe_equal
 from gizdev.cloud.storage import Device, InvalidInput, NotFound, Registration
 from gizdev.errors import ConfigError
-from gizdev.protocol.device_api import decrypt_form, encrypt_form
+from gizdev.protocol.device_api import MQTT_PASSWORD_FIELD, OTA_TYPE_MCU, OTA_TYPE_WIFI, decrypt_form, encrypt_form
 
 __all__ = ["routes"]
 
@@ -33,10 +48,26 @@ def _form_reply(text: str, status: int = 200) -> web.Response:
     return web.Response(status=status, body=text.encode("ascii"), content_type=FORM_TYPE)
 
 
-async def _register(ctx: CloudContext, mac: str, product_key: str, passcode: str, *, encrypted: bool) -> Registration:
-    registration = await ctx.storage.register_device(mac, product_key, passcode, encrypted=encrypted)
+async def _register(
+    ctx: CloudContext,
+    mac: str,
+    product_key: str,
+    passcode: str,
+    *,
+    mqtt_password: str | None = None,
+    device_type: str = "normal",
+) -> Registration:
+    """Register (encrypted when the device gets ``mqtt_password``) and open the broker to it."""
+    encrypted = mqtt_password is not None
+    digest = None if mqtt_password is None else hash_password(mqtt_password)
+    registration = await ctx.storage.register_device(
+        mac, product_key, passcode, encrypted=encrypted, device_type=device_type, mqtt_password_hash=digest
+    )
     if ctx.accounts is not None:
-        await ctx.accounts.add_device(registration.did, passcode, product_key)
+        if digest is None:
+            await ctx.accounts.add_device(registration.did, passcode, product_key)
+        else:
+            await ctx.accounts.add_device(registration.did, digest, product_key, hashed=True)
     _LOGGER.info(
         "device %s %s (mac %s, product %s%s)",
         registration.did,
@@ -70,7 +101,12 @@ async def register(request: web.Request) -> web.Response:
     for name in ("passcode", "mac", "product_key"):
         if not form.get(name):
             raise invalid(f"{name} is required")
-    registration = await _register(ctx, form["mac"], form["product_key"], form["passcode"], encrypted=False)
+    if ctx.settings.refuse_plain_registration:
+        raise ApiError(
+            Code.DEVICE_ENCRYPT_ENABLED,
+            "this cloud registers devices through the encrypted device API only: POST /dev/{product_key}/device",
+        )
+    registration = await _register(ctx, form["mac"], form["product_key"], form["passcode"])
     return _form_reply(f"did={registration.did}", status=201)
 
 
@@ -150,10 +186,15 @@ async def register_sealed(request: web.Request) -> web.Response:
     for name in ("mac", "passcode"):
         if not fields.get(name):
             raise invalid(f"data: {name} is required")
-    if fields.get("type", "normal") not in DEVICE_TYPES:
+    device_type = fields.get("type", "normal")
+    if device_type not in DEVICE_TYPES:
         raise invalid(f"data: type must be one of {', '.join(DEVICE_TYPES)}")
-    registration = await _register(ctx, fields["mac"], product_key, fields["passcode"], encrypted=True)
-    return _form_reply(encrypt_form(secret, f"did={registration.did}"), status=201)
+    password = new_mqtt_password()
+    registration = await _register(
+        ctx, fields["mac"], product_key, fields["passcode"], mqtt_password=password, device_type=device_type
+    )
+    reply = urlencode({"did": registration.did, MQTT_PASSWORD_FIELD: password})  # did first: parsers search it
+    return _form_reply(encrypt_form(secret, reply), status=201)
 
 
 @routes.get("/dev/{product_key}/device")
@@ -171,15 +212,25 @@ async def provision_sealed(request: web.Request) -> web.Response:
     return _form_reply(encrypt_form(secret, _provision_text(ctx)))
 
 
-# -- OTA: this cloud has no firmware to offer -------------------------------------------------------------------
+# -- OTA: the device's versions are kept; this cloud has no firmware to offer ----------------------------------
+
+_OTA_PARTS = {str(OTA_TYPE_WIFI): False, str(OTA_TYPE_MCU): True}  # the form's type -> "is it the MCU's?"
 
 
-@routes.post("/dev/ota/v4.1/update_and_check/{did}")
+@routes.post("/dev/ota/v4.1/update_and_check/{did:[^/]+}")
 async def ota_check(request: web.Request) -> web.Response:
+    ctx = context_of(request)
+    form = await form_fields(request)
+    for name in ("passcode", "type", "hard_version", "soft_version"):
+        if not form.get(name):
+            raise invalid(f"{name} is required")
+    if form["type"] not in _OTA_PARTS:
+        raise invalid(f"type must be {OTA_TYPE_WIFI} (the module) or {OTA_TYPE_MCU} (the MCU)")
+    device = await _usable_device(ctx, request.match_info["did"])
+    if not safe_equal(device.passcode, form["passcode"]):
+        raise ApiError(Code.DID_PASSCODE_INVALID)
+    await ctx.storage.record_versions(  # a version that is not a plain identifier: InvalidInput, 9015
+        device.did, mcu=_OTA_PARTS[form["type"]], hard_version=form["hard_version"], soft_version=form["soft_version"]
+    )
     # GAgent treats any non-200 as "no update" and goes on to MQTT (gagent-wire-observations §2, step 3-4).
-    await read_and_discard(request)
     return web.Response(status=404, text="no firmware update", content_type="text/plain")
-
-
-async def read_and_discard(request: web.Request) -> None:
-    await form_fields(request)

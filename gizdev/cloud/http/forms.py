@@ -16,6 +16,7 @@ __all__ = [
     "form_fields",
     "json_object",
     "optional_string",
+    "parse_json_object",
     "query_count",
     "query_flag",
     "read_body",
@@ -54,17 +55,22 @@ def _depth(value: Any, level: int = 0) -> int:
 
 async def json_object(request: web.Request) -> dict[str, Any]:
     """The body as a JSON object; 9015 for anything else (bad UTF-8, bad JSON, NaN, not an object, too deep)."""
-    body = await read_body(request)
-    if not body.strip():
-        raise invalid("the body must be a JSON object")
+    return parse_json_object(await read_body(request), "the body")
+
+
+def parse_json_object(data: bytes | str, what: str) -> dict[str, Any]:
+    """``data`` as a JSON object (a request body, a WebSocket message); 9015 naming ``what`` for anything else."""
+    if not data.strip():
+        raise invalid(f"{what} must be a JSON object")
     try:
-        document = json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        document = json.loads(text, parse_constant=_reject_constant)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise invalid(f"the body is not valid JSON: {str(exc)[:120]}") from None
+        raise invalid(f"{what} is not valid JSON: {str(exc)[:120]}") from None
     if not isinstance(document, dict):
-        raise invalid("the body must be a JSON object")
+        raise invalid(f"{what} must be a JSON object")
     if _depth(document) > MAX_JSON_DEPTH:
-        raise invalid(f"the body is nested deeper than {MAX_JSON_DEPTH} levels")
+        raise invalid(f"{what} is nested deeper than {MAX_JSON_DEPTH} levels")
     return document
 
 

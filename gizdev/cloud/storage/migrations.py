@@ -191,10 +191,65 @@ def _accounts(conn: sa.Connection) -> None:
     md.create_all(conn, checkfirst=False)
 
 
+# --- step 4: who may reach a device, and what the bindings list tells about it ---------------------------------------
+
+
+def _access_and_device_facts(conn: sa.Connection) -> None:
+    """Apps are linked to the products they serve; devices keep their type, MQTT password digest and versions;
+    bindings their role and labels.
+
+    Existing apps keep working: every app is linked to every product that exists at migration, which is what they
+    could reach before (any app id reached any device). An operator narrows that afterwards with
+    ``gizdev cloud app unlink``. Existing devices keep their passcode as MQTT password (``mqtt_password_hash`` NULL)
+    until they register through the encrypted API again. The first binding of each device (lowest id, i.e. the
+    oldest) becomes its ``special`` binder, the others ``normal``.
+    """
+    for table, column, kind, default in (
+        ("devices", "device_type", "VARCHAR(16)", "'normal'"),
+        ("devices", "mqtt_password_hash", "VARCHAR(256)", None),
+        ("devices", "wifi_hard_version", "VARCHAR(16)", "''"),
+        ("devices", "wifi_soft_version", "VARCHAR(16)", "''"),
+        ("devices", "mcu_hard_version", "VARCHAR(16)", "''"),
+        ("devices", "mcu_soft_version", "VARCHAR(16)", "''"),
+        ("bindings", "role", "VARCHAR(16)", "'normal'"),
+        ("bindings", "dev_label_json", "TEXT", "'[]'"),
+    ):
+        rest = "" if default is None else f" NOT NULL DEFAULT {default}"
+        conn.execute(sa.text(f"ALTER TABLE {table} ADD COLUMN {column} {kind}{rest}"))
+    conn.execute(
+        sa.text("UPDATE bindings SET role = 'special' WHERE id IN (SELECT MIN(id) FROM bindings GROUP BY did)")
+    )
+    md = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    sa.Table("apps", md, sa.Column("appid", sa.String(64), primary_key=True))
+    sa.Table("products", md, sa.Column("product_key", sa.String(32), primary_key=True))
+    links = sa.Table(
+        "app_products",
+        md,
+        sa.Column("appid", sa.String(64), sa.ForeignKey("apps.appid", ondelete="CASCADE"), primary_key=True),
+        sa.Column("product_key", sa.String(32), sa.ForeignKey("products.product_key"), primary_key=True),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.Index(None, "product_key"),
+    )
+    links.create(conn)
+    conn.execute(
+        sa.text(
+            "INSERT INTO app_products (appid, product_key, created_at)"
+            " SELECT apps.appid, products.product_key, :now FROM apps CROSS JOIN products"
+        ),
+        {"now": int(time.time())},
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables: apps, products, devices, users, tokens, bindings, latest_data", _initial_tables),
     Migration(2, "users.is_disabled", _users_is_disabled),
     Migration(3, "users: email, phone, profile; one_time_codes; throttle_hits", _accounts),
+    Migration(
+        4,
+        "app_products (existing apps linked to every existing product); devices: type, MQTT password digest, "
+        "versions; bindings: role, labels",
+        _access_and_device_facts,
+    ),
 )
 
 

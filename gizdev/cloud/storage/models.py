@@ -16,6 +16,8 @@ class App:
     appsecret: str
     name: str
     created_at: int
+    # The products whose devices this app may reach (schema version 4; `gizdev cloud app link`).
+    product_keys: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +43,14 @@ class Device:
     online_changed_at: int | None
     broker_client_id: str | None
     broker_peer: str | None
+    device_type: str = "normal"  # or "center_control" (the encrypted registration's `type`)
+    # The broker's digest of the MQTT password the cloud gave the device at its encrypted registration; None: the
+    # MQTT password is the passcode (the plain API's rule, cloud protocol §1.4).
+    mqtt_password_hash: str | None = None
+    wifi_hard_version: str = ""  # reported in the OTA checks (type 1: the module, type 2: the MCU); "" until then
+    wifi_soft_version: str = ""
+    mcu_hard_version: str = ""
+    mcu_soft_version: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +106,8 @@ class Binding:
     created_at: int
     device: Device
     product_name: str
+    role: str = "normal"  # "special" for the device's first binder (Open API §3.9 Roles)
+    dev_label: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

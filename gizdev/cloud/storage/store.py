@@ -25,7 +25,8 @@ Encrypted registration (§1.3, ``POST /dev/<product_key>/device``: "Once a devic
 fixed, re-registration returns the same DID, and the plain register/provision/DELETE endpoints are refused for it"):
 
 4. an enabled encrypted device with this MAC and product exists → its DID is returned; a new passcode replaces the
-   stored one (the device is the one that knows its passcode, and it is its MQTT password, §1.4);
+   stored one (the device is the one that knows its passcode), and so does the digest of the new MQTT password the
+   cloud gave it in this registration's reply (``gizdev.cloud.http.device_api``);
 5. otherwise an enabled plain device with this passcode is converted to encrypted and its DID returned; otherwise a
    new encrypted device is created;
 6. a plain registration while an enabled encrypted device exists for the MAC and product is refused with
@@ -39,9 +40,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol
@@ -68,6 +70,7 @@ from gizdev.cloud.storage.errors import (
 from gizdev.cloud.storage.migrations import current_version, migrate
 from gizdev.cloud.storage.models import App, Binding, Device, LatestData, Product, Registration, Token, User
 from gizdev.cloud.storage.tables import (
+    app_products,
     apps,
     bindings,
     devices,
@@ -115,6 +118,13 @@ MAX_APPSECRET_LEN = 128
 MAX_CLIENT_ID_LEN = 64
 MAX_PEER_LEN = 128
 MAX_PAGE = 1000  # largest limit a list call accepts
+MAX_LABELS = 20  # dev_label entries per binding (PUT /app/bindings/{did})
+MAX_LABEL_LEN = 64
+MAX_PASSWORD_DIGEST_LEN = 256
+DEVICE_TYPES = ("normal", "center_control")  # what the encrypted registration's `type` may say (§1.3)
+# What a device reports as hard_version/soft_version in its OTA checks: GAgent sends 8 characters ("04020006",
+# "000LINUX"); a little more is allowed, nothing that is not a plain identifier.
+VERSION = (re.compile(r"[A-Za-z0-9._-]{1,16}"), "1-16 letters, digits, '.', '_' or '-'")
 MAX_SKIP = 10**9
 
 
@@ -140,6 +150,12 @@ def _device(row: sa.Row[Any]) -> Device:
         online_changed_at=None if m["online_changed_at"] is None else int(m["online_changed_at"]),
         broker_client_id=m["broker_client_id"],
         broker_peer=m["broker_peer"],
+        device_type=m["device_type"],
+        mqtt_password_hash=m["mqtt_password_hash"],
+        wifi_hard_version=m["wifi_hard_version"],
+        wifi_soft_version=m["wifi_soft_version"],
+        mcu_hard_version=m["mcu_hard_version"],
+        mcu_soft_version=m["mcu_soft_version"],
     )
 
 
@@ -165,9 +181,15 @@ def _user(row: sa.Row[Any]) -> User:
     )
 
 
-def _app(row: sa.Row[Any]) -> App:
+def _app(row: sa.Row[Any], product_keys: frozenset[str] = frozenset()) -> App:
     m = row._mapping
-    return App(appid=m["appid"], appsecret=m["appsecret"], name=m["name"], created_at=int(m["created_at"]))
+    return App(
+        appid=m["appid"],
+        appsecret=m["appsecret"],
+        name=m["name"],
+        created_at=int(m["created_at"]),
+        product_keys=product_keys,
+    )
 
 
 def _product(row: sa.Row[Any]) -> Product:
@@ -206,6 +228,8 @@ _BINDING_SELECT = (
         bindings.c.dev_alias.label("b_dev_alias"),
         bindings.c.is_disabled.label("b_is_disabled"),
         bindings.c.created_at.label("b_created_at"),
+        bindings.c.role.label("b_role"),
+        bindings.c.dev_label_json.label("b_dev_label_json"),
         products.c.name.label("product_name"),
         *devices.c,
     )
@@ -246,6 +270,8 @@ def _binding(row: sa.Row[Any]) -> Binding:
         created_at=int(m["b_created_at"]),
         device=_device(row),
         product_name=m["product_name"],
+        role=m["b_role"],
+        dev_label=tuple(json.loads(m["b_dev_label_json"])),
     )
 
 
@@ -369,33 +395,84 @@ class Storage:
 
     # --- apps ------------------------------------------------------------------------------------------------------
 
-    async def add_app(self, appid: str, appsecret: str, name: str = "") -> App:
-        """Create an application (the ``X-Gizwits-Application-Id`` an app sends)."""
+    async def add_app(self, appid: str, appsecret: str, name: str = "", product_keys: Iterable[str] = ()) -> App:
+        """Create an application (the ``X-Gizwits-Application-Id`` an app sends) serving ``product_keys``."""
         appid = v.text("appid", appid, max_len=64, pattern=v.APPID)
         appsecret = v.text("appsecret", appsecret, max_len=MAX_APPSECRET_LEN, pattern=v.PRINTABLE)
         name = v.text("name", name, max_len=MAX_NAME_LEN, min_len=0)
-        app = App(appid=appid, appsecret=appsecret, name=name, created_at=self._now())
+        if isinstance(product_keys, str):
+            raise InvalidInput("product_keys", "must be a collection of product keys, not one string")
+        keys = frozenset(v.text("product_key", key, max_len=32, pattern=v.PRODUCT_KEY) for key in product_keys)
+        now = self._now()
         async with self._transaction(write=True) as conn:
             if (await conn.execute(sa.select(apps.c.appid).where(apps.c.appid == appid))).first() is not None:
                 raise AlreadyExists("app", "appid", appid)
-            stmt = sa.insert(apps).values(appid=appid, appsecret=appsecret, name=name, created_at=app.created_at)
+            stmt = sa.insert(apps).values(appid=appid, appsecret=appsecret, name=name, created_at=now)
             await self._insert(conn, stmt, AlreadyExists("app", "appid", appid))
-        return app
+            for key in sorted(keys):
+                await self._link_in(conn, appid, key, now)
+        return App(appid=appid, appsecret=appsecret, name=name, created_at=now, product_keys=keys)
 
-    async def get_app(self, appid: str) -> App:
-        """The application ``appid``; :class:`NotFound` if there is none."""
-        appid = v.text("appid", appid, max_len=64, pattern=v.APPID)
-        async with self._transaction(write=False) as conn:
-            row = (await conn.execute(sa.select(apps).where(apps.c.appid == appid))).first()
+    @staticmethod
+    async def _product_keys_in(conn: _Conn, appid: str) -> frozenset[str]:
+        query = sa.select(app_products.c.product_key).where(app_products.c.appid == appid)
+        return frozenset(row[0] for row in (await conn.execute(query)).all())
+
+    @staticmethod
+    async def _link_in(conn: _Conn, appid: str, product_key: str, now: int) -> bool:
+        query = sa.select(products.c.product_key).where(products.c.product_key == product_key)
+        if (await conn.execute(query)).first() is None:
+            raise NotFound("product", product_key)
+        linked = sa.select(app_products.c.appid).where(
+            app_products.c.appid == appid, app_products.c.product_key == product_key
+        )
+        if (await conn.execute(linked)).first() is not None:
+            return False
+        await conn.execute(sa.insert(app_products).values(appid=appid, product_key=product_key, created_at=now))
+        return True
+
+    async def _app_in(self, conn: _Conn, appid: str) -> App:
+        row = (await conn.execute(sa.select(apps).where(apps.c.appid == appid))).first()
         if row is None:
             raise NotFound("app", appid)
-        return _app(row)
+        return _app(row, await self._product_keys_in(conn, appid))
+
+    async def get_app(self, appid: str) -> App:
+        """The application ``appid`` with the products it serves; :class:`NotFound` if there is none."""
+        appid = v.text("appid", appid, max_len=64, pattern=v.APPID)
+        async with self._transaction(write=False) as conn:
+            return await self._app_in(conn, appid)
 
     async def list_apps(self) -> list[App]:
-        """Every application, oldest first."""
+        """Every application with the products it serves, oldest first."""
         async with self._transaction(write=False) as conn:
             rows = (await conn.execute(sa.select(apps).order_by(apps.c.created_at, apps.c.appid))).all()
-        return [_app(row) for row in rows]
+            links = (await conn.execute(sa.select(app_products.c.appid, app_products.c.product_key))).all()
+        served: dict[str, set[str]] = {}
+        for link in links:
+            served.setdefault(link.appid, set()).add(link.product_key)
+        return [_app(row, frozenset(served.get(row._mapping["appid"], ()))) for row in rows]
+
+    async def link_app_product(self, appid: str, product_key: str, *, linked: bool = True) -> App:
+        """Let app ``appid`` reach the devices of ``product_key`` (``linked=False``: no longer); the app after it.
+
+        Linking a linked product or unlinking an unlinked one changes nothing. :class:`NotFound` for an unknown app
+        or (when linking) product.
+        """
+        appid = v.text("appid", appid, max_len=64, pattern=v.APPID)
+        product_key = v.text("product_key", product_key, max_len=32, pattern=v.PRODUCT_KEY)
+        linked = v.flag("linked", linked)
+        async with self._transaction(write=True) as conn:
+            await self._app_in(conn, appid)
+            if linked:
+                await self._link_in(conn, appid, product_key, self._now())
+            else:
+                await conn.execute(
+                    sa.delete(app_products).where(
+                        app_products.c.appid == appid, app_products.c.product_key == product_key
+                    )
+                )
+            return await self._app_in(conn, appid)
 
     # --- products --------------------------------------------------------------------------------------------------
 
@@ -448,13 +525,32 @@ class Storage:
     # --- devices ---------------------------------------------------------------------------------------------------
 
     async def register_device(
-        self, mac: str, product_key: str, passcode: str, *, encrypted: bool = False
+        self,
+        mac: str,
+        product_key: str,
+        passcode: str,
+        *,
+        encrypted: bool = False,
+        device_type: str = "normal",
+        mqtt_password_hash: str | None = None,
     ) -> Registration:
-        """Register a device (``POST /dev/devices``, or §1.3 when ``encrypted``); see the module docstring's rule."""
+        """Register a device (``POST /dev/devices``, or §1.3 when ``encrypted``); see the module docstring's rule.
+
+        ``mqtt_password_hash`` (encrypted registrations only) is the broker's digest of the MQTT password the cloud
+        hands the device in its reply; it replaces the device's earlier one. None: the passcode is the password.
+        """
         mac = v.text("mac", mac, max_len=12, pattern=v.MAC).upper()
         product_key = v.text("product_key", product_key, max_len=32, pattern=v.PRODUCT_KEY)
         passcode = v.text("passcode", passcode, max_len=16, pattern=v.PASSCODE)
         encrypted = v.flag("encrypted", encrypted)
+        if device_type not in DEVICE_TYPES:
+            raise InvalidInput("device_type", f"must be one of {', '.join(DEVICE_TYPES)}")
+        if mqtt_password_hash is not None:
+            mqtt_password_hash = v.text(
+                "mqtt_password_hash", mqtt_password_hash, max_len=MAX_PASSWORD_DIGEST_LEN, pattern=v.PRINTABLE
+            )
+            if not encrypted:
+                raise InvalidInput("mqtt_password_hash", "only an encrypted registration gets its own MQTT password")
         now = self._now()
         async with self._transaction(write=True) as conn:
             lock_product = (
@@ -478,14 +574,17 @@ class Storage:
             else:
                 keep = sealed or same  # rule 4, then rule 5
                 if keep is not None:
-                    if keep.passcode != passcode or not keep.encrypted:
-                        await conn.execute(
-                            sa.update(devices)
-                            .where(devices.c.did == keep.did)
-                            .values(passcode=passcode, encrypted=True)
+                    await conn.execute(
+                        sa.update(devices)
+                        .where(devices.c.did == keep.did)
+                        .values(
+                            passcode=passcode,
+                            encrypted=True,
+                            device_type=device_type,
+                            mqtt_password_hash=mqtt_password_hash,
                         )
-                        keep = await self._device_in(conn, keep.did)
-                    return Registration(keep, created=False)
+                    )
+                    return Registration(await self._device_in(conn, keep.did), created=False)
             did = new_did()  # rules 2, 3 and the rest of 5
             await conn.execute(
                 sa.insert(devices).values(
@@ -501,6 +600,8 @@ class Storage:
                     online_changed_at=None,
                     broker_client_id=None,
                     broker_peer=None,
+                    device_type=device_type,
+                    mqtt_password_hash=mqtt_password_hash,
                 )
             )
             return Registration(await self._device_in(conn, did), created=True)
@@ -562,6 +663,23 @@ class Storage:
                 return device
             await conn.execute(sa.update(devices).where(devices.c.did == did).values(is_disabled=True))
             await conn.execute(sa.update(bindings).where(bindings.c.did == did).values(is_disabled=True))
+            return await self._device_in(conn, did)
+
+    async def record_versions(self, did: str, *, mcu: bool, hard_version: str, soft_version: str) -> Device:
+        """Keep the versions a device reported in an OTA check: the MCU's (``mcu``) or its module's; the device."""
+        did = v.text("did", did, max_len=DID_LEN, pattern=v.DID)
+        mcu = v.flag("mcu", mcu)
+        hard_version = v.text("hard_version", hard_version, max_len=16, pattern=VERSION)
+        soft_version = v.text("soft_version", soft_version, max_len=16, pattern=VERSION)
+        part = "mcu" if mcu else "wifi"
+        async with self._transaction(write=True) as conn:
+            result = await conn.execute(
+                sa.update(devices)
+                .where(devices.c.did == did)
+                .values({f"{part}_hard_version": hard_version, f"{part}_soft_version": soft_version})
+            )
+            if result.rowcount == 0:
+                raise NotFound("device", did)
             return await self._device_in(conn, did)
 
     async def set_online(
@@ -966,6 +1084,9 @@ class Storage:
                         sa.update(bindings).where(bindings.c.uid == uid, bindings.c.did == did).values(**changes)
                     )
                 return await self._binding_in(conn, uid, did)
+            special = sa.select(bindings.c.id).where(
+                bindings.c.did == did, bindings.c.role == "special", bindings.c.is_disabled.is_(False)
+            )
             stmt = sa.insert(bindings).values(
                 uid=uid,
                 did=did,
@@ -973,6 +1094,10 @@ class Storage:
                 dev_alias=changes.get("dev_alias", ""),
                 is_disabled=False,
                 created_at=now,
+                # §3.9 Roles: the first binder is "special", later ones "normal"; when the special binder has
+                # gone, the next one to bind takes its place.
+                role="normal" if (await conn.execute(special)).first() is not None else "special",
+                dev_label_json="[]",
             )
             await self._insert(conn, stmt, AlreadyExists("binding", "did", did))
             return await self._binding_in(conn, uid, did)
@@ -986,9 +1111,16 @@ class Storage:
         return _binding(row)
 
     async def update_binding(
-        self, uid: str, did: str, *, remark: str | None = None, dev_alias: str | None = None
+        self,
+        uid: str,
+        did: str,
+        *,
+        remark: str | None = None,
+        dev_alias: str | None = None,
+        dev_label: Sequence[str] | None = None,
     ) -> Binding:
-        """Change a binding's remark and/or alias (``PUT /app/bindings/{did}``); :class:`NotFound` if not bound."""
+        """Change a binding's remark, alias and/or labels (``PUT /app/bindings/{did}``); :class:`NotFound` if not
+        bound (or only through a disabled binding)."""
         uid = v.text("uid", uid, max_len=32, pattern=v.UID)
         did = v.text("did", did, max_len=DID_LEN, pattern=v.DID)
         values: dict[str, str] = {}
@@ -996,11 +1128,20 @@ class Storage:
             values["remark"] = v.text("remark", remark, max_len=MAX_REMARK_LEN, min_len=0)
         if dev_alias is not None:
             values["dev_alias"] = v.text("dev_alias", dev_alias, max_len=MAX_ALIAS_LEN, min_len=0)
+        if dev_label is not None:
+            if isinstance(dev_label, str) or not isinstance(dev_label, Sequence):
+                raise InvalidInput("dev_label", "must be a list of strings")
+            if len(dev_label) > MAX_LABELS:
+                raise InvalidInput("dev_label", f"at most {MAX_LABELS} labels")
+            labels = [v.text("dev_label", label, max_len=MAX_LABEL_LEN) for label in dev_label]
+            values["dev_label_json"] = json.dumps(labels, ensure_ascii=False)
         if not values:
-            raise InvalidInput("binding", "give remark and/or dev_alias")
+            raise InvalidInput("binding", "give remark, dev_alias and/or dev_label")
         async with self._transaction(write=True) as conn:
             result = await conn.execute(
-                sa.update(bindings).where(bindings.c.uid == uid, bindings.c.did == did).values(**values)
+                sa.update(bindings)
+                .where(bindings.c.uid == uid, bindings.c.did == did, bindings.c.is_disabled.is_(False))
+                .values(**values)
             )
             if result.rowcount == 0:
                 raise NotFound("binding", did)
@@ -1016,14 +1157,24 @@ class Storage:
                 raise NotFound("binding", did)
 
     async def list_bindings(
-        self, uid: str, *, limit: int = 20, skip: int = 0, show_disabled: bool = False
+        self,
+        uid: str,
+        *,
+        limit: int = 20,
+        skip: int = 0,
+        show_disabled: bool = False,
+        product_keys: Iterable[str] | None = None,
     ) -> list[Binding]:
-        """A user's bindings, newest first (§3.9 defaults: 20 from 0; disabled devices hidden unless asked)."""
+        """A user's bindings, newest first (§3.9 defaults: 20 from 0; disabled devices hidden unless asked), of
+        devices of ``product_keys`` only when given (the products the calling app serves)."""
         uid = v.text("uid", uid, max_len=32, pattern=v.UID)
         limit = v.count("limit", limit, low=1, high=MAX_PAGE)
         skip = v.count("skip", skip, low=0, high=MAX_SKIP)
         show_disabled = v.flag("show_disabled", show_disabled)
         query = _BINDING_SELECT.where(bindings.c.uid == uid)
+        if product_keys is not None:
+            keys = [v.text("product_key", key, max_len=32, pattern=v.PRODUCT_KEY) for key in product_keys]
+            query = query.where(devices.c.product_key.in_(keys))
         if not show_disabled:
             query = query.where(bindings.c.is_disabled.is_(False))
         query = query.order_by(bindings.c.created_at.desc(), bindings.c.id.desc()).limit(limit).offset(skip)

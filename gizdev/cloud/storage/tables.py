@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 __all__ = [
     "NAMING_CONVENTION",
+    "app_products",
     "apps",
     "bindings",
     "devices",
@@ -83,6 +84,16 @@ devices = sa.Table(
     sa.Column("online_changed_at", sa.BigInteger, nullable=True),
     sa.Column("broker_client_id", sa.String(64), nullable=True),
     sa.Column("broker_peer", sa.String(128), nullable=True),
+    # Schema version 4. "normal" or "center_control", as the encrypted registration says (plain: "normal").
+    sa.Column("device_type", sa.String(16), nullable=False, server_default="normal"),
+    # The MQTT password of a device registered through the encrypted API, as the broker's password file holds it
+    # (mosquitto's $7$ PBKDF2 digest; the password itself is never stored). NULL: the password is the passcode.
+    sa.Column("mqtt_password_hash", sa.String(256), nullable=True),
+    # What the device reports in its OTA checks (type 1: the module, type 2: the MCU); "" until it has.
+    sa.Column("wifi_hard_version", sa.String(16), nullable=False, server_default=""),
+    sa.Column("wifi_soft_version", sa.String(16), nullable=False, server_default=""),
+    sa.Column("mcu_hard_version", sa.String(16), nullable=False, server_default=""),
+    sa.Column("mcu_soft_version", sa.String(16), nullable=False, server_default=""),
     sa.Index(None, "mac", "product_key"),
     sa.Index(None, "product_key"),
 )
@@ -140,6 +151,10 @@ bindings = sa.Table(
     sa.Column("dev_alias", sa.String(128), nullable=False),
     sa.Column("is_disabled", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.BigInteger, nullable=False),
+    # Schema version 4: "special" for the device's first binder, "normal" after (Open API §3.9 Roles), and the
+    # app's labels as a JSON array of strings.
+    sa.Column("role", sa.String(16), nullable=False, server_default="normal"),
+    sa.Column("dev_label_json", sa.Text, nullable=False, server_default="[]"),
     sa.UniqueConstraint("uid", "did"),
     sa.Index(None, "did"),
 )
@@ -178,4 +193,14 @@ latest_data = sa.Table(
     sa.Column("did", sa.String(22), sa.ForeignKey("devices.did"), primary_key=True),
     sa.Column("attrs_json", sa.Text, nullable=False),
     sa.Column("updated_at", sa.BigInteger, nullable=False),
+)
+
+# Schema version 4: the products an application serves. A product's devices are reachable through its apps only.
+app_products = sa.Table(
+    "app_products",
+    metadata,
+    sa.Column("appid", sa.String(64), sa.ForeignKey("apps.appid", ondelete="CASCADE"), primary_key=True),
+    sa.Column("product_key", sa.String(32), sa.ForeignKey("products.product_key"), primary_key=True),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index(None, "product_key"),
 )
