@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import ipaddress
 import json
 import os
@@ -19,6 +20,8 @@ from gizdev.schema.loader import load_schema
 # them, inside their run functions, so that `gizdev decode` and the board tools start at once.
 
 if TYPE_CHECKING:  # imported for real only when the command runs (start-up time)
+    from gizdev.cloud.messages.smtp import SmtpSettings
+    from gizdev.cloud.messages.webhook import WebhookSettings
     from gizdev.cloud.server import CloudConfig
     from gizdev.cloud.storage import App, Storage, User
 
@@ -36,6 +39,19 @@ Scaled out (hw/deploy-scaled.md): several workers on one PostgreSQL (--database)
 RabbitMQ cluster (--amqp-url for each node, --public-mqtt for the devices; the nodes' HTTP auth backend asks the
 workers' /broker/auth/* about every login) or an external MQTT broker such as EMQX (--broker, --worker-group for
 shared subscriptions, --broker-auth for its HTTP auth hooks).
+"""
+
+
+OUTBOX_HELP = """\
+Print the outbox of a local cloud: every SMS code, mail and (with --insecure-test-captcha) captcha answer the
+cloud would have delivered, one JSON object a line, oldest first:
+
+  {"time": "2026-01-01T12:00:00+00:00", "channel": "sms", "to": "+8613800000000", "code": "123456", "text": "..."}
+
+Keys: time (UTC), channel (sms, email or captcha), to (a phone, a mail address, or the captcha_id), code (when the
+message carries one), link (a reset link, when there is one), text. A cloud serving with --smtp-host sends mail
+over SMTP instead, and with --sms-webhook SMS through the webhook: those are not in the outbox. The file holds
+live codes; it is readable by its owner only.
 """
 
 
@@ -74,7 +90,11 @@ def register(commands: Any) -> None:
     sub = cloud.add_subparsers(dest="cloud_command", metavar="ACTION", required=True)
 
     serve = sub.add_parser(
-        "serve", help="run the cloud", description=SERVE_HELP, formatter_class=argparse.RawDescriptionHelpFormatter
+        "serve",
+        help="run the cloud",
+        description=SERVE_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # "--smtp-password X" must not pass as --smtp-password-file X
     )
     _add_storage_options(serve)
     serve.add_argument(
@@ -155,7 +175,39 @@ def register(commands: Any) -> None:
             help=f"the TLS port of a proxy in front of the {'broker' if what == 'port_s' else 'HTTP port'}, "
             f"announced as {what} in GET /app/bindings (default 0: none)",
         )
+    serve.add_argument(
+        "--oauth-endpoint",
+        type=_oauth_endpoint,
+        action="append",
+        default=[],
+        metavar="SRC=URL",
+        help="offer third-party sign-up through SRC (baidu, sina, qq), checking tokens at URL the way the provider's "
+        "API is called (e.g. qq=https://graph.qq.com/oauth2.0/me); repeatable",
+    )
+    serve.add_argument(
+        "--limit",
+        type=_limit,
+        action="append",
+        default=[],
+        metavar="NAME=COUNT/SECONDS",
+        help=f"an abuse limit ({', '.join(LIMIT_NAMES)}), e.g. login-account=5/900; repeatable",
+    )
+    _add_message_options(serve)
     serve.set_defaults(run=_run_serve)
+
+    outbox = sub.add_parser(
+        "outbox",
+        help="print the messages the cloud wrote to its outbox (SMS codes, mails, test captchas) as JSON lines",
+        description=OUTBOX_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    outbox.add_argument(
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help=f"the cloud's data dir, as given to serve (default: {DEFAULT_DATA_DIR})",
+    )
+    outbox.set_defaults(run=_run_outbox)
 
     app = sub.add_parser("app", help="applications (the appid apps send)").add_subparsers(
         dest="app_command", metavar="ACTION", required=True
@@ -225,14 +277,154 @@ def register(commands: Any) -> None:
     device_list.set_defaults(run=_run_device_list)
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or not 0 < int(text) < 65536:
+        raise argparse.ArgumentTypeError(f"expects a port number 1-65535, not {text!r}")
+    return int(text)
+
+
+def _add_message_options(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="how apps and mail readers reach this cloud, e.g. https://cloud.example.org: the base of captcha URLs "
+        "and reset links (default: captcha URLs from the request's Host, reset links to the --http listener)",
+    )
+    mail = serve.add_argument_group("mail (reset links); without --smtp-host mails go to the outbox")
+    mail.add_argument("--smtp-host", metavar="HOST", help="the SMTP server to send mail through")
+    mail.add_argument("--smtp-port", type=_port, metavar="PORT", help="default by --smtp-tls: 25, 587 or 465")
+    mail.add_argument(
+        "--smtp-tls",
+        choices=("none", "starttls", "tls"),
+        help="starttls (default): upgrade and refuse a server that cannot; tls: implicit TLS; none: plain",
+    )
+    mail.add_argument("--smtp-user", metavar="USER", help="log in to the SMTP server as USER")
+    mail.add_argument(
+        "--smtp-password-file",
+        type=Path,
+        metavar="FILE",
+        help="the SMTP password, read from FILE (never on the command line, where every user sees it)",
+    )
+    mail.add_argument("--smtp-ca-file", type=Path, metavar="FILE", help="trust this CA for the SMTP server's TLS")
+    mail.add_argument("--mail-from", metavar="ADDRESS", help="the sender address of the cloud's mails")
+    sms = serve.add_argument_group("SMS (codes); without --sms-webhook SMS go to the outbox")
+    sms.add_argument(
+        "--sms-webhook", metavar="URL", help="POST every SMS as JSON to URL (your SMS gateway or an adapter)"
+    )
+    sms.add_argument(
+        "--sms-webhook-body",
+        metavar="TEMPLATE",
+        help="the JSON body, with {to} {text} {code} {link} {channel} in strings, filled in as JSON strings "
+        '(default: {"to": "{to}", "text": "{text}", "code": "{code}"})',
+    )
+    serve.add_argument(
+        "--insecure-test-captcha",
+        action="store_true",
+        help="DEVELOPMENT ONLY: also write every captcha's answer to the outbox (channel captcha), so that "
+        "scripts can pass captchas; anyone who reads the outbox can then too",
+    )
+
+
+def _smtp_settings(args: argparse.Namespace) -> SmtpSettings | None:
+    from gizdev.cloud.messages.smtp import SmtpSettings  # noqa: PLC0415 - start-up time
+
+    given = [
+        option
+        for option, value in (
+            ("--smtp-port", args.smtp_port),
+            ("--smtp-tls", args.smtp_tls),
+            ("--smtp-user", args.smtp_user),
+            ("--smtp-password-file", args.smtp_password_file),
+            ("--smtp-ca-file", args.smtp_ca_file),
+            ("--mail-from", args.mail_from),
+        )
+        if value is not None
+    ]
+    if args.smtp_host is None:
+        if given:
+            raise ConfigError(f"{', '.join(given)} {'needs' if len(given) == 1 else 'need'} --smtp-host")
+        return None
+    if args.mail_from is None:
+        raise ConfigError("--smtp-host needs --mail-from ADDRESS, the sender of the cloud's mails")
+    if (args.smtp_user is None) != (args.smtp_password_file is None):
+        raise ConfigError("give --smtp-user and --smtp-password-file together")
+    password = None
+    if args.smtp_password_file is not None:
+        try:
+            password = args.smtp_password_file.read_text(encoding="utf-8").rstrip("\r\n")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read --smtp-password-file {args.smtp_password_file}: {exc}") from exc
+        if not password:
+            raise ConfigError(f"--smtp-password-file {args.smtp_password_file} is empty")
+    if args.smtp_ca_file is not None and not args.smtp_ca_file.is_file():
+        raise ConfigError(f"--smtp-ca-file {args.smtp_ca_file} is not a file")
+    try:
+        return SmtpSettings(
+            host=args.smtp_host,
+            port=args.smtp_port,
+            tls=args.smtp_tls or "starttls",
+            username=args.smtp_user,
+            password=password,
+            ca_file=args.smtp_ca_file,
+            mail_from=args.mail_from,
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _webhook_settings(args: argparse.Namespace) -> WebhookSettings | None:
+    from gizdev.cloud.messages.webhook import DEFAULT_TEMPLATE, WebhookSettings  # noqa: PLC0415 - start-up time
+
+    if args.sms_webhook is None:
+        if args.sms_webhook_body is not None:
+            raise ConfigError("--sms-webhook-body needs --sms-webhook URL")
+        return None
+    try:
+        return WebhookSettings(url=args.sms_webhook, body_template=args.sms_webhook_body or DEFAULT_TEMPLATE)
+    except ValueError as exc:
+        raise ConfigError(f"--sms-webhook: {exc}") from None
+
+
 # -- serve ------------------------------------------------------------------------------------------------------
+
+#: --limit names → the AbuseLimits fields they set
+LIMIT_NAMES = {
+    "login-account": "login_per_account",
+    "login-address": "login_per_address",
+    "anonymous-sign-ups": "anonymous_sign_ups_per_address",
+    "device-registrations": "device_registrations_per_address",
+    "mqtt-logins": "mqtt_logins_per_device",
+}
+
+
+def _oauth_endpoint(text: str) -> tuple[str, str]:
+    from gizdev.cloud.oauth import parse_endpoint  # noqa: PLC0415 - start-up time
+
+    try:
+        return parse_endpoint(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _limit(text: str) -> tuple[str, int, int]:
+    name, _, rule = text.partition("=")
+    count, _, window = rule.partition("/")
+    if name not in LIMIT_NAMES or not count.isdigit() or not window.isdigit() or int(count) < 1 or int(window) < 1:
+        raise argparse.ArgumentTypeError(
+            f"expects NAME=COUNT/SECONDS with NAME one of {', '.join(LIMIT_NAMES)}, e.g. login-account=5/900, "
+            f"not {text!r}"
+        )
+    return LIMIT_NAMES[name], int(count), int(window)
 
 
 def _run_serve(args: argparse.Namespace) -> int:
     from gizdev.cloud.broker.access import LOOPBACK  # noqa: PLC0415 - start-up time
+    from gizdev.cloud.codes import CodeSettings  # noqa: PLC0415 - start-up time
     from gizdev.cloud.security import STRICT_PASSWORD_POLICY, PasswordPolicy  # noqa: PLC0415 - start-up time
     from gizdev.cloud.server import CloudConfig  # noqa: PLC0415 - start-up time
+    from gizdev.cloud.throttle import AbuseLimits, Limit  # noqa: PLC0415 - start-up time
 
+    limits = dataclasses.replace(AbuseLimits(), **{field: Limit(count, window) for field, count, window in args.limit})
     config = CloudConfig(
         data_dir=args.data_dir,
         http_host=args.http[0],
@@ -252,6 +444,12 @@ def _run_serve(args: argparse.Namespace) -> int:
         worker_group=args.worker_group,
         broker_auth=args.broker_auth,
         broker_auth_peers=tuple(args.broker_auth_peer) if args.broker_auth_peer else LOOPBACK,
+        limits=limits,
+        oauth_endpoints=dict(args.oauth_endpoint),
+        codes=CodeSettings(insecure_test_captcha=args.insecure_test_captcha),
+        public_url=args.public_url,
+        smtp=_smtp_settings(args),
+        sms_webhook=_webhook_settings(args),
     )
     return asyncio.run(_serve(config))
 
@@ -263,6 +461,8 @@ async def _serve(config: CloudConfig) -> int:
     stop_on_signals(stop)
     # Nothing goes to stdout; a closed stderr (`2>&1 | tee log`, tee killed by the same Ctrl-C) only loses words.
     err = Console(sys.stderr)
+    if config.codes.insecure_test_captcha:
+        err.say("gizdev cloud: WARNING --insecure-test-captcha: captcha answers go to the outbox; development only")
     cloud = CloudServer(config)
     try:
         started = await start_or_stop(cloud.start(), stop)
@@ -317,6 +517,26 @@ async def _open_storage(args: argparse.Namespace) -> Storage:
         return await Storage.open(database, create=False)
     except DatabaseMissing as exc:
         raise ConfigError(f"{exc} ({hint})") from exc
+
+
+def _run_outbox(args: argparse.Namespace) -> int:
+    from gizdev.cloud.messages import OUTBOX_FILE, Outbox  # noqa: PLC0415 - start-up time
+
+    data_dir = Path(args.data_dir)
+    if not data_dir.is_dir():
+        raise ConfigError(f"no cloud data dir {data_dir} (a typo? give the --data-dir that serve uses)")
+    path = data_dir / OUTBOX_FILE
+    if not path.is_file():
+        raise ConfigError(
+            f"no outbox in {data_dir}: the cloud has sent nothing yet (it writes {OUTBOX_FILE} with its first SMS "
+            "code or mail; with --smtp-host or --sms-webhook those go out instead)"
+        )
+    try:
+        for line in Outbox(path).lines():
+            print(json.dumps(line, ensure_ascii=False))
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    return 0
 
 
 def _print_json(value: Any) -> None:

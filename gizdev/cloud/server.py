@@ -10,6 +10,7 @@ in reverse; ``cloud.http_url`` and ``cloud.mqtt_port`` say where it listens (por
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import errno
@@ -17,30 +18,36 @@ import logging
 import os
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 from aiohttp import web
+from yarl import URL
 
 from gizdev.cloud.broker import BrokerSettings, DeviceAccount, ManagedMosquitto
 from gizdev.cloud.broker.access import LOOPBACK, BrokerAccess, Network
 from gizdev.cloud.broker.settings import check_amqp_url, service_login
+from gizdev.cloud.codes import CodeSettings
 from gizdev.cloud.devicebus import DeviceBus
 from gizdev.cloud.feeds import Feed
 from gizdev.cloud.feeds.mqtt import MqttFeed
 from gizdev.cloud.http import CloudContext, HttpSettings, make_app
 from gizdev.cloud.http.realtime import new_hub
-from gizdev.cloud.messages import OUTBOX_FILE, Outbox, OutboxSender
+from gizdev.cloud.http.reset import RedactingAccessLogger
+from gizdev.cloud.messages import OUTBOX_FILE, Channel, ChannelRouter, Outbox, OutboxSender, Sender
 from gizdev.cloud.products import ProductCache
 from gizdev.cloud.realtime import RealtimeHub, RealtimeSettings
 from gizdev.cloud.security import KDF_DEFAULT, KdfParams, PasswordPolicy
-from gizdev.cloud.storage import DATABASE_FILE, Storage
+from gizdev.cloud.storage import DATABASE_FILE, Storage, StorageError
+from gizdev.cloud.throttle import AbuseLimits
 from gizdev.errors import AddressInUse, BrokerError, ConfigError
 
 if TYPE_CHECKING:
+    from gizdev.cloud.messages.smtp import SmtpSettings
+    from gizdev.cloud.messages.webhook import WebhookSettings
     from gizdev.metrics import HttpMetrics, MetricsServer
 
 __all__ = ["DATABASE_FILE", "CloudConfig", "CloudServer", "database_for"]
@@ -49,6 +56,10 @@ _LOGGER = logging.getLogger(__name__)
 
 BROKER_DIR = "broker"
 _WILDCARDS = ("0.0.0.0", "::", "")
+PRUNE_EVERY_S = 3600
+# Throttle windows are an hour at most; an expired code is kept a day so that it is still told apart ("code
+# expired!") from a wrong one.
+PRUNE_AFTER_S = 24 * 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,15 +81,23 @@ class CloudConfig:
     worker_group: str | None = None  # several workers on one external MQTT broker: $share/<group>/ subscriptions
     broker_auth: bool = False  # answer the broker's HTTP auth (/broker/auth/*; always on with amqp_urls)
     broker_auth_peers: tuple[Network, ...] = LOOPBACK  # the brokers' addresses: only they may ask
-
     # What the bindings list announces for TLS (§3.9 port_s, wss_port): a TLS proxy in front of the broker and of
     # the HTTP port (this cloud itself listens for TLS nowhere); 0 = none. ws_port is the HTTP port itself.
     public_mqtts_port: int = 0
     public_wss_port: int = 0
     refuse_plain_registration: bool = False  # POST /dev/devices answers 9048 (device_api.py says why)
     realtime: RealtimeSettings = field(default_factory=RealtimeSettings)  # the WebSocket API's limits
+    limits: AbuseLimits = field(default_factory=AbuseLimits)  # 9041: logins, sign-ups, registrations
+    oauth_endpoints: Mapping[str, str] = field(default_factory=dict)  # src (baidu, sina, qq) → token-check URL
+    oauth_timeout_s: float = 5.0  # a provider's whole answer
+    codes: CodeSettings = field(default_factory=CodeSettings)  # lifetimes and limits of codes, captchas, links
+    public_url: str | None = None  # how apps and mail readers reach this cloud (captcha URLs, reset links)
+    smtp: SmtpSettings | None = None  # mail over SMTP; None: mails go to the outbox
+    sms_webhook: WebhookSettings | None = None  # SMS through a webhook; None: SMS go to the outbox
 
     def __post_init__(self) -> None:
+        if self.public_url is not None:
+            check_public_url(self.public_url)
         for url in self.amqp_urls:
             check_amqp_url(url)
         if self.amqp_urls and self.broker_url:
@@ -105,6 +124,18 @@ class CloudConfig:
         return bool(self.amqp_urls or self.worker_group)
 
 
+def check_public_url(text: str) -> None:
+    """ConfigError unless ``text`` is an http(s) URL with a host and nothing after the path."""
+    try:
+        url = URL(text)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"the public URL {text!r} is not a URL: {exc}") from None
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ConfigError(f"the public URL must start with http:// or https:// and name a host, not {text!r}")
+    if url.query_string or url.fragment or url.user or url.password:
+        raise ConfigError(f"the public URL must not carry a query, a fragment or credentials: {text!r}")
+
+
 def database_for(config: CloudConfig) -> str | Path:
     return config.database if config.database else config.data_dir / DATABASE_FILE
 
@@ -122,6 +153,7 @@ class CloudServer:
         self.realtime: RealtimeHub | None = None
         self._runner: web.AppRunner | None = None
         self.metrics: MetricsServer | None = None
+        self._housekeeping: asyncio.Task[None] | None = None
         self.http_port = config.http_port
 
     @property
@@ -181,12 +213,13 @@ class CloudServer:
                 await self.broker.set_devices(await self._accounts())
                 await self._start_broker(self.broker)
             await self.bus.start()
+            self._housekeeping = asyncio.get_running_loop().create_task(self._prune(self.storage), name="prune")
             ctx = CloudContext(
                 storage=self.storage,
                 bus=self.bus,
                 products=products,
                 accounts=self.broker,
-                messages=OutboxSender(Outbox(config.data_dir / OUTBOX_FILE, clock=self.clock)),
+                messages=self._sender(),
                 settings=HttpSettings(
                     mqtt_host=public_host,
                     mqtt_port=public_port,
@@ -196,7 +229,12 @@ class CloudServer:
                     password_policy=config.password_policy,
                     kdf=config.kdf,
                     broker_access=access,
+                    codes=config.codes,
+                    public_url=config.public_url,
                     refuse_plain_registration=config.refuse_plain_registration,
+                    limits=config.limits,
+                    oauth_endpoints=dict(config.oauth_endpoints),
+                    oauth_timeout_s=config.oauth_timeout_s,
                 ),
                 clock=self.clock,
                 realtime_settings=config.realtime,
@@ -205,7 +243,9 @@ class CloudServer:
             self.realtime = new_hub(ctx)
             self.bus.add_listener(self.realtime)
             http_metrics = self._start_metrics(config.metrics) if config.metrics else None
-            self._runner = web.AppRunner(make_app(ctx, http_metrics), handle_signals=False)
+            self._runner = web.AppRunner(
+                make_app(ctx, http_metrics), handle_signals=False, access_log_class=RedactingAccessLogger
+            )
             await self._runner.setup()
             site = web.TCPSite(self._runner, config.http_host, config.http_port)
             try:
@@ -215,6 +255,12 @@ class CloudServer:
                     raise AddressInUse(config.http_host, config.http_port, "HTTP") from exc
                 raise ConfigError(f"cannot listen on {config.http_host}:{config.http_port}: {exc}") from exc
             self.http_port = _bound_port(site) or config.http_port
+            ctx.origin = self.http_url
+            if config.smtp is not None and config.public_url is None:
+                _LOGGER.warning(
+                    "reset links in mails point at %s (no --public-url): only who can reach that address can use them",
+                    self.http_url,
+                )
             # The realtime API is served on this port (ws_port of the bindings list); port 0 is known only now.
             ctx.settings = dataclasses.replace(ctx.settings, ws_port=self.http_port)
             # Only now: a broker with HTTP auth asks this server whether the cloud's own login may come in.
@@ -231,6 +277,38 @@ class CloudServer:
         )
         if config.refuse_plain_registration:
             _LOGGER.info("plain device registration refused (9048): new devices register through the encrypted API")
+
+    async def _prune(self, storage: Storage) -> None:
+        """Every hour: forget throttle events, codes, app tokens and captcha pictures of more than a day ago."""
+        while True:
+            try:
+                removed = await storage.prune(int(self.clock()) - PRUNE_AFTER_S)
+            except StorageError as exc:  # the database is away for now: try again next time
+                _LOGGER.warning("pruning old codes and throttle events failed: %s", exc)
+            else:
+                if removed:
+                    _LOGGER.info("pruned %d old codes, tokens, captchas and throttle events", removed)
+            await asyncio.sleep(PRUNE_EVERY_S)
+
+    def _sender(self) -> Sender:
+        """The outbox, with SMTP for mail and the webhook for SMS when they are configured."""
+        config = self.config
+        outbox = OutboxSender(Outbox(config.data_dir / OUTBOX_FILE, clock=self.clock))
+        routes: dict[Channel, Sender] = {}
+        if config.smtp is not None:
+            from gizdev.cloud.messages.smtp import SmtpSender  # noqa: PLC0415 - only when configured
+
+            routes["email"] = SmtpSender(config.smtp)
+        if config.sms_webhook is not None:
+            from gizdev.cloud.messages.webhook import WebhookSender  # noqa: PLC0415 - only when configured
+
+            routes["sms"] = WebhookSender(config.sms_webhook)
+        if config.codes.insecure_test_captcha:
+            _LOGGER.warning(
+                "--insecure-test-captcha: every captcha's answer is written to the outbox (%s); development only",
+                config.data_dir / OUTBOX_FILE,
+            )
+        return ChannelRouter(outbox, routes) if routes else outbox
 
     def _prepare_data_dir(self) -> None:
         """The data dir (0700) and, with a managed broker, the way in to its own directory for the broker's user.
@@ -317,6 +395,11 @@ class CloudServer:
         metrics, self.metrics = self.metrics, None
         if metrics is not None:
             metrics.close()
+        housekeeping, self._housekeeping = self._housekeeping, None
+        if housekeeping is not None:
+            housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await housekeeping
         hub, self.realtime = self.realtime, None
         bus, self.bus = self.bus, None
         if hub is not None:

@@ -13,13 +13,31 @@ from dataclasses import dataclass
 from gizdev.cloud.errors import ApiError, Code
 from gizdev.cloud.storage import Storage
 
-__all__ = ["Limit", "Throttle", "Throttled"]
+__all__ = ["AbuseLimits", "Limit", "Throttle", "Throttled"]
 
 
 @dataclass(frozen=True, slots=True)
 class Limit:
     count: int
     window_s: int
+
+
+@dataclass(frozen=True, slots=True)
+class AbuseLimits:
+    """The limits of the accounts and device endpoints (settings; tests that create hundreds raise them).
+
+    Failed logins are counted per account and per client address; a success clears the account's failures, never
+    the address's (one good account must not reset an address that guesses at others). Anonymous sign-ups count
+    only when they create an account (the same ``phone_id`` again is a login), device registrations every
+    well-formed attempt. The defaults leave a household or an office behind one address room to spare.
+    """
+
+    login_per_account: Limit = Limit(5, 15 * 60)
+    login_per_address: Limit = Limit(20, 15 * 60)
+    anonymous_sign_ups_per_address: Limit = Limit(30, 3600)
+    device_registrations_per_address: Limit = Limit(100, 3600)
+    # Wrong MQTT passwords per device, asked by a broker's HTTP auth (GAgent retries every few seconds).
+    mqtt_logins_per_device: Limit = Limit(10, 5 * 60)
 
 
 class Throttled(ApiError):

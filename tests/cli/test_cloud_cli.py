@@ -26,6 +26,7 @@ from gizdev.cloud.http.context import SESSION_CACHE_S
 from gizdev.cloud.storage import Storage
 from gizdev.protocol.device_api import decrypt_form, encrypt_form
 from tests.cloud.broker_fixtures import RawMqtt31, free_port, mosquitto_pids_for, pid_alive
+from tests.cloud.oauth_providers import Providers
 from tests.cloud.server_fixtures import TEMP_HUMI_SCHEMA, world_searchable_dir
 from tests.conftest import REPO_ROOT, product_path
 from tests.guards import run
@@ -552,6 +553,57 @@ def test_serve_refuses_plain_registration_and_announces_tls_ports(scratch: Path)
         assert (item["port"], item["port_s"], item["ws_port"], item["wss_port"]) == (run.mqtt, 8883, run.http, 8880)
     finally:
         run.close()
+
+
+def test_serve_with_an_oauth_provider_and_a_lower_login_limit(scratch: Path) -> None:
+    """--oauth-endpoint and --limit reach the running cloud: a qq sign-up is checked with that server, and the
+    account limit is the one given."""
+    providers = Providers()
+    providers.start()
+    run = ServeRun(
+        scratch / "data",
+        options=("--oauth-endpoint", f"qq={providers.endpoints['qq']}", "--limit", "login-account=2/900"),
+    )
+    try:
+        run.wait_up()
+        appid = json_out(gizdev("cloud", "app", "add", "shop", "--data-dir", str(run.data_dir)))["appid"]
+
+        def call(path: str, payload: Any) -> tuple[int, Any]:
+            headers = {"Content-Type": "application/json", "X-Gizwits-Application-Id": appid}
+            status, body = http_call(run.http, "POST", path, json.dumps(payload).encode(), headers)
+            return status, json.loads(body)
+
+        providers.tokens["qq"]["qq-token"] = "OPENID7"
+        status, created = call("/app/users", {"authData": {"src": "qq", "uid": "OPENID7", "token": "qq-token"}})
+        assert status == 201, created
+        assert [(c.method, c.query) for c in providers.calls] == [("GET", {"access_token": "qq-token"})]
+        status, refused = call("/app/users", {"authData": {"src": "baidu", "uid": "1", "token": "t"}})
+        assert (status, refused["error_code"]) == (400, 9015) and "--oauth-endpoint baidu=URL" in str(refused)
+        assert call("/app/users", {"username": "bob", "password": "123456"})[0] == 201
+        for _ in range(2):
+            assert call("/app/login", {"username": "bob", "password": "wrong-one"})[1]["error_code"] == 9020
+        status, throttled = call("/app/login", {"username": "bob", "password": "123456"})
+        assert (status, throttled["error_code"]) == (429, 9041), throttled
+    finally:
+        run.close()
+        providers.close()
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("--oauth-endpoint=wechat=http://127.0.0.1:1/x", "expects SRC=URL with SRC one of baidu, sina, qq"),
+        ("--oauth-endpoint=qq=ftp://127.0.0.1/x", "the qq endpoint must be an http:// or https:// URL"),
+        ("--oauth-endpoint=qq", "expects SRC=URL"),
+        ("--limit=login-account=0/900", "expects NAME=COUNT/SECONDS"),
+        ("--limit=login-account=5", "expects NAME=COUNT/SECONDS"),
+        ("--limit=logins=5/900", "expects NAME=COUNT/SECONDS with NAME one of login-account, login-address"),
+    ],
+)
+def test_serve_refuses_bad_oauth_and_limit_options(option: str, message: str) -> None:
+    result = gizdev("cloud", "serve", option)
+    assert result.returncode == 2, result
+    assert message in result.stderr, result.stderr
 
 
 def test_serve_refuses_scale_out_options_that_do_not_fit(tmp_path: Path) -> None:

@@ -17,7 +17,8 @@ import http.client
 import json
 import shutil
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -85,8 +86,8 @@ class Reply:
 class CloudThread(LoopThread):
     """A running :class:`CloudServer` on its own loop and thread."""
 
-    def __init__(self, config: CloudConfig) -> None:
-        self.server = CloudServer(config)
+    def __init__(self, config: CloudConfig, clock: Callable[[], float] = time.time) -> None:
+        self.server = CloudServer(config, clock=clock)
         self._serve_every_product: list[str] = []  # apps made by add_app() without products
         super().__init__("cloud-loop", self.server.start, self.server.stop)
 
@@ -190,7 +191,9 @@ def world_searchable_dir() -> Path:
     return path
 
 
-def make_cloud(database: str, data_dir: Path, **overrides: Any) -> CloudThread:
+def make_cloud(
+    database: str, data_dir: Path, *, clock: Callable[[], float] = time.time, **overrides: Any
+) -> CloudThread:
     config = CloudConfig(
         data_dir=data_dir,
         http_port=0,
@@ -199,7 +202,7 @@ def make_cloud(database: str, data_dir: Path, **overrides: Any) -> CloudThread:
         kdf=FAST_KDF,
         **overrides,
     )
-    thread = CloudThread(config)
+    thread = CloudThread(config, clock)
     thread.start()
     return thread
 

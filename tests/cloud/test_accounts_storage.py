@@ -186,3 +186,28 @@ def test_outbox_writes_private_json_lines(tmp_path: Path) -> None:
     ]
     assert stat.S_IMODE(os.stat(tmp_path / "outbox.jsonl").st_mode) == 0o600
     assert json.loads((tmp_path / "outbox.jsonl").read_text().splitlines()[0])["code"] == "123456"
+
+
+def test_third_party_identities_are_one_user_per_app_and_provider(db_url: str) -> None:
+    async def body(storage: Storage, clock: Clock) -> None:
+        await _app(storage)
+        other_app = "0ther"
+        await storage.add_app(other_app, "secret", "other app")
+        user = await storage.create_identity_user(APPID, "qq", "OPENID1")
+        assert (user.username, user.password_hash, user.is_anonymous) == (None, None, False)
+        assert (await storage.find_identity_user(APPID, "qq", "OPENID1")).uid == user.uid
+        with pytest.raises(AlreadyExists):
+            await storage.create_identity_user(APPID, "qq", "OPENID1")
+        # Another provider, or another app, with the same id is another person's account.
+        assert (await storage.create_identity_user(APPID, "baidu", "OPENID1")).uid != user.uid
+        assert (await storage.create_identity_user(other_app, "qq", "OPENID1")).uid != user.uid
+        with pytest.raises(NotFound):
+            await storage.find_identity_user(APPID, "sina", "OPENID1")
+        with pytest.raises(NotFound):
+            await storage.create_identity_user("n0-such-app", "qq", "x")
+        with pytest.raises(InvalidInput):
+            await storage.find_identity_user(APPID, "qq", "x" * 129)
+        assert len(await storage.list_users(appid=APPID)) == 2  # the refused calls left no user behind
+        assert await storage.ping() is True
+
+    run(db_url, body)

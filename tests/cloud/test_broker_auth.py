@@ -19,10 +19,10 @@ from gizdev.cloud.broker.topics import DEVICE_RULES, covers, may_use, routing_ke
 from gizdev.cloud.devicebus import DeviceBus
 from gizdev.cloud.feeds.mqtt import MqttFeed
 from gizdev.cloud.http import CloudContext, HttpSettings, make_app
-from gizdev.cloud.http.broker_auth import LOGIN_LIMIT
 from gizdev.cloud.presence import ConnectionEvent, ConnectionTracker, Presence, parse_rabbitmq_event
 from gizdev.cloud.products import ProductCache
 from gizdev.cloud.storage import Storage
+from gizdev.cloud.throttle import AbuseLimits
 from tests.guards import run
 
 PK = "5eed0000000000000000000000000001"
@@ -244,7 +244,7 @@ def test_an_encrypted_device_logs_in_with_its_own_mqtt_password(db_url: str) -> 
 def test_password_guessing_is_throttled(db_url: str) -> None:
     async def scenario(client: Client, storage: Storage, did: str) -> None:
         right = {"username": did, "password": "PASS1", "client_id": did}
-        for guess in range(LOGIN_LIMIT.count):
+        for guess in range(AbuseLimits().mqtt_logins_per_device.count):
             assert await ask(client, "user", {**right, "password": f"GUESS{guess}"}) == (200, "deny")
         assert await ask(client, "user", right) == (200, "deny")  # the window is not over
         # The service login is not counted against (its password is long and random).

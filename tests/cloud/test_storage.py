@@ -46,7 +46,7 @@ PK2 = "fedcba9876543210fedcba9876543210"
 SECRET = "00112233445566778899aabbccddeeff"
 MAC = "AABBCCDDEEFF"
 T0 = 1_700_000_000
-NEWEST = 4  # the schema version of this code (MIGRATIONS); pinned, so that adding a step is a visible change
+NEWEST = 6  # the schema version of this code (MIGRATIONS); pinned, so that adding a step is a visible change
 
 
 class Clock:

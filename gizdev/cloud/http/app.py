@@ -11,8 +11,20 @@ from aiohttp.typedefs import Middleware
 
 from gizdev import __version__
 from gizdev.cloud.errors import ApiError, Code, error_list, error_response
-from gizdev.cloud.http import bindings, broker_auth, control, devdata, device_api, realtime, users
-from gizdev.cloud.http.api import Api, Auth, Call, Empty, Endpoint, openapi_document
+from gizdev.cloud.http import (
+    app_tokens,
+    bindings,
+    broker_auth,
+    codes,
+    control,
+    devdata,
+    device_api,
+    realtime,
+    reset,
+    status,
+    users,
+)
+from gizdev.cloud.http.api import Api, Auth, Call, Empty, Endpoint, install_app_token_check, openapi_document
 from gizdev.cloud.http.context import CONTEXT, CloudContext
 from gizdev.cloud.throttle import Throttled
 
@@ -61,7 +73,7 @@ async def list_errors(call: Call[Empty, Empty]) -> web.Response:
 
 
 #: Modules whose endpoints are declared (gizdev.cloud.http.api); the others are added by their route tables alone.
-DECLARED: tuple[Api, ...] = (users.api, broker_auth.api, documents)
+DECLARED: tuple[Api, ...] = (users.api, status.api, app_tokens.api, codes.api, reset.api, broker_auth.api, documents)
 
 
 def declared_endpoints() -> list[Endpoint]:
@@ -108,6 +120,12 @@ def make_app(ctx: CloudContext, metrics: HttpMetrics | None = None) -> web.Appli
         app.add_routes(module.routes)
     for declared in DECLARED:
         app.add_routes(declared.routes)
+    install_app_token_check(app, app_tokens.check_app_token)
+
+    async def finish_background(_app: web.Application) -> None:
+        await ctx.background.drain()  # mails a request started (reset links): a moment to finish, then cancelled
+
+    app.on_shutdown.append(finish_background)
     if ctx.realtime is not None:
         realtime.install(app)
     return app

@@ -14,6 +14,7 @@ __all__ = [
     "TOKEN_HEADER",
     "app_for_id",
     "check_served",
+    "client_address",
     "optional_user",
     "require_app",
     "require_user",
@@ -23,6 +24,11 @@ __all__ = [
 APP_HEADER = "X-Gizwits-Application-Id"
 TOKEN_HEADER = "X-Gizwits-User-token"
 _MAX_HEADER = 128
+
+
+def client_address(request: web.Request) -> str:
+    """The peer's address, what abuse limits count by (the cloud listens on its own, not behind a proxy)."""
+    return request.remote or "unknown"
 
 
 async def require_app(request: web.Request) -> App:

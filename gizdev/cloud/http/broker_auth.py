@@ -12,8 +12,8 @@ EMQX (5.x) can send the same forms (its HTTP authenticator and authorizer take b
 Only the configured brokers may ask (loopback by default): another peer gets 403 ``deny``, and so does every
 request while the cloud is not configured for an external broker's HTTP auth (the managed Mosquitto needs none).
 A form that does not fit is 9015, which the broker takes as a refusal too. Wrong passwords for a device are
-counted in the database (:class:`gizdev.cloud.throttle.Throttle`): past :data:`LOGIN_LIMIT`, the device's logins
-are refused for the rest of the window, the right password included.
+counted in the database (:class:`gizdev.cloud.throttle.Throttle`): past ``AbuseLimits.mqtt_logins_per_device``,
+the device's logins are refused for the rest of the window, the right password included.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from pydantic import Field
 from gizdev.cloud.broker.access import BrokerAccess, Login
 from gizdev.cloud.http.api import Api, Auth, Body, Call, Empty, Text
 from gizdev.cloud.http.context import context_of
-from gizdev.cloud.throttle import Limit, Throttled
+from gizdev.cloud.throttle import Throttled
 
 __all__ = ["api", "routes"]
 
@@ -37,7 +37,6 @@ MAX_PASSWORD_LEN = 1024
 ALLOW = "allow"
 DENY = "deny"
 _ANSWERS = {200: "text/plain", 403: "text/plain"}
-LOGIN_LIMIT = Limit(count=10, window_s=300)  # wrong passwords per device (GAgent retries every few seconds)
 _ACTIONS = {"publish": "write", "subscribe": "read"}  # EMQX's words for RabbitMQ's
 
 
@@ -98,7 +97,7 @@ async def user(call: Call[UserQuestion, Empty]) -> web.Response:
     throttle, key = call.ctx.throttle, f"mqtt-login:{body.username}"
     if not access.is_service(body.username):
         try:
-            await throttle.check(key, LOGIN_LIMIT, "wrong MQTT passwords")
+            await throttle.check(key, call.ctx.settings.limits.mqtt_logins_per_device, "wrong MQTT passwords")
         except Throttled:
             return _answer(call.request, False)
     login = await access.login(call.ctx.storage, body.username, body.password, body.client_id)

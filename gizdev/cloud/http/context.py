@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from aiohttp import web
 
+from gizdev.cloud.background import Background
 from gizdev.cloud.broker.access import BrokerAccess
 from gizdev.cloud.cache import TtlCache
-from gizdev.cloud.codes import CodeBook
+from gizdev.cloud.codes import CodeBook, CodeSettings
 from gizdev.cloud.devicebus import DeviceBus
 from gizdev.cloud.messages import Sender
 from gizdev.cloud.products import ProductCache
@@ -25,7 +26,7 @@ from gizdev.cloud.security import (
     PasswordPolicy,
 )
 from gizdev.cloud.storage import App, Device, Storage, User
-from gizdev.cloud.throttle import Throttle
+from gizdev.cloud.throttle import AbuseLimits, Throttle
 
 __all__ = ["CONTEXT", "BindingEvents", "BrokerAccounts", "CloudContext", "HttpSettings", "NoBindingEvents"]
 
@@ -54,6 +55,16 @@ class HttpSettings:
     token_lifetime_s: int = USER_TOKEN_LIFETIME_S
     max_body_bytes: int = MAX_BODY_BYTES
     hash_concurrency: int = 2  # password hashes at once: each takes the KDF's memory (64 MiB by default)
+    limits: AbuseLimits = field(default_factory=AbuseLimits)  # 9041: logins, sign-ups, registrations
+    # Third-party sign-up (§3.2 authData): the token-check URL of each provider offered (baidu, sina, qq), called
+    # the way the provider's own API is (gizdev.cloud.oauth); a src not listed here is refused.
+    oauth_endpoints: Mapping[str, str] = field(default_factory=dict)
+    oauth_timeout_s: float = 5.0  # the whole provider call, connect to last byte
+    codes: CodeSettings = field(default_factory=CodeSettings)  # app tokens, captchas, SMS codes, reset links
+    # The address apps and mail readers reach this cloud at ("https://cloud.example.org"): the base of captcha
+    # URLs and reset links. None: captcha URLs from the request's Host, reset links to the listener's address
+    # (never the Host header: a forged one would send the victim's link to the forger's server).
+    public_url: str | None = None
     broker_access: BrokerAccess | None = None  # answer an external broker's HTTP auth (http/broker_auth.py)
 
 
@@ -96,6 +107,8 @@ class CloudContext:
     hashing: asyncio.Semaphore = field(init=False)  # settings.hash_concurrency password hashes at once
     codes: CodeBook = field(init=False)  # one-time codes in the storage
     throttle: Throttle = field(init=False)  # abuse counters in the storage
+    background: Background = field(default_factory=Background)  # mails sent after the answer (reset links)
+    origin: str = "http://127.0.0.1"  # the listener's own URL; the server sets it once it is bound
     apps: TtlCache[str, App] = field(default_factory=TtlCache)
     # token digest -> (appid, user), for SESSION_CACHE_S only: a disable from another process (`gizdev cloud user
     # disable`) is refused within that second, while a burst of requests with one token costs one query.

@@ -28,6 +28,7 @@ from aiohttp import web
 
 from gizdev.cloud.broker.files import hash_password
 from gizdev.cloud.errors import ApiError, Code
+from gizdev.cloud.http.auth import client_address
 from gizdev.cloud.http.context import CloudContext, context_of
 from gizdev.cloud.http.forms import form_fields, invalid
 from gizdev.cloud.security import new_mqtt_password, safe_equal
@@ -79,6 +80,12 @@ async def _register(
     return registration
 
 
+async def _count_registration(ctx: CloudContext, request: web.Request) -> None:
+    # Well-formed registrations only (a garbled form costs nothing): each may create a DID and a broker account.
+    limit = ctx.settings.limits.device_registrations_per_address
+    await ctx.throttle.take(f"register-address:{client_address(request)}", limit, "device registrations")
+
+
 def _provision_text(ctx: CloudContext) -> str:
     host = ctx.settings.mqtt_host
     return urlencode(
@@ -106,6 +113,7 @@ async def register(request: web.Request) -> web.Response:
             Code.DEVICE_ENCRYPT_ENABLED,
             "this cloud registers devices through the encrypted device API only: POST /dev/{product_key}/device",
         )
+    await _count_registration(ctx, request)
     registration = await _register(ctx, form["mac"], form["product_key"], form["passcode"])
     return _form_reply(f"did={registration.did}", status=201)
 
@@ -189,6 +197,7 @@ async def register_sealed(request: web.Request) -> web.Response:
     device_type = fields.get("type", "normal")
     if device_type not in DEVICE_TYPES:
         raise invalid(f"data: type must be one of {', '.join(DEVICE_TYPES)}")
+    await _count_registration(ctx, request)
     password = new_mqtt_password()
     registration = await _register(
         ctx, fields["mac"], product_key, fields["passcode"], mqtt_password=password, device_type=device_type

@@ -4,5 +4,6 @@ from __future__ import annotations
 
 from gizdev.cloud.messages.message import Channel, Message, Sender, SendFailed
 from gizdev.cloud.messages.outbox import OUTBOX_FILE, Outbox, OutboxSender
+from gizdev.cloud.messages.routing import ChannelRouter
 
-__all__ = ["OUTBOX_FILE", "Channel", "Message", "Outbox", "OutboxSender", "SendFailed", "Sender"]
+__all__ = ["OUTBOX_FILE", "Channel", "ChannelRouter", "Message", "Outbox", "OutboxSender", "SendFailed", "Sender"]

@@ -240,6 +240,52 @@ def _access_and_device_facts(conn: sa.Connection) -> None:
     )
 
 
+# --- step 5: third-party identities (authData sign-up, §3.2) --------------------------------------------------
+
+
+def _identities(conn: sa.Connection) -> None:
+    md = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    sa.Table("apps", md, sa.Column("appid", sa.String(64), primary_key=True))
+    sa.Table("users", md, sa.Column("uid", sa.String(32), primary_key=True))
+    sa.Table(
+        "user_identities",
+        md,
+        sa.Column("appid", sa.String(64), sa.ForeignKey("apps.appid"), primary_key=True),
+        sa.Column("src", sa.String(16), primary_key=True),
+        sa.Column("external_uid", sa.String(128), primary_key=True),
+        sa.Column("uid", sa.String(32), sa.ForeignKey("users.uid", ondelete="CASCADE"), nullable=False),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.Index(None, "uid"),
+    )
+    md.tables["user_identities"].create(conn)
+
+
+# --- step 6: application tokens, captcha pictures -----------------------------------------------------------------
+
+
+def _app_tokens_and_captchas(conn: sa.Connection) -> None:
+    md = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    sa.Table("apps", md, sa.Column("appid", sa.String(64), primary_key=True))  # for the foreign key only
+    sa.Table(
+        "app_tokens",
+        md,
+        sa.Column("token_hash", sa.String(64), primary_key=True),
+        sa.Column("appid", sa.String(64), sa.ForeignKey("apps.appid", ondelete="CASCADE"), nullable=False),
+        sa.Column("expire_at", sa.BigInteger, nullable=False),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.Index(None, "expire_at"),
+    )
+    sa.Table(
+        "captcha_images",
+        md,
+        sa.Column("captcha_id", sa.String(64), primary_key=True),
+        sa.Column("png", sa.LargeBinary, nullable=False),
+        sa.Column("expires_at", sa.BigInteger, nullable=False),
+        sa.Index(None, "expires_at"),
+    )
+    md.create_all(conn, tables=[md.tables["app_tokens"], md.tables["captcha_images"]], checkfirst=False)
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables: apps, products, devices, users, tokens, bindings, latest_data", _initial_tables),
     Migration(2, "users.is_disabled", _users_is_disabled),
@@ -250,6 +296,8 @@ MIGRATIONS: tuple[Migration, ...] = (
         "versions; bindings: role, labels",
         _access_and_device_facts,
     ),
+    Migration(5, "user_identities: third-party sign-ups (authData src + uid)", _identities),
+    Migration(6, "app_tokens; captcha_images", _app_tokens_and_captchas),
 )
 
 

@@ -71,14 +71,17 @@ from gizdev.cloud.storage.migrations import current_version, migrate
 from gizdev.cloud.storage.models import App, Binding, Device, LatestData, Product, Registration, Token, User
 from gizdev.cloud.storage.tables import (
     app_products,
+    app_tokens,
     apps,
     bindings,
+    captcha_images,
     devices,
     latest_data,
     one_time_codes,
     products,
     throttle_hits,
     tokens,
+    user_identities,
     users,
 )
 from gizdev.errors import SchemaError
@@ -97,6 +100,7 @@ MAX_PHONE_ID_LEN = 128
 MAX_PASSWORD_HASH_LEN = 512
 MAX_EMAIL_LEN = 254
 MAX_PHONE_LEN = 32
+MAX_EXTERNAL_UID_LEN = 128  # a provider's id of a person (qq openid: 32 hex digits; baidu, sina: numbers)
 #: The columns a user's account may change (update_user), with their length limits; the HTTP layer decides who may
 #: change which, and normalises emails and phones before they get here.
 USER_UPDATABLE: Mapping[str, int] = {
@@ -867,6 +871,80 @@ class Storage:
         async with self._transaction(write=True) as conn:
             return int((await conn.execute(sa.delete(tokens).where(condition))).rowcount)
 
+    # --- third-party identities (authData sign-up, §3.2) -------------------------------------------------------------
+
+    async def find_identity_user(self, appid: str, src: str, external_uid: str) -> User:
+        """The user of app ``appid`` signed up through provider ``src`` as ``external_uid``; :class:`NotFound`."""
+        appid = v.text("appid", appid, max_len=64, pattern=v.APPID)
+        src = v.text("src", src, max_len=16, pattern=v.PRINTABLE)
+        external_uid = v.text("external_uid", external_uid, max_len=MAX_EXTERNAL_UID_LEN)
+        query = (
+            sa.select(users)
+            .select_from(user_identities)
+            .join(users, users.c.uid == user_identities.c.uid)
+            .where(
+                user_identities.c.appid == appid,
+                user_identities.c.src == src,
+                user_identities.c.external_uid == external_uid,
+            )
+        )
+        async with self._transaction(write=False) as conn:
+            row = (await conn.execute(query)).first()
+        if row is None:
+            raise NotFound("user", f"{src}:{external_uid}")
+        return _user(row)
+
+    async def create_identity_user(self, appid: str, src: str, external_uid: str) -> User:
+        """A new user of app ``appid`` (no name, no password, not anonymous) and its identity ``src`` +
+        ``external_uid``, in one transaction; :class:`AlreadyExists` if that identity is someone's already."""
+        appid = v.text("appid", appid, max_len=64, pattern=v.APPID)
+        src = v.text("src", src, max_len=16, pattern=v.PRINTABLE)
+        external_uid = v.text("external_uid", external_uid, max_len=MAX_EXTERNAL_UID_LEN)
+        user = User(
+            uid=secrets.token_hex(16),
+            appid=appid,
+            username=None,
+            phone_id=None,
+            password_hash=None,
+            is_anonymous=False,
+            created_at=self._now(),
+        )
+        clash = AlreadyExists("user", src, external_uid)
+        async with self._transaction(write=True) as conn:
+            if (await conn.execute(sa.select(apps.c.appid).where(apps.c.appid == appid))).first() is None:
+                raise NotFound("app", appid)
+            taken = sa.select(user_identities.c.uid).where(
+                user_identities.c.appid == appid,
+                user_identities.c.src == src,
+                user_identities.c.external_uid == external_uid,
+            )
+            if (await conn.execute(taken)).first() is not None:
+                raise clash
+            await conn.execute(
+                sa.insert(users).values(
+                    uid=user.uid,
+                    appid=appid,
+                    password_hash=None,
+                    is_anonymous=False,
+                    created_at=user.created_at,
+                    is_disabled=False,
+                )
+            )
+            stmt = sa.insert(user_identities).values(
+                appid=appid, src=src, external_uid=external_uid, uid=user.uid, created_at=user.created_at
+            )
+            await self._insert(conn, stmt, clash)
+        return user
+
+    async def ping(self) -> bool:
+        """Whether the database answers a query now (``GET /status``); never raises."""
+        try:
+            async with self._transaction(write=False) as conn:
+                await conn.execute(sa.select(sa.literal(1)))
+        except StorageError:
+            return False
+        return True
+
     # --- one-time codes (SMS codes, captcha answers, reset links: codes.CodeBook) -----------------------------------
 
     async def add_code(self, purpose: str, subject: str, code_hash: str, *, expires_at: int) -> None:
@@ -918,6 +996,89 @@ class Storage:
             )
             return "invalid"
 
+    async def peek_code(self, purpose: str, subject: str, code_hash: str) -> str:
+        """What :meth:`use_code` would say, without using the code or counting a failure: "ok", "expired", "used"
+        or "invalid" (a reset page shows its form, or why not, before anything is spent)."""
+        purpose = v.text("purpose", purpose, max_len=32, pattern=v.PRINTABLE)
+        subject = v.text("subject", subject, max_len=MAX_EMAIL_LEN)
+        code_hash = v.text("code_hash", code_hash, max_len=64, pattern=v.TOKEN_HASH)
+        query = sa.select(one_time_codes.c.expires_at, one_time_codes.c.used_at).where(
+            one_time_codes.c.purpose == purpose,
+            one_time_codes.c.subject == subject,
+            one_time_codes.c.code_hash == code_hash,
+        )
+        async with self._transaction(write=False) as conn:
+            rows = (await conn.execute(query)).all()
+        if not rows:
+            return "invalid"
+        if any(row.used_at is None and row.expires_at > self._now() for row in rows):
+            return "ok"
+        return "expired" if any(row.used_at is None for row in rows) else "used"
+
+    async def discard_code(self, purpose: str, subject: str, code_hash: str) -> None:
+        """Forget one unused code (it was never delivered); the subject's other codes stay as they are."""
+        purpose = v.text("purpose", purpose, max_len=32, pattern=v.PRINTABLE)
+        subject = v.text("subject", subject, max_len=MAX_EMAIL_LEN)
+        code_hash = v.text("code_hash", code_hash, max_len=64, pattern=v.TOKEN_HASH)
+        async with self._transaction(write=True) as conn:
+            await conn.execute(
+                sa.delete(one_time_codes).where(
+                    one_time_codes.c.purpose == purpose,
+                    one_time_codes.c.subject == subject,
+                    one_time_codes.c.code_hash == code_hash,
+                    one_time_codes.c.used_at.is_(None),
+                )
+            )
+
+    # --- application tokens (/app/request_token) and captcha pictures ------------------------------------------------
+
+    async def store_app_token(self, token_hash: str, appid: str, expire_at: int) -> None:
+        """Keep an application token by its digest; :class:`NotFound` if there is no such app."""
+        token_hash = v.text("token_hash", token_hash, max_len=64, pattern=v.TOKEN_HASH)
+        appid = v.text("appid", appid, max_len=64, pattern=v.APPID)
+        expire_at = v.timestamp("expire_at", expire_at)
+        async with self._transaction(write=True) as conn:
+            if (await conn.execute(sa.select(apps.c.appid).where(apps.c.appid == appid))).first() is None:
+                raise NotFound("app", appid)
+            stmt = sa.insert(app_tokens).values(
+                token_hash=token_hash, appid=appid, expire_at=expire_at, created_at=self._now()
+            )
+            await self._insert(conn, stmt, AlreadyExists("app token", "token_hash", token_hash))
+
+    async def app_of_token(self, token_hash: str, *, now: int) -> str | None:
+        """The appid of the application token stored under ``token_hash`` if it has not expired at ``now``."""
+        token_hash = v.text("token_hash", token_hash, max_len=64, pattern=v.TOKEN_HASH)
+        now = v.timestamp("now", now)
+        query = sa.select(app_tokens.c.appid).where(app_tokens.c.token_hash == token_hash, app_tokens.c.expire_at > now)
+        async with self._transaction(write=False) as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else str(row.appid)
+
+    async def put_captcha_image(self, captcha_id: str, png: bytes, *, expires_at: int) -> None:
+        captcha_id = v.text("captcha_id", captcha_id, max_len=64, pattern=v.PRINTABLE)
+        expires_at = v.timestamp("expires_at", expires_at)
+        if not isinstance(png, bytes) or not png:
+            raise InvalidInput("png", "must be the bytes of an image")
+        async with self._transaction(write=True) as conn:
+            stmt = sa.insert(captcha_images).values(captcha_id=captcha_id, png=png, expires_at=expires_at)
+            await self._insert(conn, stmt, AlreadyExists("captcha", "captcha_id", captcha_id))
+
+    async def get_captcha_image(self, captcha_id: str, *, now: int) -> bytes | None:
+        """The picture of captcha ``captcha_id`` while it has not expired at ``now``, else None."""
+        captcha_id = v.text("captcha_id", captcha_id, max_len=64, pattern=v.PRINTABLE)
+        now = v.timestamp("now", now)
+        query = sa.select(captcha_images.c.png).where(
+            captcha_images.c.captcha_id == captcha_id, captcha_images.c.expires_at > now
+        )
+        async with self._transaction(write=False) as conn:
+            row = (await conn.execute(query)).first()
+        return None if row is None else bytes(row.png)
+
+    async def delete_captcha_image(self, captcha_id: str) -> None:
+        captcha_id = v.text("captcha_id", captcha_id, max_len=64, pattern=v.PRINTABLE)
+        async with self._transaction(write=True) as conn:
+            await conn.execute(sa.delete(captcha_images).where(captcha_images.c.captcha_id == captcha_id))
+
     # --- throttling (throttle.Throttle) ------------------------------------------------------------------------------
 
     async def add_hit(self, key: str, at: int) -> None:
@@ -946,12 +1107,15 @@ class Storage:
             await conn.execute(sa.delete(throttle_hits).where(throttle_hits.c.key == key))
 
     async def prune(self, before: int) -> int:
-        """Delete throttle events and one-time codes older than ``before`` (housekeeping); returns rows deleted."""
+        """Delete throttle events, one-time codes, application tokens and captcha pictures older than ``before``
+        (housekeeping); returns rows deleted."""
         before = v.timestamp("before", before)
         async with self._transaction(write=True) as conn:
             hits = await conn.execute(sa.delete(throttle_hits).where(throttle_hits.c.at < before))
             codes = await conn.execute(sa.delete(one_time_codes).where(one_time_codes.c.expires_at < before))
-            return int(hits.rowcount) + int(codes.rowcount)
+            tokens_gone = await conn.execute(sa.delete(app_tokens).where(app_tokens.c.expire_at < before))
+            images = await conn.execute(sa.delete(captcha_images).where(captcha_images.c.expires_at < before))
+            return sum(int(result.rowcount) for result in (hits, codes, tokens_gone, images))
 
     async def get_user_by_uid(self, uid: str) -> User:
         """The user ``uid``; :class:`NotFound` if none."""

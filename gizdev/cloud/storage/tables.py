@@ -16,8 +16,10 @@ import sqlalchemy as sa
 __all__ = [
     "NAMING_CONVENTION",
     "app_products",
+    "app_tokens",
     "apps",
     "bindings",
+    "captcha_images",
     "devices",
     "latest_data",
     "metadata",
@@ -26,6 +28,7 @@ __all__ = [
     "schema_version",
     "throttle_hits",
     "tokens",
+    "user_identities",
     "users",
 ]
 
@@ -140,6 +143,19 @@ tokens = sa.Table(
     sa.Index(None, "expire_at"),
 )
 
+user_identities = sa.Table(
+    "user_identities",
+    metadata,
+    # Schema version 6: a third-party account (§3.2 authData) is the provider (``src``: baidu, sina, qq) and the
+    # provider's id of the person (``external_uid``, the openid for qq); the same pair again is the same user.
+    sa.Column("appid", sa.String(64), sa.ForeignKey("apps.appid"), primary_key=True),
+    sa.Column("src", sa.String(16), primary_key=True),
+    sa.Column("external_uid", sa.String(128), primary_key=True),
+    sa.Column("uid", sa.String(32), sa.ForeignKey("users.uid", ondelete="CASCADE"), nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index(None, "uid"),
+)
+
 bindings = sa.Table(
     "bindings",
     metadata,
@@ -185,6 +201,29 @@ throttle_hits = sa.Table(
     sa.Column("key", sa.String(200), nullable=False),
     sa.Column("at", sa.BigInteger, nullable=False),
     sa.Index(None, "key", "at"),
+)
+
+app_tokens = sa.Table(
+    "app_tokens",
+    metadata,
+    # Schema version 5: the tokens of POST /app/request_token (§3.5), which the code endpoints require in
+    # X-Gizwits-Application-Token. As with user tokens only the digest is kept.
+    sa.Column("token_hash", sa.String(64), primary_key=True),
+    sa.Column("appid", sa.String(64), sa.ForeignKey("apps.appid", ondelete="CASCADE"), nullable=False),
+    sa.Column("expire_at", sa.BigInteger, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Index(None, "expire_at"),
+)
+
+captcha_images = sa.Table(
+    "captcha_images",
+    metadata,
+    # Schema version 5: the picture of a captcha, drawn once when GET /app/verify/codes hands out its id and
+    # served from the database, so that any worker can serve it; its answer is a one-time code (purpose captcha).
+    sa.Column("captcha_id", sa.String(64), primary_key=True),
+    sa.Column("png", sa.LargeBinary, nullable=False),
+    sa.Column("expires_at", sa.BigInteger, nullable=False),
+    sa.Index(None, "expires_at"),
 )
 
 latest_data = sa.Table(
