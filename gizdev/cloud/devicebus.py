@@ -35,13 +35,15 @@ from gizdev.cloud.products import ProductCache
 from gizdev.cloud.storage import InvalidInput, NotFound, Storage, StorageError
 from gizdev.codec.envelope import (
     BusinessCmd,
+    Envelope,
     ServiceCmd,
     decode_envelope,
     decode_service,
     encode_envelope,
     encode_service,
 )
-from gizdev.codec.p0 import Action
+from gizdev.codec.p0 import Action, P0Message
+from gizdev.codec.p0 import Product as ProductCodec
 from gizdev.codec.values import Value
 from gizdev.errors import BrokerError, CodecError
 
@@ -84,6 +86,20 @@ class AppActivity:
         for uid in [uid for uid, when in users.items() if when < horizon]:
             del users[uid]
         return len(users)
+
+
+def _device_topic(topic: str) -> tuple[str, str | None]:
+    """(did, client id) of ``dev2app/<did>[/<clientid>]``."""
+    parts = topic.split("/")
+    if len(parts) not in (2, 3):
+        raise CodecError(f"unexpected topic {topic!r}")
+    return parts[1], parts[2] if len(parts) == 3 else None
+
+
+def _carries_status(envelope: Envelope) -> bool:
+    return envelope.cmd in (BusinessCmd.TRANSMIT_REPLY, BusinessCmd.CONTROL, BusinessCmd.CONTROL_REPLY) and bool(
+        envelope.payload
+    )
 
 
 class _Resync:
@@ -287,22 +303,15 @@ class DeviceBus:
             await asyncio.sleep(0)
 
     async def _on_device_frame(self, topic: str, payload: bytes) -> None:
-        parts = topic.split("/")
-        if len(parts) not in (2, 3):
-            raise CodecError(f"unexpected topic {topic!r}")
-        did = parts[1]
+        did, client_id = _device_topic(topic)
         envelope = decode_envelope(payload)
         self._heard_from(did)
         values: dict[str, Value] | None = None
         try:
-            if (
-                envelope.cmd in (BusinessCmd.TRANSMIT_REPLY, BusinessCmd.CONTROL, BusinessCmd.CONTROL_REPLY)
-                and envelope.payload
-            ):
+            if _carries_status(envelope):
                 values = await self._store_report(did, envelope.payload)
         finally:  # a status that does not decode still reaches listeners as a frame (apps of p0_type custom)
-            if self._listeners:
-                client_id = parts[2] if len(parts) == 3 else None
+            if self._listeners and not self.feed.fans_out:
                 self._notify(DeviceFrame(did, client_id, envelope.cmd, envelope.sn, payload, envelope.payload, values))
         if envelope.cmd == BusinessCmd.CONTROL and envelope.sn is not None:
             # A device-initiated report that wants an acknowledgement (§1.6): 0x0094 with the same sn.
@@ -310,14 +319,33 @@ class DeviceBus:
                 f"app2dev/{did}/{CLOUD_CLIENT_ID}", encode_envelope(BusinessCmd.CONTROL_REPLY, sn=envelope.sn)
             )
 
+    async def observe(self, topic: str, payload: bytes) -> None:
+        """A device frame for the listeners only, from a feed that fans every frame out to every worker while one
+        of them handles it (``feed.fans_out``): so each worker's listeners hear every device. Never raises."""
+        if not self._listeners or not topic.startswith("dev2app/"):
+            return
+        try:
+            did, client_id = _device_topic(topic)
+            envelope = decode_envelope(payload)
+            values: dict[str, Value] | None = None
+            try:
+                if _carries_status(envelope):
+                    decoded = await self._decode_status(did, envelope.payload)
+                    values = None if decoded is None else decoded[1].attrs
+            finally:
+                self._notify(DeviceFrame(did, client_id, envelope.cmd, envelope.sn, payload, envelope.payload, values))
+        except (CodecError, StorageError) as exc:
+            _LOGGER.debug("not observed: %s (%s): %s", topic, payload[:64].hex(), exc)
+        await asyncio.sleep(0)  # the listeners' consumers go between frames (see dispatch)
+
     def _heard_from(self, did: str) -> None:
         if did not in self._online:
             # Traffic proves a connection even when the broker gives no events (an external broker).
             self._presence.put_nowait(Presence(client_id=did, online=True))
             self._online.add(did)
 
-    async def _store_report(self, did: str, p0: bytes) -> dict[str, Value] | None:
-        """Decode a status and keep it as the device's latest data; its values, or None if it carries none."""
+    async def _decode_status(self, did: str, p0: bytes) -> tuple[ProductCodec, P0Message] | None:
+        """The device's product codec and the status it decodes ``p0`` to; None if it carries no status."""
         product_key = self._product_of.get(did)
         if product_key is None:
             product_key = (await self.storage.get_device(did)).product_key
@@ -328,6 +356,14 @@ class DeviceBus:
         message = codec.decode(p0)
         if message.action not in REPORT_ACTIONS:
             return None  # a pass-through upload (0x06) or an ACK without status
+        return codec, message
+
+    async def _store_report(self, did: str, p0: bytes) -> dict[str, Value] | None:
+        """Decode a status and keep it as the device's latest data; its values, or None if it carries none."""
+        decoded = await self._decode_status(did, p0)
+        if decoded is None:
+            return None
+        codec, message = decoded
         await self.storage.put_latest(did, codec.attrs_to_json(message.attrs), int(self._clock()))
         self.stats.reports += 1
         return message.attrs

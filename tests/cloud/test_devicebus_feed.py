@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from gizdev.cloud.devicebus import DeviceBus
+from gizdev.cloud.deviceevents import DeviceEvent, DeviceFrame
 from gizdev.cloud.feeds import FeedSink
 from gizdev.cloud.products import ProductCache
 from gizdev.cloud.storage import Storage
@@ -25,7 +26,8 @@ PK = TEMP_HUMI_SCHEMA["product_key"]
 class RecordingFeed:
     """A feed that is "connected" while ``up`` and records what the bus publishes."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, fans_out: bool = False) -> None:
+        self.fans_out = fans_out
         self.sink: FeedSink | None = None
         self.published: list[tuple[str, bytes]] = []
         self.up = False
@@ -127,6 +129,46 @@ def test_what_a_feed_delivers_is_stored_and_controls_go_out_through_it(db_url: s
             feed.drop()
             with pytest.raises(BrokerError):
                 await bus.send_control(did, b"\x01")
+        finally:
+            await bus.stop()
+
+    with_bus(db_url, scenario)
+
+
+class RecordingListener:
+    def __init__(self) -> None:
+        self.events: list[DeviceEvent] = []
+
+    def device_event(self, event: DeviceEvent) -> None:
+        self.events.append(event)
+
+    @property
+    def frames(self) -> list[DeviceFrame]:
+        return [event for event in self.events if isinstance(event, DeviceFrame)]
+
+
+def test_a_fanning_feed_tells_listeners_each_frame_once_from_its_copy(db_url: str) -> None:
+    """With a feed whose every worker gets a copy (RabbitMQ), the listeners hear a frame from the copy, not from the
+    share this worker handles: once, decoded, whichever worker stores it."""
+
+    async def scenario(storage: Storage, dids: list[str]) -> None:
+        did = dids[0]
+        report = bytes.fromhex("0000000306000091041537")
+        bus = DeviceBus(storage, ProductCache(storage), RecordingFeed(fans_out=True), shared=True)
+        listener = RecordingListener()
+        bus.add_listener(listener)
+        await bus.start()
+        try:
+            await bus.wait_ready(5.0)
+            await bus.dispatch(f"dev2app/{did}", report)  # this worker's share: stored, not told
+            assert listener.frames == [] and bus.stats.reports == 1
+            await bus.observe(f"dev2app/{did}/usr1", report)  # the copy: told, not stored
+            await bus.observe(f"dev2app/{did}", b"\xff\x00")  # a bad copy changes nothing
+            await bus.observe("cli2ser_req", b"")
+            assert bus.stats.reports == 1
+            [frame] = listener.frames
+            assert (frame.did, frame.client_id, frame.cmd, frame.frame) == (did, "usr1", 0x0091, report)
+            assert frame.values == {"temp": 21, "humi": 55}
         finally:
             await bus.stop()
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from gizdev.cloud.deviceevents import DeviceEvent, DeviceFrame
 from gizdev.cloud.server import CloudConfig
 from tests.cloud.broker_fixtures import RawMqtt31
 from tests.cloud.rabbit_fixtures import RabbitCluster, rabbit_cluster_fixture  # noqa: F401
@@ -195,6 +196,17 @@ def workers_fixture(
         first.close()
 
 
+class FrameCounter:
+    """A device listener (the realtime hub's interface) that counts the frames it hears."""
+
+    def __init__(self) -> None:
+        self.frames = 0
+
+    def device_event(self, event: DeviceEvent) -> None:
+        if isinstance(event, DeviceFrame):
+            self.frames += 1
+
+
 def stats(*workers: CloudThread) -> list[int]:
     return [worker.server.bus.stats.reports for worker in workers if worker.server.bus is not None]
 
@@ -207,6 +219,10 @@ def test_two_workers_store_each_report_once(
     first.add_product()
     dids = [register(first, mac=f"0000000000{i:02X}", passcode=f"PASS{i:06d}") for i in range(4)]
     per_device = 25
+    listeners = [FrameCounter(), FrameCounter()]
+    for worker, listener in zip(workers, listeners, strict=True):  # as the realtime hub listens
+        assert worker.server.bus is not None
+        worker.server.bus.add_listener(listener)
 
     async def scenario() -> None:
         devices = [
@@ -224,6 +240,11 @@ def test_two_workers_store_each_report_once(
             counts = stats(first, second)
             assert sum(counts) == expected, counts
             assert all(count > 0 for count in counts), counts  # the queue is shared, not copied or held by one
+            # Each worker's listeners hear every report, whichever worker stored it.
+            await asyncio.to_thread(
+                wait_for, lambda: min(c.frames for c in listeners) >= expected, 10.0, "every frame on both workers"
+            )
+            assert [listener.frames for listener in listeners] == [expected, expected]
             for did in dids:  # two workers may store a device's reports out of order: one of its reports
                 latest = first.call(first.storage.get_latest(did))
                 assert latest is not None and latest.attrs["temp"] + latest.attrs["humi"] == 100

@@ -6,6 +6,10 @@ a routing key (``dev2app/<did>`` → ``dev2app.<did>``). Every worker consumes t
 and a quorum queue lives on, replicated, when one node of the cluster stops. A message is acknowledged after it
 was handled, so one in flight on a worker that dies goes to another.
 
+Each worker also binds an exclusive queue of its own to ``dev2app.#`` (:attr:`AmqpFeed.observe_queue`): a copy of
+every device frame for its listeners (the realtime WebSocket API), which must hear every device whichever worker
+stores it.
+
 Presence: each worker binds its own exclusive queue to the event exchange (``amq.rabbitmq.event``,
 ``connection.created``/``connection.closed``; every node's events) and keeps each device's newest connection
 (:class:`gizdev.cloud.presence.ConnectionTracker`), so every worker knows who is online.
@@ -51,6 +55,8 @@ RECONNECT_MAX_S = 5.0
 
 
 class AmqpFeed:
+    fans_out = True
+
     def __init__(self, urls: Sequence[str], *, queue: str = DEVICE_QUEUE) -> None:
         if not urls:
             raise ConfigError("no AMQP URL")
@@ -59,6 +65,7 @@ class AmqpFeed:
         # Unique in the cluster, and recognisable in `rabbitmqctl list_queues`.
         worker = f"{socket.gethostname()}.{os.getpid()}.{secrets.token_hex(3)}"
         self.events_queue = f"{SERVICE_QUEUE_PREFIX}presence.{worker}"
+        self.observe_queue = f"{SERVICE_QUEUE_PREFIX}observe.{worker}"
         self.tracker = ConnectionTracker()
         self._exchange: AbstractExchange | None = None
         self._where = ""
@@ -82,7 +89,7 @@ class AmqpFeed:
                 async with connection:
                     channel = await connection.channel()
                     await channel.set_qos(prefetch_count=PREFETCH)
-                    devices, events = await self._declare(channel)
+                    devices, events, observed = await self._declare(channel)
                     self._exchange = await channel.get_exchange(MQTT_EXCHANGE, ensure=False)
                     self._where = where
                     sink.feed_up()
@@ -91,6 +98,7 @@ class AmqpFeed:
                     async with asyncio.TaskGroup() as group:
                         group.create_task(self._consume_events(events, sink))
                         group.create_task(self._consume_devices(devices, sink))
+                        group.create_task(self._consume_copies(observed, sink))
             except* (*CONNECTION_EXCEPTIONS, TimeoutError, BrokerError) as exc:
                 _LOGGER.warning(
                     "device bus: AMQP connection to %s lost (%s); retrying in %.1f s",
@@ -103,14 +111,16 @@ class AmqpFeed:
                 sink.feed_down()
             await backoff.wait()
 
-    async def _declare(self, channel: AbstractChannel) -> tuple[AbstractQueue, AbstractQueue]:
+    async def _declare(self, channel: AbstractChannel) -> tuple[AbstractQueue, AbstractQueue, AbstractQueue]:
         devices = await channel.declare_queue(self.queue, durable=True, arguments={"x-queue-type": "quorum"})
         for topic in DEVICE_TOPICS:
             await devices.bind(MQTT_EXCHANGE, topic_to_routing_key(topic))
         events = await channel.declare_queue(self.events_queue, exclusive=True, auto_delete=True)
         for key in ("connection.created", "connection.closed"):
             await events.bind(EVENT_EXCHANGE, key)
-        return devices, events
+        observed = await channel.declare_queue(self.observe_queue, exclusive=True, auto_delete=True)
+        await observed.bind(MQTT_EXCHANGE, topic_to_routing_key(DEVICE_TOPICS[0]))
+        return devices, events, observed
 
     async def _consume_devices(self, queue: AbstractQueue, sink: FeedSink) -> None:
         async with queue.iterator() as messages:
@@ -118,6 +128,12 @@ class AmqpFeed:
                 await sink.dispatch(routing_key_to_topic(message.routing_key or ""), message.body)
                 await message.ack()
         raise BrokerError("the device queue's consumer was cancelled")  # the channel closed
+
+    async def _consume_copies(self, queue: AbstractQueue, sink: FeedSink) -> None:
+        async with queue.iterator(no_ack=True) as messages:
+            async for message in messages:
+                await sink.observe(routing_key_to_topic(message.routing_key or ""), message.body)
+        raise BrokerError("the copies queue's consumer was cancelled")
 
     async def _consume_events(self, queue: AbstractQueue, sink: FeedSink) -> None:
         async with queue.iterator(no_ack=True) as messages:

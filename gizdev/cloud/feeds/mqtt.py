@@ -26,6 +26,8 @@ class MqttFeed:
     """Subscribe the device topics (shared in ``group`` if given) and EMQX's client events (never shared: every
     worker keeps presence); publish on the same connection."""
 
+    fans_out = False  # with a group, a worker's listeners hear only the frames it handles (hw/deploy-scaled.md)
+
     def __init__(self, broker: BrokerSettings, *, group: str | None = None) -> None:
         self.broker = broker
         self.group = group
