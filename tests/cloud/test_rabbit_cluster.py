@@ -5,9 +5,12 @@ the device queue, presence and control when a node stops and the devices move to
 from __future__ import annotations
 
 import asyncio
+import http.client
 import json
 import shutil
+import signal
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,7 +22,7 @@ from gizdev.cloud.deviceevents import DeviceEvent, DeviceFrame
 from gizdev.cloud.server import CloudConfig
 from tests.cloud.broker_fixtures import RawMqtt31
 from tests.cloud.rabbit_fixtures import RabbitCluster, rabbit_cluster_fixture  # noqa: F401
-from tests.cloud.server_fixtures import FAST_KDF, CloudThread
+from tests.cloud.server_fixtures import FAST_KDF, TEMP_HUMI_SCHEMA, CloudThread
 from tests.cloud.test_cloud_e2e import CONNACK_OK, PASSCODE, PK, register, user_with_binding, wait_for
 from tests.guards import run
 
@@ -325,3 +328,70 @@ def test_a_node_stops_devices_move_presence_and_control_recover(
             await asyncio.to_thread(rabbit_cluster.restart_node, 2)  # the other tests of the module want three
 
     run(scenario())
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gizdev.cli.main", *args], capture_output=True, text=True, timeout=60, check=False
+    )
+
+
+def _http(port: int, method: str, path: str, body: str | None = None) -> tuple[int, str]:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        headers = {"Content-Type": "application/x-www-form-urlencoded"} if body is not None else {}
+        conn.request(method, path, body=body, headers=headers)
+        response = conn.getresponse()
+        return response.status, response.read().decode()
+    finally:
+        conn.close()
+
+
+def test_gizdev_cloud_serve_on_the_cluster(rabbit_cluster: RabbitCluster, data_dir: Path) -> None:
+    """The command line as deployed: ``gizdev cloud serve --amqp-url … --public-mqtt …`` answers the cluster's
+    HTTP auth, provisions devices to the public MQTT address and sees a device log in on node 3."""
+    node3 = rabbit_cluster.node(3)
+    cloud_dir = data_dir / "cli"
+    err_path = data_dir / "serve.err"
+    command = [
+        sys.executable, "-m", "gizdev.cli.main", "cloud", "serve", "--data-dir", str(cloud_dir),
+        "--http", f"127.0.0.1:{rabbit_cluster.auth_port}",
+        *(option for url in reversed(rabbit_cluster.amqp_urls) for option in ("--amqp-url", url)),
+        "--public-mqtt", f"127.0.0.1:{node3.mqtt_port}",
+    ]  # fmt: skip
+    with err_path.open("w") as err:
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
+    try:
+        wait_for(lambda: "gizdev cloud: Open API on" in err_path.read_text() or proc.poll() is not None, 60, "up")
+        assert proc.poll() is None, err_path.read_text()
+        said = err_path.read_text()
+        assert "RabbitMQ (AMQP 127.0.0.1:" in said and rabbit_cluster.service_password not in said, said
+        assert not (cloud_dir / "broker").exists()  # no managed Mosquitto
+        schema = data_dir / "product.json"
+        schema.write_text(json.dumps(TEMP_HUMI_SCHEMA))
+        added = _cli("cloud", "product", "add", str(schema), "--data-dir", str(cloud_dir))
+        assert added.returncode == 0, added.stderr
+        status, body = _http(
+            rabbit_cluster.auth_port, "POST", "/dev/devices", f"passcode={PASSCODE}&mac=AABBCCDDEE77&product_key={PK}"
+        )
+        assert status == 201, body
+        did = body.removeprefix("did=")
+        status, body = _http(rabbit_cluster.auth_port, "GET", f"/dev/devices/{did}")
+        assert status == 200 and f"host=127.0.0.1&port={node3.mqtt_port}&" in body, body
+
+        def listed_online() -> bool:
+            listed = _cli("cloud", "device", "list", "--data-dir", str(cloud_dir))
+            return any(d["did"] == did and d["is_online"] for d in json.loads(listed.stdout))
+
+        async def scenario() -> None:
+            device = await device_on(node3.mqtt_port, did)
+            try:
+                await asyncio.to_thread(wait_for, listed_online, 20.0, "online in `gizdev cloud device list`")
+            finally:
+                await device.close()
+
+        run(scenario())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    assert proc.returncode == 0, err_path.read_text()
