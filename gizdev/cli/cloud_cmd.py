@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gizdev.cli.console import Console, start_or_stop, stop_on_signals
+from gizdev.cli.options import positive_int
 from gizdev.errors import AddressInUse, ConfigError
 from gizdev.schema.loader import load_schema
 
@@ -156,6 +157,21 @@ def register(commands: Any) -> None:
         type=host_port,
         metavar="HOST:PORT",
         help="the broker address handed to devices when they provision (default: the listener's address)",
+    )
+    serve.add_argument(
+        "--scheduler-retry-interval",
+        type=positive_int,
+        default=30,
+        metavar="SECONDS",
+        help="time between the attempts of a scheduled run that failed (default 30)",
+    )
+    serve.add_argument(
+        "--scheduler-grace",
+        type=positive_int,
+        default=300,
+        metavar="SECONDS",
+        help="a run that fell due while the cloud was down is made at start if at most this late, else logged "
+        "as missed (default 300)",
     )
     serve.add_argument(
         "--strict-passwords", action="store_true", help="require 10+ characters of 3 kinds (default: 6+ characters)"
@@ -420,6 +436,7 @@ def _limit(text: str) -> tuple[str, int, int]:
 def _run_serve(args: argparse.Namespace) -> int:
     from gizdev.cloud.broker.access import LOOPBACK  # noqa: PLC0415 - start-up time
     from gizdev.cloud.codes import CodeSettings  # noqa: PLC0415 - start-up time
+    from gizdev.cloud.scheduler.runner import SchedulerSettings  # noqa: PLC0415 - start-up time
     from gizdev.cloud.security import STRICT_PASSWORD_POLICY, PasswordPolicy  # noqa: PLC0415 - start-up time
     from gizdev.cloud.server import CloudConfig  # noqa: PLC0415 - start-up time
     from gizdev.cloud.throttle import AbuseLimits, Limit  # noqa: PLC0415 - start-up time
@@ -450,6 +467,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         public_url=args.public_url,
         smtp=_smtp_settings(args),
         sms_webhook=_webhook_settings(args),
+        scheduler=SchedulerSettings(retry_interval_s=args.scheduler_retry_interval, grace_s=args.scheduler_grace),
     )
     return asyncio.run(_serve(config))
 

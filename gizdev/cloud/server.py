@@ -40,6 +40,7 @@ from gizdev.cloud.http.reset import RedactingAccessLogger
 from gizdev.cloud.messages import OUTBOX_FILE, Channel, ChannelRouter, Outbox, OutboxSender, Sender
 from gizdev.cloud.products import ProductCache
 from gizdev.cloud.realtime import RealtimeHub, RealtimeSettings
+from gizdev.cloud.scheduler.runner import SchedulerRunner, SchedulerSettings
 from gizdev.cloud.security import KDF_DEFAULT, KdfParams, PasswordPolicy
 from gizdev.cloud.storage import DATABASE_FILE, Storage, StorageError
 from gizdev.cloud.throttle import AbuseLimits
@@ -94,6 +95,11 @@ class CloudConfig:
     public_url: str | None = None  # how apps and mail readers reach this cloud (captcha URLs, reset links)
     smtp: SmtpSettings | None = None  # mail over SMTP; None: mails go to the outbox
     sms_webhook: WebhookSettings | None = None  # SMS through a webhook; None: SMS go to the outbox
+
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
+    # The device bus's MQTT client id: the managed broker pins it to the service user's name; workers sharing an
+    # external broker need one each (the broker drops the older of two connections with one id).
+    broker_client_id: str = "gizdev-cloud"
 
     def __post_init__(self) -> None:
         if self.public_url is not None:
@@ -151,6 +157,7 @@ class CloudServer:
         self.bus: DeviceBus | None = None
         self.context: CloudContext | None = None  # what the HTTP handlers share (its caches, its settings)
         self.realtime: RealtimeHub | None = None
+        self.scheduler: SchedulerRunner | None = None
         self._runner: web.AppRunner | None = None
         self.metrics: MetricsServer | None = None
         self._housekeeping: asyncio.Task[None] | None = None
@@ -183,7 +190,7 @@ class CloudServer:
             if not settings.username or not settings.password:
                 raise ConfigError("broker HTTP auth answers for the cloud's own login: the broker URL needs user:pass")
             access = BrokerAccess(settings.username, settings.password, peers=config.broker_auth_peers)
-        return MqttFeed(settings, group=config.worker_group), host, port, access
+        return MqttFeed(settings, group=config.worker_group, client_id=config.broker_client_id), host, port, access
 
     def _broker_settings(self) -> tuple[BrokerSettings, str, int]:
         """How the cloud logs in over MQTT, and the host/port provisioning hands to devices."""
@@ -265,6 +272,9 @@ class CloudServer:
             ctx.settings = dataclasses.replace(ctx.settings, ws_port=self.http_port)
             # Only now: a broker with HTTP auth asks this server whether the cloud's own login may come in.
             await self.bus.wait_ready()
+            # Last: its first tick may run what fell due while the cloud was down, through a bus that is up.
+            self.scheduler = SchedulerRunner(self.storage, self.bus, config.scheduler, clock=self.clock)
+            await self.scheduler.start()
         except BaseException:
             await self.stop()
             raise
@@ -388,6 +398,9 @@ class CloudServer:
 
     async def stop(self) -> None:
         """Stop whatever was started, in reverse order; idempotent."""
+        scheduler, self.scheduler = self.scheduler, None
+        if scheduler is not None:
+            await scheduler.stop()
         runner, self._runner = self._runner, None
         self.context = None
         if runner is not None:

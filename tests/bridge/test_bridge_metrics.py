@@ -82,8 +82,10 @@ def test_counters_move_as_frames_are_corrupted_and_resent(tmp_path: Path) -> Non
                 start, "gizdev_serial_bad_frames_total", reason="checksum"
             )
             assert value(later, "gizdev_serial_resends_total") >= value(start, "gizdev_serial_resends_total") + 2
+            # At least our write's; on a loaded machine a frame of the bridge's own (heartbeat, WiFi status) sent
+            # while the MCU drops ACKs may time out too.
             assert (
-                value(later, "gizdev_serial_ack_timeouts_total") == value(start, "gizdev_serial_ack_timeouts_total") + 1
+                value(later, "gizdev_serial_ack_timeouts_total") >= value(start, "gizdev_serial_ack_timeouts_total") + 1
             )
             assert value(later, "gizdev_reports_relayed_total") >= 1
             assert value(later, "gizdev_serial_frames_total", direction="in", command="p0_up") >= 1

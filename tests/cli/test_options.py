@@ -77,3 +77,12 @@ def test_help_explains_every_shared_option(
         assert "--product FILE" in text
     if "--baud" in shared:
         assert "default" in text[text.index(" --baud ") :][:200]
+
+
+@pytest.mark.parametrize("option", ["--scheduler-retry-interval", "--scheduler-grace"])
+@pytest.mark.parametrize("bad", ["0", "-5", "30s", "1.5"])
+def test_the_scheduler_options_take_whole_seconds_above_0(
+    option: str, bad: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    message = _error(["cloud", "serve", option, bad], capsys)
+    assert message.startswith(f"argument {option}: ") and bad in message

@@ -53,7 +53,7 @@ def test_the_served_document_is_the_declared_one(fuzzed: tuple[CloudThread, dict
 
 def test_every_served_route_is_declared(fuzzed: tuple[CloudThread, dict[str, str]]) -> None:
     cloud, _ = fuzzed
-    declared = {(endpoint.method, endpoint.path) for endpoint in declared_endpoints()}
+    declared = {(endpoint.method, endpoint.openapi_path) for endpoint in declared_endpoints()}
     app = cloud.server.http_app
     assert app is not None
     served = {

@@ -46,7 +46,7 @@ PK2 = "fedcba9876543210fedcba9876543210"
 SECRET = "00112233445566778899aabbccddeeff"
 MAC = "AABBCCDDEEFF"
 T0 = 1_700_000_000
-NEWEST = 6  # the schema version of this code (MIGRATIONS); pinned, so that adding a step is a visible change
+NEWEST = 7  # the schema version of this code (MIGRATIONS); pinned, so that adding a step is a visible change
 
 
 class Clock:
@@ -171,7 +171,9 @@ def test_newer_database_is_refused_untouched(db_url: str) -> None:
     async def make_newer(storage: Storage, _clock: Clock) -> None:
         await seed(storage)
         async with storage.engine.begin() as conn:
-            await conn.execute(sa.insert(schema_version).values(version=7, description="from the future", applied_at=1))
+            await conn.execute(
+                sa.insert(schema_version).values(version=NEWEST + 1, description="from the future", applied_at=1)
+            )
 
     run(db_url, make_newer)
 
@@ -179,7 +181,7 @@ def test_newer_database_is_refused_untouched(db_url: str) -> None:
         before = await snapshot(engine)
         with pytest.raises(SchemaTooNew) as caught:
             await migrate(engine)
-        assert (caught.value.found, caught.value.supported) == (7, NEWEST)
+        assert (caught.value.found, caught.value.supported) == (NEWEST + 1, NEWEST)
         assert "newer" in str(caught.value)
         assert await snapshot(engine) == before
 

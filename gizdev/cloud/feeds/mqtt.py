@@ -13,10 +13,11 @@ from gizdev.cloud.presence import EMQX_EVENT_TOPIC, parse_emqx_event
 from gizdev.errors import BrokerError
 from gizdev.mqtt import MqttClient
 
-__all__ = ["DEVICE_TOPICS", "MqttFeed"]
+__all__ = ["CLIENT_ID", "DEVICE_TOPICS", "MqttFeed"]
 
 _LOGGER = logging.getLogger(__name__)
 
+CLIENT_ID = "gizdev-cloud"  # the service connection's default (CloudConfig.broker_client_id)
 DEVICE_TOPICS = ("dev2app/#", "cli2ser_req")  # what devices send the cloud (cloud protocol §1.5)
 RECONNECT_INITIAL_S = 0.2
 RECONNECT_MAX_S = 5.0
@@ -28,12 +29,15 @@ class MqttFeed:
 
     fans_out = False  # with a group, a worker's listeners hear only the frames it handles (hw/deploy-scaled.md)
 
-    def __init__(self, broker: BrokerSettings, *, group: str | None = None) -> None:
+    def __init__(self, broker: BrokerSettings, *, group: str | None = None, client_id: str = CLIENT_ID) -> None:
         self.broker = broker
         self.group = group
         # The managed broker pins client ids to usernames, so one service connection has one id; several workers
-        # on an external broker each need their own (a second one would take the first one's session over).
-        self.client_id = "gizdev-cloud" if group is None else f"gizdev-cloud-{secrets.token_hex(4)}"
+        # on an external broker each need their own (a second one would take the first one's session over): a
+        # worker of a group without an id of its own gets a random one.
+        if group is not None and client_id == CLIENT_ID:
+            client_id = f"{CLIENT_ID}-{secrets.token_hex(4)}"
+        self.client_id = client_id
         self._client: MqttClient | None = None
 
     def __str__(self) -> str:

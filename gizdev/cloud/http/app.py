@@ -21,6 +21,7 @@ from gizdev.cloud.http import (
     device_api,
     realtime,
     reset,
+    scheduler,
     status,
     users,
 )
@@ -73,7 +74,16 @@ async def list_errors(call: Call[Empty, Empty]) -> web.Response:
 
 
 #: Modules whose endpoints are declared (gizdev.cloud.http.api); the others are added by their route tables alone.
-DECLARED: tuple[Api, ...] = (users.api, status.api, app_tokens.api, codes.api, reset.api, broker_auth.api, documents)
+DECLARED: tuple[Api, ...] = (
+    users.api,
+    status.api,
+    app_tokens.api,
+    codes.api,
+    reset.api,
+    scheduler.api,
+    broker_auth.api,
+    documents,
+)
 
 
 def declared_endpoints() -> list[Endpoint]:

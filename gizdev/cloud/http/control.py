@@ -26,7 +26,16 @@ from gizdev.cloud.storage import App, Device, InvalidInput, NotFound
 from gizdev.codec.envelope import BusinessCmd, encode_envelope
 from gizdev.errors import BrokerError, CodecError
 
-__all__ = ["MAX_RAW_BYTES", "accessible_device", "app_client_id", "attrs_p0", "deliver", "raw_bytes", "routes"]
+__all__ = [
+    "MAX_RAW_BYTES",
+    "accessible_device",
+    "app_client_id",
+    "attrs_p0",
+    "deliver",
+    "lookup_device",
+    "raw_bytes",
+    "routes",
+]
 
 _LOGGER = logging.getLogger(__name__)
 routes = web.RouteTableDef()

@@ -1,7 +1,6 @@
-"""The Open API scheduler: when schedules fall due (recurrence) and what a schedule request says (requests).
-
-Not served yet: the storage of schedules and runs, the runner (claims, retries, logs) and the HTTP handlers are the
-next steps of the scheduler issue; these modules are their pure core.
+"""The Open API scheduler: when schedules fall due (recurrence), what a schedule request says (requests) and the
+runner that sends the commands (runner, started by ``CloudServer``; import it from its module). The storage is
+:mod:`gizdev.cloud.storage.schedules`, the endpoints :mod:`gizdev.cloud.http.scheduler`.
 """
 
 from gizdev.cloud.scheduler.recurrence import WEEKDAYS, Recurrence

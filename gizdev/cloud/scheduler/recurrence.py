@@ -14,7 +14,9 @@ the recurrence works on aware UTC datetimes only and never consults a local zone
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["WEEKDAYS", "Recurrence"]
 
@@ -95,6 +97,35 @@ class Recurrence:
             found.append(due)
             cursor = due
         return found
+
+    def to_json(self) -> dict[str, Any]:
+        """The rule as a JSON object (what the storage keeps); :meth:`from_json` reads it back."""
+        rule: dict[str, Any] = {"at": f"{self.at:%H:%M}"}
+        if self.date is not None:
+            rule["date"] = self.date.isoformat()
+        if self.weekdays:
+            rule["weekdays"] = sorted(self.weekdays)
+        if self.month_days:
+            rule["month_days"] = sorted(self.month_days)
+        if self.start_date is not None:
+            rule["start_date"] = self.start_date.isoformat()
+        if self.end_date is not None:
+            rule["end_date"] = self.end_date.isoformat()
+        return rule
+
+    @classmethod
+    def from_json(cls, rule: Mapping[str, Any]) -> Recurrence:
+        def day(name: str) -> dt.date | None:
+            return dt.date.fromisoformat(rule[name]) if rule.get(name) is not None else None
+
+        return cls(
+            at=dt.time.fromisoformat(rule["at"]),
+            date=day("date"),
+            weekdays=frozenset(rule.get("weekdays", ())),
+            month_days=frozenset(rule.get("month_days", ())),
+            start_date=day("start_date"),
+            end_date=day("end_date"),
+        )
 
     def _matches(self, day: dt.date) -> bool:
         if self.weekdays:

@@ -22,7 +22,22 @@ from gizdev.cloud.storage.errors import (
     StorageUnavailable,
 )
 from gizdev.cloud.storage.migrations import MIGRATIONS, Migration, current_version, migrate
-from gizdev.cloud.storage.models import App, Binding, Device, LatestData, Product, Registration, Token, User
+from gizdev.cloud.storage.models import (
+    App,
+    Binding,
+    ClaimedRun,
+    Device,
+    LatestData,
+    Product,
+    Registration,
+    Schedule,
+    ScheduleAttempt,
+    ScheduledCommand,
+    ScheduleRun,
+    ScheduleSpec,
+    Token,
+    User,
+)
 from gizdev.cloud.storage.store import DID_LEN, Storage
 
 __all__ = [
@@ -32,6 +47,7 @@ __all__ = [
     "AlreadyExists",
     "App",
     "Binding",
+    "ClaimedRun",
     "DatabaseMissing",
     "Device",
     "DeviceDisabled",
@@ -44,6 +60,11 @@ __all__ = [
     "PasscodeMismatch",
     "Product",
     "Registration",
+    "Schedule",
+    "ScheduleAttempt",
+    "ScheduleRun",
+    "ScheduleSpec",
+    "ScheduledCommand",
     "SchemaTooNew",
     "Storage",
     "StorageError",

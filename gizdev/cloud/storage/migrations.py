@@ -286,6 +286,68 @@ def _app_tokens_and_captchas(conn: sa.Connection) -> None:
     md.create_all(conn, tables=[md.tables["app_tokens"], md.tables["captcha_images"]], checkfirst=False)
 
 
+# --- step 7: the scheduler's schedules, runs and attempts --------------------------------------------------------
+
+
+def _v7_metadata() -> sa.MetaData:
+    md = sa.MetaData(naming_convention=NAMING_CONVENTION)
+    sa.Table("users", md, sa.Column("uid", sa.String(32), primary_key=True))  # referenced only; exists already
+    sa.Table(
+        "schedules",
+        md,
+        sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("id", sa.String(32), nullable=False, unique=True),
+        sa.Column("uid", sa.String(32), sa.ForeignKey("users.uid", ondelete="CASCADE"), nullable=False),
+        sa.Column("did", sa.String(22), nullable=True),
+        sa.Column("request_json", sa.Text, nullable=False),
+        sa.Column("rule_json", sa.Text, nullable=False),
+        sa.Column("tasks_json", sa.Text, nullable=False),
+        sa.Column("retry_count", sa.Integer, nullable=False),
+        sa.Column("retry_task", sa.String(8), nullable=False),
+        sa.Column("enabled", sa.Boolean, nullable=False),
+        sa.Column("created_at", sa.BigInteger, nullable=False),
+        sa.Column("next_due_at", sa.BigInteger, nullable=True),
+        sa.Index(None, "uid"),
+        sa.Index(None, "next_due_at"),
+    )
+    sa.Table(
+        "schedule_runs",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("schedule_id", sa.String(32), sa.ForeignKey("schedules.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("due_at", sa.BigInteger, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("next_attempt_at", sa.BigInteger, nullable=True),
+        sa.Column("lease_until", sa.BigInteger, nullable=True),
+        sa.Column("worker", sa.String(64), nullable=True),
+        sa.Column("targets_json", sa.Text, nullable=False),
+        sa.Column("detail_json", sa.Text, nullable=False),
+        sa.Column("finished_at", sa.BigInteger, nullable=True),
+        sa.UniqueConstraint("schedule_id", "due_at"),
+        sa.Index(None, "status", "next_attempt_at"),
+    )
+    sa.Table(
+        "schedule_attempts",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("run_id", sa.Integer, sa.ForeignKey("schedule_runs.id", ondelete="CASCADE"), nullable=False),
+        sa.Column("attempt", sa.Integer, nullable=False),
+        sa.Column("worker", sa.String(64), nullable=False),
+        sa.Column("started_at", sa.BigInteger, nullable=False),
+        sa.Column("finished_at", sa.BigInteger, nullable=False),
+        sa.Column("outcome", sa.String(16), nullable=False),
+        sa.Column("detail_json", sa.Text, nullable=False),
+        sa.Index(None, "run_id"),
+    )
+    return md
+
+
+def _scheduler_tables(conn: sa.Connection) -> None:
+    md = _v7_metadata()
+    md.create_all(conn, tables=[md.tables[name] for name in ("schedules", "schedule_runs", "schedule_attempts")])
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial tables: apps, products, devices, users, tokens, bindings, latest_data", _initial_tables),
     Migration(2, "users.is_disabled", _users_is_disabled),
@@ -298,6 +360,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     ),
     Migration(5, "user_identities: third-party sign-ups (authData src + uid)", _identities),
     Migration(6, "app_tokens; captcha_images", _app_tokens_and_captchas),
+    Migration(7, "scheduler: schedules, schedule_runs, schedule_attempts", _scheduler_tables),
 )
 
 

@@ -7,7 +7,22 @@ from typing import Any
 
 from gizdev.schema.model import ProductSchema
 
-__all__ = ["App", "Binding", "Device", "LatestData", "Product", "Registration", "Token", "User"]
+__all__ = [
+    "App",
+    "Binding",
+    "ClaimedRun",
+    "Device",
+    "LatestData",
+    "Product",
+    "Registration",
+    "Schedule",
+    "ScheduleAttempt",
+    "ScheduleRun",
+    "ScheduleSpec",
+    "ScheduledCommand",
+    "Token",
+    "User",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,3 +130,77 @@ class LatestData:
     did: str
     attrs: dict[str, Any]
     updated_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledCommand:
+    """One command of a schedule: the P0 for ``did``, encoded (and checked by the codec) when it was created."""
+
+    did: str
+    p0: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleSpec:
+    """What a schedule is made of, as the handlers hand it to the storage (create and replace)."""
+
+    did: str | None  # the per-device form's device; None for the multi-device form
+    request: dict[str, Any]  # the request as the list endpoints echo it
+    rule: dict[str, Any]  # Recurrence.to_json
+    commands: tuple[ScheduledCommand, ...]
+    retry_count: int
+    retry_task: str  # "all" or "failed"
+    enabled: bool
+    next_due_at: int | None  # None: no run left
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    id: str
+    uid: str
+    did: str | None  # the per-device form's device; None for the multi-device form
+    request: dict[str, Any]  # the request as the list endpoints echo it
+    rule: dict[str, Any]  # Recurrence.to_json
+    commands: tuple[ScheduledCommand, ...]
+    retry_count: int
+    retry_task: str  # "all" or "failed"
+    enabled: bool
+    created_at: int
+    next_due_at: int | None  # None: no run left
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRun:
+    """One due time of a schedule: ``status`` pending, running, succeed, failed or missed."""
+
+    id: int
+    schedule_id: str
+    due_at: int
+    status: str
+    attempts: int
+    detail: dict[str, bool]  # did -> delivered, as of the last attempt
+    finished_at: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleAttempt:
+    run_id: int
+    attempt: int  # 1 = the first
+    worker: str
+    started_at: int
+    finished_at: int
+    outcome: str  # delivered, failed, interrupted
+    detail: dict[str, bool]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedRun:
+    """An attempt a worker claimed: send ``commands`` and report what was delivered before ``lease_until``."""
+
+    run_id: int
+    schedule_id: str
+    due_at: int
+    attempt: int  # the number of this attempt (1 = the first)
+    commands: tuple[ScheduledCommand, ...]
+    refused: tuple[str, ...]  # devices no longer bound to the schedule's user (or disabled): not delivered
+    lease_until: int

@@ -69,6 +69,7 @@ from gizdev.cloud.storage.errors import (
 )
 from gizdev.cloud.storage.migrations import current_version, migrate
 from gizdev.cloud.storage.models import App, Binding, Device, LatestData, Product, Registration, Token, User
+from gizdev.cloud.storage.schedules import ScheduleMethods
 from gizdev.cloud.storage.tables import (
     app_products,
     app_tokens,
@@ -318,7 +319,7 @@ async def _require_existing(engine: AsyncEngine) -> None:
         raise DatabaseMissing(where)
 
 
-class Storage:
+class Storage(ScheduleMethods):
     """The local cloud's persistent state; open with :meth:`open`, close with :meth:`close`."""
 
     def __init__(self, engine: AsyncEngine, *, clock: Callable[[], float] = time.time) -> None:

@@ -25,6 +25,9 @@ __all__ = [
     "metadata",
     "one_time_codes",
     "products",
+    "schedule_attempts",
+    "schedule_runs",
+    "schedules",
     "schema_version",
     "throttle_hits",
     "tokens",
@@ -242,4 +245,60 @@ app_products = sa.Table(
     sa.Column("product_key", sa.String(32), sa.ForeignKey("products.product_key"), primary_key=True),
     sa.Column("created_at", sa.BigInteger, nullable=False),
     sa.Index(None, "product_key"),
+)
+
+# --- the scheduler (schema version 7) ----------------------------------------------------------------------------
+
+schedules = sa.Table(
+    "schedules",
+    metadata,
+    # A surrogate key only to order schedules made within the same second (newest first); ``id`` is the public one.
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("id", sa.String(32), nullable=False, unique=True),
+    sa.Column("uid", sa.String(32), sa.ForeignKey("users.uid", ondelete="CASCADE"), nullable=False),
+    # The per-device form's device (/app/devices/{did}/scheduler); NULL for the multi-device form (/app/scheduler).
+    sa.Column("did", sa.String(22), nullable=True),
+    sa.Column("request_json", sa.Text, nullable=False),  # the request as the list endpoints give it back
+    sa.Column("rule_json", sa.Text, nullable=False),  # Recurrence.to_json
+    sa.Column("tasks_json", sa.Text, nullable=False),  # [{"did", "p0": hex}]: encoded (and checked) at creation
+    sa.Column("retry_count", sa.Integer, nullable=False),
+    sa.Column("retry_task", sa.String(8), nullable=False),
+    sa.Column("enabled", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.BigInteger, nullable=False),
+    sa.Column("next_due_at", sa.BigInteger, nullable=True),  # the next run's due time; NULL: none left
+    sa.Index(None, "uid"),
+    sa.Index(None, "next_due_at"),
+)
+
+schedule_runs = sa.Table(
+    "schedule_runs",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("schedule_id", sa.String(32), sa.ForeignKey("schedules.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("due_at", sa.BigInteger, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # pending, running, succeed, failed, missed
+    sa.Column("attempts", sa.Integer, nullable=False),  # attempts concluded
+    sa.Column("next_attempt_at", sa.BigInteger, nullable=True),
+    sa.Column("lease_until", sa.BigInteger, nullable=True),  # while running: the claim's end
+    sa.Column("worker", sa.String(64), nullable=True),  # while running: who holds the claim
+    sa.Column("targets_json", sa.Text, nullable=False),  # the DIDs the next attempt sends to
+    sa.Column("detail_json", sa.Text, nullable=False),  # {did: delivered}, as of the last attempt
+    sa.Column("finished_at", sa.BigInteger, nullable=True),
+    # One run per due time whatever the number of workers: the claim's second line of defence.
+    sa.UniqueConstraint("schedule_id", "due_at"),
+    sa.Index(None, "status", "next_attempt_at"),
+)
+
+schedule_attempts = sa.Table(
+    "schedule_attempts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("run_id", sa.Integer, sa.ForeignKey("schedule_runs.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("attempt", sa.Integer, nullable=False),  # 1 = the first
+    sa.Column("worker", sa.String(64), nullable=False),
+    sa.Column("started_at", sa.BigInteger, nullable=False),
+    sa.Column("finished_at", sa.BigInteger, nullable=False),
+    sa.Column("outcome", sa.String(16), nullable=False),  # delivered, failed, interrupted (the worker was lost)
+    sa.Column("detail_json", sa.Text, nullable=False),  # {did: delivered} of the DIDs this attempt sent to
+    sa.Index(None, "run_id"),
 )

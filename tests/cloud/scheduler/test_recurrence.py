@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 from hypothesis import given
@@ -123,3 +124,21 @@ def test_monthly_next_is_a_listed_day(days: frozenset[int], after: dt.datetime) 
     due = Recurrence.monthly(days, dt.time(3, 4)).next_after(after)
     assert due is not None and due > after and due.day in days
     assert due - after <= dt.timedelta(days=62 + 31 * (min(days) > 28) * 2)
+
+
+def test_a_rule_survives_its_json_form() -> None:
+    """What the storage keeps (schedules.rule_json) gives back the same rule."""
+    rules = [
+        Recurrence.once(dt.date(2026, 12, 3), dt.time(12, 0)),
+        Recurrence.weekly(frozenset({0, 6}), dt.time(23, 59), dt.date(2026, 1, 1), dt.date(2026, 6, 30)),
+        Recurrence.monthly(frozenset({1, 31}), dt.time(0, 0)),
+    ]
+    for rule in rules:
+        stored = json.loads(json.dumps(rule.to_json()))
+        assert Recurrence.from_json(stored) == rule
+    assert rules[1].to_json() == {
+        "at": "23:59",
+        "weekdays": [0, 6],
+        "start_date": "2026-01-01",
+        "end_date": "2026-06-30",
+    }
