@@ -266,6 +266,24 @@ def rabbit_missing() -> str | None:
     return None
 
 
+def _start_cluster(attempts: int = 2) -> RabbitCluster:
+    """A started cluster; a failed start (a free port taken by another process meanwhile) is tried once more on
+    fresh ports, and its error kept in the next one's."""
+    failures: list[str] = []
+    for _ in range(attempts):
+        base = Path(tempfile.mkdtemp(prefix="gizdev-rabbit-"))
+        cluster = RabbitCluster(base, auth_port=free_port())
+        try:
+            return cluster.start()
+        except (RuntimeError, subprocess.SubprocessError, OSError) as exc:
+            failures.append(str(exc)[-3000:])
+        finally:
+            if not cluster.startup_s:
+                cluster.close()
+                shutil.rmtree(base, ignore_errors=True)
+    raise RuntimeError("the RabbitMQ cluster did not start:\n" + "\n---\n".join(failures))
+
+
 @pytest.fixture(scope="module", name="rabbit_cluster")
 def rabbit_cluster_fixture() -> Iterator[RabbitCluster]:
     """A running three-node cluster for the tests of one module (its startup is what costs)."""
@@ -274,14 +292,8 @@ def rabbit_cluster_fixture() -> Iterator[RabbitCluster]:
         if os.environ.get("CI"):
             pytest.fail(f"RabbitMQ is required when CI is set, but: {missing}")
         pytest.skip(missing)
-    base = Path(tempfile.mkdtemp(prefix="gizdev-rabbit-"))
-    cluster = RabbitCluster(base, auth_port=free_port())
-    try:
-        cluster.start()
-    except BaseException:
-        cluster.close()
-        shutil.rmtree(base, ignore_errors=True)
-        raise
+    cluster = _start_cluster()
+    base = cluster.base
     try:
         yield cluster
     finally:

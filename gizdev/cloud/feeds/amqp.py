@@ -54,6 +54,11 @@ RECONNECT_INITIAL_S = 0.2
 RECONNECT_MAX_S = 5.0
 
 
+def _host_port(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.hostname}:{parts.port or 5672}"
+
+
 class AmqpFeed:
     fans_out = True
 
@@ -71,14 +76,12 @@ class AmqpFeed:
         self._where = ""
 
     def __str__(self) -> str:
-        hosts = ", ".join(f"{urlsplit(url).hostname}:{urlsplit(url).port or 5672}" for url in self.urls)
-        return f"RabbitMQ (AMQP {hosts})"
+        return f"RabbitMQ (AMQP {', '.join(_host_port(url) for url in self.urls)})"
 
     async def run(self, sink: FeedSink) -> None:
         backoff = Backoff(RECONNECT_INITIAL_S, RECONNECT_MAX_S)
         for url in itertools.cycle(self.urls):
-            where = urlsplit(url).hostname or "?"
-            where = f"{where}:{urlsplit(url).port or 5672}"
+            where = _host_port(url)
             try:
                 connection = await aio_pika.connect(url, timeout=CONNECT_TIMEOUT_S)
             except (*CONNECTION_EXCEPTIONS, TimeoutError) as exc:
