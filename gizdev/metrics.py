@@ -8,7 +8,6 @@ configured. Below the bridge and the cloud; imports neither.
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from prometheus_client.core import Metric
 
 from gizdev.errors import ConfigError
+from gizdev.loopback import is_loopback_host
 
 __all__ = ["HttpMetrics", "MetricsServer", "new_registry", "serve_metrics"]
 
@@ -81,11 +81,7 @@ def new_registry(*producers: Callable[[], Iterable[Metric]]) -> CollectorRegistr
 
 def serve_metrics(registry: CollectorRegistry, host: str, port: int, *, allow_remote: bool = False) -> MetricsServer:
     """Serve ``registry`` at ``http://host:port/metrics``; a non-loopback host needs ``allow_remote``."""
-    try:
-        loopback = ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        loopback = host == "localhost"
-    if not loopback and not allow_remote:
+    if not is_loopback_host(host) and not allow_remote:
         raise ConfigError(f"metrics on {host}: not a loopback address (allow it explicitly to expose the metrics)")
     try:
         server, thread = start_http_server(port, addr=host, registry=registry)

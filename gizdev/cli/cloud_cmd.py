@@ -31,10 +31,11 @@ __all__ = ["DEFAULT_DATA_DIR", "explain_address_in_use", "host_port", "register"
 DEFAULT_DATA_DIR = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / "gizdev" / "cloud"
 
 SERVE_HELP = """\
-Run the local cloud: the Gizwits device API (GAgent registers and provisions here), the Open API for apps, and an
-MQTT broker for devices. By default everything lives in --data-dir: a SQLite database (cloud.db) and a managed
-Mosquitto (broker/) that gizdev configures, starts, restarts if it dies and stops on exit. Listeners are on
-loopback unless you say otherwise. Stop with Ctrl-C or SIGTERM.
+Run the local cloud: the Gizwits device API (GAgent registers and provisions here), the Open API for apps, an
+MQTT broker for devices, and a web console for people (http://HOST:PORT/console/). By default everything lives
+in --data-dir: a SQLite database (cloud.db) and a managed Mosquitto (broker/) that gizdev configures, starts,
+restarts if it dies and stops on exit. Listeners are on loopback unless you say otherwise. Stop with Ctrl-C or
+SIGTERM.
 
 Scaled out (hw/deploy-scaled.md): several workers on one PostgreSQL (--database) behind a load balancer, with a
 RabbitMQ cluster (--amqp-url for each node, --public-mqtt for the devices; the nodes' HTTP auth backend asks the
@@ -181,6 +182,13 @@ def register(commands: Any) -> None:
         action="store_true",
         help="refuse POST /dev/devices (error 9048): devices must register through the encrypted device API, which "
         "gives each an MQTT password of its own (the plain API's password is the passcode every bound user sees)",
+    )
+    serve.add_argument(
+        "--no-console-app-list",
+        dest="console_app_list",
+        action="store_false",
+        help="the web console (/console/) does not list the app ids to sign in with; they are typed (the list is "
+        "only ever offered on a loopback HTTP listener)",
     )
     for option, what in (("--public-mqtts-port", "port_s"), ("--public-wss-port", "wss_port")):
         serve.add_argument(
@@ -468,6 +476,7 @@ def _run_serve(args: argparse.Namespace) -> int:
         smtp=_smtp_settings(args),
         sms_webhook=_webhook_settings(args),
         scheduler=SchedulerSettings(retry_interval_s=args.scheduler_retry_interval, grace_s=args.scheduler_grace),
+        console_app_list=args.console_app_list,
     )
     return asyncio.run(_serve(config))
 
@@ -493,7 +502,10 @@ async def _serve(config: CloudConfig) -> int:
         where = f"managed mosquitto on {config.mqtt_host}:{config.mqtt_port}"
         if not config.managed_broker:
             where = f"external broker {cloud.bus.feed}" if cloud.bus is not None else "external broker"
-        err.say(f"gizdev cloud: Open API on {cloud.http_url}, {where}, data in {config.data_dir}")
+        err.say(
+            f"gizdev cloud: Open API on {cloud.http_url} (console: {cloud.http_url}/console/), {where}, "
+            f"data in {config.data_dir}"
+        )
         await stop.wait()
     finally:
         err.say("gizdev cloud: stopping")

@@ -45,6 +45,7 @@ from gizdev.cloud.security import KDF_DEFAULT, KdfParams, PasswordPolicy
 from gizdev.cloud.storage import DATABASE_FILE, Storage, StorageError
 from gizdev.cloud.throttle import AbuseLimits
 from gizdev.errors import AddressInUse, BrokerError, ConfigError
+from gizdev.loopback import is_loopback_host
 
 if TYPE_CHECKING:
     from gizdev.cloud.messages.smtp import SmtpSettings
@@ -100,6 +101,8 @@ class CloudConfig:
     # The device bus's MQTT client id: the managed broker pins it to the service user's name; workers sharing an
     # external broker need one each (the broker drops the older of two connections with one id).
     broker_client_id: str = "gizdev-cloud"
+
+    console_app_list: bool = True  # the console's sign-in lists the apps (only ever on a loopback HTTP listener)
 
     def __post_init__(self) -> None:
         if self.public_url is not None:
@@ -242,6 +245,7 @@ class CloudServer:
                     limits=config.limits,
                     oauth_endpoints=dict(config.oauth_endpoints),
                     oauth_timeout_s=config.oauth_timeout_s,
+                    console_app_list=config.console_app_list and is_loopback_host(config.http_host),
                 ),
                 clock=self.clock,
                 realtime_settings=config.realtime,

@@ -411,6 +411,25 @@ def test_serve_stops_cleanly_on_signals_and_a_closed_output(scratch: Path) -> No
             run.close()
 
 
+def test_serve_has_the_console_and_lists_apps_unless_told_not_to(scratch: Path) -> None:
+    runs = {
+        True: ServeRun(scratch / "listed"),
+        False: ServeRun(scratch / "unlisted", options=("--no-console-app-list",)),
+    }
+    try:
+        for listed, run in runs.items():
+            run.wait_up()
+            status, page = http_call(run.http, "GET", "/console/")
+            assert status == 200 and b'name="viewport"' in page
+            status, body = http_call(run.http, "GET", "/console/api/apps")
+            assert status == 200 and json.loads(body)["listed"] is listed
+            wait_for(lambda run=run: "/console/" in run.stderr, 10, "the start-up line")
+            assert f"http://127.0.0.1:{run.http}/console/" in run.stderr
+    finally:
+        for run in runs.values():
+            run.close()
+
+
 def test_serve_names_a_taken_mqtt_port(scratch: Path) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
@@ -451,8 +470,9 @@ def test_serve_as_root_opens_the_way_to_the_broker_only(scratch: Path) -> None:
             run.proc.send_signal(signal.SIGTERM)
             assert run.proc.wait(30) == 0
             assert run.stderr.splitlines() == [
-                f"gizdev cloud: Open API on http://127.0.0.1:{run.http}, managed mosquitto on 127.0.0.1:{run.mqtt}, "
-                f"data in {run.data_dir}",
+                f"gizdev cloud: Open API on http://127.0.0.1:{run.http} "
+                f"(console: http://127.0.0.1:{run.http}/console/), "
+                f"managed mosquitto on 127.0.0.1:{run.mqtt}, data in {run.data_dir}",
                 "gizdev cloud: stopping",
             ]
     finally:

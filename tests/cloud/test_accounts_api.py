@@ -1,9 +1,8 @@
 """The account flows of the Open API (§3.2-§3.4, issue 10 items 1, 2, 8) against a real cloud on loopback.
 
-Each seed example (``shared/spec/open-api-seed.txt``) is sent as its curl line sends it. SMS codes: until
-``POST /app/sms_code`` lands (another change), a test issues the code itself through the running cloud's storage
-(``CodeBook``, what ``ctx.codes`` is) — the code the cloud checks is the one a phone would have received. Mails are
-read from the cloud's outbox (``<data_dir>/outbox.jsonl``). Third-party sign-ups talk to real HTTP servers shaped
+Each seed example (``shared/spec/open-api-seed.txt``) is sent as its curl line sends it. SMS codes are asked for
+with ``POST /app/sms_code`` (an app token from ``/app/request_token``) and read, like mails, from the cloud's outbox
+(``<data_dir>/outbox.jsonl``). Third-party sign-ups talk to real HTTP servers shaped
 like the providers (tests/cloud/oauth_providers.py). The cloud's clock is the test's, so windows and expiries are
 crossed without waiting.
 """
@@ -23,13 +22,15 @@ from typing import Any
 import pytest
 
 from gizdev.cloud import oauth
-from gizdev.cloud.codes import CodeBook, Purpose
+from gizdev.cloud.codes import CodeSettings
 from gizdev.cloud.errors import ApiError
 from gizdev.cloud.http.context import SESSION_CACHE_S
 from gizdev.cloud.messages import OUTBOX_FILE, Outbox
+from gizdev.cloud.names import phone_key
 from gizdev.cloud.storage import User
 from gizdev.cloud.throttle import AbuseLimits, Limit
 from tests.cloud.broker_fixtures import free_port
+from tests.cloud.codes_helpers import AppKeys, app_token, outbox_lines, seed_call, sms_code_for
 from tests.cloud.oauth_providers import Providers
 from tests.cloud.server_fixtures import TEMP_HUMI_SCHEMA, CloudThread, Reply, make_cloud, world_searchable_dir
 from tests.cloud.test_api_hostile import MALFORMED_BODIES, SPEC_STATUS, raw_request
@@ -38,6 +39,8 @@ from tests.guards import run
 
 OAUTH_TIMEOUT_S = 0.5
 REGISTRATIONS = Limit(5, 600)  # lowered from the default so that the test crosses it in a few requests
+SMS_TTL_S = 600
+MANY_SMS = Limit(1000, 3600)
 UPDATED_AT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
 
 
@@ -88,10 +91,16 @@ class Accounts:
         body: dict[str, Any] = reply.body
         return body
 
-    def sms_code(self, phone: str, ttl_s: int = 600) -> str:
-        """What the phone would receive from ``POST /app/sms_code`` (see the module docstring)."""
-        book = CodeBook(self.cloud.storage)
-        return self.cloud.call(book.issue(Purpose.SMS, phone, ttl_s=ttl_s, now=int(self.clock())))
+    def sms_code(self, phone: str) -> str:
+        """What the phone receives after ``POST /app/sms_code``: the code of the SMS the outbox got for it."""
+        secret = self.cloud.call(self.cloud.storage.get_app(self.appid)).appsecret
+        token = app_token(self.cloud, AppKeys(self.appid, secret))
+        sent_before = len(outbox_lines(self.cloud))
+        reply = seed_call(
+            self.cloud, "POST", "/app/sms_code", appid=self.appid, app_token=token, body=json.dumps({"phone": phone})
+        )
+        assert reply.status == 201, reply
+        return sms_code_for(self.cloud, phone_key(phone), after=sent_before)
 
     def users(self) -> list[User]:
         return self.cloud.call(self.cloud.storage.list_users(appid=self.appid, limit=1000))
@@ -118,6 +127,8 @@ def accounts_fixture(db_url: str, mosquitto_binary: str) -> Iterator[Accounts]:
             oauth_endpoints=providers.endpoints,
             oauth_timeout_s=OAUTH_TIMEOUT_S,
             limits=dataclasses.replace(AbuseLimits(), device_registrations_per_address=REGISTRATIONS),
+            # Codes for the same phones within seconds: the per-phone interval and limits are the codes tests'.
+            codes=CodeSettings(sms_ttl_s=SMS_TTL_S, sms_interval_s=0, sms_per_phone=MANY_SMS, sms_per_address=MANY_SMS),
         )
         try:
             cloud.add_product()  # the seed's product (TEMP_HUMI_SCHEMA), for the devices some tests bind
@@ -213,8 +224,8 @@ def test_phone_sign_up_as_in_the_seed_and_its_code_errors(accounts: Accounts) ->
     assert_refused(accounts.post({"phone": "123456", "password": "123456", "code": code}), 9010)
     assert_refused(accounts.post({"phone": "123456", "password": "123456", "code": accounts.sms_code("123456")}), 9018)
     # Expired: the code was right, but is older than its lifetime.
-    late = accounts.sms_code("13288302230", ttl_s=60)
-    accounts.clock.advance(61)
+    late = accounts.sms_code("13288302230")
+    accounts.clock.advance(SMS_TTL_S + 1)
     assert_refused(accounts.post({"phone": "13288302230", "password": "123456", "code": late}), 9009)
     assert_refused(accounts.post({"phone": "13288302230", "password": "123456", "code": "000000"}), 9010)
     assert len(accounts.users()) == before

@@ -16,6 +16,7 @@ from gizdev.cloud.http import (
     bindings,
     broker_auth,
     codes,
+    console,
     control,
     devdata,
     device_api,
@@ -83,6 +84,7 @@ DECLARED: tuple[Api, ...] = (
     scheduler.api,
     broker_auth.api,
     documents,
+    console.api,
 )
 
 
@@ -121,12 +123,12 @@ def metrics_middleware(metrics: HttpMetrics) -> Middleware:
 
 def make_app(ctx: CloudContext, metrics: HttpMetrics | None = None) -> web.Application:
     """The cloud's HTTP application for ``ctx`` (request bodies capped at ``ctx.settings.max_body_bytes``)."""
-    middlewares: list[Middleware] = [error_boundary]
+    middlewares: list[Middleware] = [console.headers_middleware, error_boundary]
     if metrics is not None:
         middlewares.insert(0, metrics_middleware(metrics))  # outside the boundary: sees the status it answered
     app = web.Application(middlewares=middlewares, client_max_size=ctx.settings.max_body_bytes)
     app[CONTEXT] = ctx
-    for module in (device_api, bindings, control, devdata):
+    for module in (device_api, bindings, control, devdata, console):
         app.add_routes(module.routes)
     for declared in DECLARED:
         app.add_routes(declared.routes)

@@ -50,6 +50,9 @@ class HttpSettings:
     # `gizdev cloud serve --refuse-plain-registration`: POST /dev/devices answers 9048, so that every new device
     # gets an MQTT password of its own through the encrypted API (device_api.py).
     refuse_plain_registration: bool = False
+    # GET /console/api/apps lists the app ids and names to pick from at the console's sign-in (console.py says why
+    # it can be switched off); the server turns it on only for a loopback listener.
+    console_app_list: bool = False
     password_policy: PasswordPolicy = DEFAULT_PASSWORD_POLICY
     kdf: KdfParams = KDF_DEFAULT
     token_lifetime_s: int = USER_TOKEN_LIFETIME_S
