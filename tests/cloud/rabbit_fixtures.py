@@ -137,6 +137,7 @@ class RabbitCluster:
             capture_output=True,
             timeout=timeout_s,
             check=False,
+            cwd=node.base,  # whatever Erlang writes where it stands (crash dumps) stays in the temp dir
         )
         if result.returncode != 0:
             raise RuntimeError(
@@ -173,6 +174,7 @@ class RabbitCluster:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # Ctrl-C of the test run is not theirs; close() stops them
+                cwd=node.base,  # crash dumps and the like stay in the temp dir
             )
 
     def _await(self, node: RabbitNode) -> None:
