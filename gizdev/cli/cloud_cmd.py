@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import ipaddress
 import json
 import os
 import sys
@@ -35,6 +36,11 @@ MQTT broker for devices, and a web console for people (http://HOST:PORT/console/
 in --data-dir: a SQLite database (cloud.db) and a managed Mosquitto (broker/) that gizdev configures, starts,
 restarts if it dies and stops on exit. Listeners are on loopback unless you say otherwise. Stop with Ctrl-C or
 SIGTERM.
+
+Scaled out (hw/deploy-scaled.md): several workers on one PostgreSQL (--database) behind a load balancer, with a
+RabbitMQ cluster (--amqp-url for each node, --public-mqtt for the devices; the nodes' HTTP auth backend asks the
+workers' /broker/auth/* about every login) or an external MQTT broker such as EMQX (--broker, --worker-group for
+shared subscriptions, --broker-auth for its HTTP auth hooks).
 """
 
 
@@ -56,6 +62,15 @@ def host_port(text: str) -> tuple[str, int]:
     if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
         raise argparse.ArgumentTypeError(f"expects HOST:PORT, e.g. 127.0.0.1:8080, not {text!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    try:
+        return ipaddress.ip_network(text, strict=False)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expects an address or network, e.g. 10.0.0.5 or 10.0.0.0/24, not {text!r}"
+        ) from None
 
 
 def _add_storage_options(parser: argparse.ArgumentParser) -> None:
@@ -109,6 +124,34 @@ def register(commands: Any) -> None:
         "--broker",
         metavar="URL",
         help="use an external broker, mqtt://user:password@host:port (device accounts and ACLs are then yours)",
+    )
+    serve.add_argument(
+        "--amqp-url",
+        action="append",
+        metavar="URL",
+        help="RabbitMQ (MQTT plugin) instead of an MQTT broker: consume device traffic over AMQP, "
+        "amqp://USER:PASSWORD@HOST:5672/ (the cloud's service login; repeat for each node, tried in turn). The cloud "
+        "answers the nodes' HTTP auth backend at /broker/auth/*; needs --public-mqtt",
+    )
+    serve.add_argument(
+        "--worker-group",
+        metavar="NAME",
+        help="with --broker: one of several workers sharing the broker; device topics are subscribed as "
+        "$share/NAME/... so each message reaches one worker (same NAME on every worker)",
+    )
+    serve.add_argument(
+        "--broker-auth",
+        action="store_true",
+        help="with --broker: answer the broker's HTTP authentication and ACL requests at /broker/auth/* (EMQX); "
+        "the cloud's own login is the one in the broker URL",
+    )
+    serve.add_argument(
+        "--broker-auth-peer",
+        action="append",
+        type=_network,
+        metavar="CIDR",
+        help="an address the broker nodes ask /broker/auth/* from (repeatable; default loopback only: every other "
+        "peer is refused)",
     )
     serve.add_argument(
         "--public-mqtt",
@@ -374,6 +417,7 @@ LIMIT_NAMES = {
     "login-address": "login_per_address",
     "anonymous-sign-ups": "anonymous_sign_ups_per_address",
     "device-registrations": "device_registrations_per_address",
+    "mqtt-logins": "mqtt_logins_per_device",
 }
 
 
@@ -398,6 +442,7 @@ def _limit(text: str) -> tuple[str, int, int]:
 
 
 def _run_serve(args: argparse.Namespace) -> int:
+    from gizdev.cloud.broker.access import LOOPBACK  # noqa: PLC0415 - start-up time
     from gizdev.cloud.codes import CodeSettings  # noqa: PLC0415 - start-up time
     from gizdev.cloud.scheduler.runner import SchedulerSettings  # noqa: PLC0415 - start-up time
     from gizdev.cloud.security import STRICT_PASSWORD_POLICY, PasswordPolicy  # noqa: PLC0415 - start-up time
@@ -420,6 +465,10 @@ def _run_serve(args: argparse.Namespace) -> int:
         public_mqtts_port=args.public_mqtts_port,
         public_wss_port=args.public_wss_port,
         refuse_plain_registration=args.refuse_plain_registration,
+        amqp_urls=tuple(args.amqp_url or ()),
+        worker_group=args.worker_group,
+        broker_auth=args.broker_auth,
+        broker_auth_peers=tuple(args.broker_auth_peer) if args.broker_auth_peer else LOOPBACK,
         limits=limits,
         oauth_endpoints=dict(args.oauth_endpoint),
         codes=CodeSettings(insecure_test_captcha=args.insecure_test_captcha),
@@ -450,9 +499,9 @@ async def _serve(config: CloudConfig) -> int:
         err.say("gizdev cloud: stopped")
         return 0
     try:
-        where = (
-            "external broker" if config.broker_url else f"managed mosquitto on {config.mqtt_host}:{config.mqtt_port}"
-        )
+        where = f"managed mosquitto on {config.mqtt_host}:{config.mqtt_port}"
+        if not config.managed_broker:
+            where = f"external broker {cloud.bus.feed}" if cloud.bus is not None else "external broker"
         err.say(
             f"gizdev cloud: Open API on {cloud.http_url} (console: {cloud.http_url}/console/), {where}, "
             f"data in {config.data_dir}"

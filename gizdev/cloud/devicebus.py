@@ -1,6 +1,7 @@
 """The cloud's side of the device protocol on MQTT (cloud protocol §1.4-§1.6).
 
-One service connection (with the managed broker, client ids are pinned, so the service user has exactly one) that
+Device traffic comes from a feed (:mod:`gizdev.cloud.feeds`: one MQTT service connection, or RabbitMQ's shared AMQP
+queue); the bus
 
 * consumes ``dev2app/<did>[/<clientid>]``: 0x0091 reports and read replies (and device-initiated 0x0093, which
   it acknowledges with 0x0094) are decoded with the product's codec and stored as the device's latest data;
@@ -13,6 +14,9 @@ One service connection (with the managed broker, client ids are pinned, so the s
 
 The broker is the reference for presence, so the bus writes every event in order through one queue; nothing a
 device sends can make the bus stop: bad frames are logged (hex) and counted.
+
+With several workers on one broker (``shared``), a worker that starts does not mark every device offline (the
+others hold their presence): it takes the online devices from the storage and follows the broker's events.
 """
 
 from __future__ import annotations
@@ -20,35 +24,28 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from gizdev.backoff import Backoff
-from gizdev.cloud.broker.settings import BrokerSettings
 from gizdev.cloud.deviceevents import DeviceEvent, DeviceFrame, DeviceListener, PresenceChange
-from gizdev.cloud.presence import (
-    EMQX_EVENT_TOPIC,
-    BrokerRestarted,
-    Presence,
-    parse_emqx_event,
-    parse_mosquitto_line,
-)
+from gizdev.cloud.feeds import Feed
+from gizdev.cloud.presence import BrokerRestarted, Presence, parse_mosquitto_line
 from gizdev.cloud.products import ProductCache
 from gizdev.cloud.storage import InvalidInput, NotFound, Storage, StorageError
 from gizdev.codec.envelope import (
     BusinessCmd,
+    Envelope,
     ServiceCmd,
     decode_envelope,
     decode_service,
     encode_envelope,
     encode_service,
 )
-from gizdev.codec.p0 import Action
+from gizdev.codec.p0 import Action, P0Message
+from gizdev.codec.p0 import Product as ProductCodec
 from gizdev.codec.values import Value
 from gizdev.errors import BrokerError, CodecError
-from gizdev.mqtt import MqttClient
 
 __all__ = ["CLOUD_CLIENT_ID", "AppActivity", "BusStats", "DeviceBus"]
 
@@ -58,8 +55,6 @@ CLOUD_CLIENT_ID = "gizdevcloud"  # the <clientid> of app2dev topics for the clou
 REPORT_ACTIONS = frozenset({Action.READ_REPLY, Action.REPORT, Action.VAR_READ_REPLY, Action.VAR_REPORT})
 APP_ONLINE_WINDOW_S = 120.0  # an app that used a device in the last two minutes counts as online for it
 QUERY_MATCH_WINDOW_S = 30.0  # a 0x020F is attributed to devices that connected this recently (see _on_query)
-RECONNECT_INITIAL_S = 0.2
-RECONNECT_MAX_S = 5.0
 
 
 @dataclass
@@ -93,30 +88,50 @@ class AppActivity:
         return len(users)
 
 
+def _device_topic(topic: str) -> tuple[str, str | None]:
+    """(did, client id) of ``dev2app/<did>[/<clientid>]``."""
+    parts = topic.split("/")
+    if len(parts) not in (2, 3):
+        raise CodecError(f"unexpected topic {topic!r}")
+    return parts[1], parts[2] if len(parts) == 3 else None
+
+
+def _carries_status(envelope: Envelope) -> bool:
+    return envelope.cmd in (BusinessCmd.TRANSMIT_REPLY, BusinessCmd.CONTROL, BusinessCmd.CONTROL_REPLY) and bool(
+        envelope.payload
+    )
+
+
+class _Resync:
+    """Reload the online devices from the storage (a shared bus that reconnected), in turn with the events."""
+
+
+_RESYNC = _Resync()
+
+
 class DeviceBus:
-    """The service MQTT connection and what the cloud does with device traffic (module docstring)."""
+    """What the cloud does with device traffic, from a feed (module docstring)."""
 
     def __init__(
         self,
         storage: Storage,
         products: ProductCache,
-        broker: BrokerSettings,
+        feed: Feed,
         *,
+        shared: bool = False,
         activity: AppActivity | None = None,
         clock: Callable[[], float] = time.time,
-        client_id: str = "gizdev-cloud",  # one per worker when several share a broker that does not pin it
     ) -> None:
-        self.client_id = client_id
         self.storage = storage
         self.products = products
-        self.broker = broker
+        self.feed = feed
+        self.shared = shared
         self.activity = activity or AppActivity()
         self.stats = BusStats()
         self._clock = clock
-        self._client: MqttClient | None = None
         self._ready = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
-        self._presence: asyncio.Queue[Presence | BrokerRestarted] = asyncio.Queue()
+        self._presence: asyncio.Queue[Presence | BrokerRestarted | _Resync] = asyncio.Queue()
         self._presence_worker: asyncio.Task[None] | None = None
         self._product_of: dict[str, str] = {}  # did -> product_key (never changes for a did)
         self._online: set[str] = set()  # what we last stored as online
@@ -126,10 +141,24 @@ class DeviceBus:
     # -- life cycle -----------------------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Mark every device offline (nothing is connected to a broker we just started or re-joined) and connect."""
-        await self.storage.mark_all_offline(int(self._clock()))
+        """Mark every device offline (nothing is connected to a broker we just started or re-joined) and connect;
+        ``shared``: take the online devices from the storage instead (the other workers keep them)."""
+        if self.shared:
+            self._online = await self._stored_online()
+        else:
+            await self.storage.mark_all_offline(int(self._clock()))
         self._presence_worker = asyncio.get_running_loop().create_task(self._apply_presence(), name="presence")
-        self._runner = asyncio.get_running_loop().create_task(self._run(), name="device-bus")
+        self._runner = asyncio.get_running_loop().create_task(self.feed.run(self), name="device-bus")
+
+    async def _stored_online(self) -> set[str]:
+        online: set[str] = set()
+        skip = 0
+        while True:
+            page = await self.storage.list_devices(include_disabled=False, limit=1000, skip=skip)
+            online.update(device.did for device in page if device.is_online)
+            if len(page) < 1000:
+                return online
+            skip += len(page)
 
     async def wait_ready(self, timeout_s: float = 10.0) -> None:
         """Wait until the service connection is up and subscribed; BrokerError after ``timeout_s``."""
@@ -137,7 +166,7 @@ class DeviceBus:
             async with asyncio.timeout(timeout_s):
                 await self._ready.wait()
         except TimeoutError:
-            raise BrokerError(f"no connection to the broker {self.broker} after {timeout_s:.0f} s") from None
+            raise BrokerError(f"no connection to the broker {self.feed} after {timeout_s:.0f} s") from None
 
     async def stop(self) -> None:
         for task in (self._runner, self._presence_worker):
@@ -161,6 +190,21 @@ class DeviceBus:
     @property
     def connected(self) -> bool:
         return self._ready.is_set()
+
+    # -- what the feed reports (gizdev.cloud.feeds.FeedSink) -------------------------------------------------------
+
+    def feed_up(self) -> None:
+        self._ready.set()
+        self.stats.connects += 1
+        if self.shared and self.stats.connects > 1:
+            # Events of the time we were away are lost to us, not to the other workers: take their word.
+            self._presence.put_nowait(_RESYNC)
+
+    def feed_down(self) -> None:
+        self._ready.clear()
+
+    def presence(self, event: Presence | BrokerRestarted) -> None:
+        self._presence.put_nowait(event)
 
     # -- listeners ------------------------------------------------------------------------------------------------
 
@@ -198,8 +242,16 @@ class DeviceBus:
             except Exception:
                 _LOGGER.exception("presence event %s failed", event)
 
-    async def _store_presence(self, event: Presence | BrokerRestarted) -> None:
+    async def _store_presence(self, event: Presence | BrokerRestarted | _Resync) -> None:
         now = int(self._clock())
+        if isinstance(event, _Resync):
+            stored = await self._stored_online()
+            changes = [PresenceChange(did, online=True) for did in stored - self._online]
+            changes += [PresenceChange(did, online=False) for did in self._online - stored]
+            self._online = stored
+            for change in changes:
+                self._notify(change)
+            return
         if isinstance(event, BrokerRestarted):
             count = await self.storage.mark_all_offline(now)
             gone, self._online = self._online, set()
@@ -230,78 +282,36 @@ class DeviceBus:
             )
             self._notify(PresenceChange(did, event.online))
 
-    # -- the connection -------------------------------------------------------------------------------------------
+    # -- device messages ------------------------------------------------------------------------------------------
 
-    async def _run(self) -> None:
-        backoff = Backoff(RECONNECT_INITIAL_S, RECONNECT_MAX_S)
-        broker = self.broker
-        while True:
-            client = MqttClient(
-                broker.host,
-                broker.port,
-                client_id=self.client_id,
-                username=broker.username,
-                password=broker.password,
-                keepalive_s=60,
-                tls=ssl.create_default_context() if broker.tls else None,
-            )
-            try:
-                await client.connect()
-                for topic in ("dev2app/#", "cli2ser_req", EMQX_EVENT_TOPIC):
-                    await client.subscribe(topic)
-                self._client = client
-                self._ready.set()
-                self.stats.connects += 1
-                _LOGGER.info("device bus connected to %s", broker)
-                backoff.reset()
-                async for message in client.messages():
-                    await self._dispatch(message.topic, message.payload)
-                    if self._listeners:
-                        # A burst of buffered messages, stored by SQLite's inline (never suspending) storage, would
-                        # run in one turn of the loop; the listeners' consumers (WebSocket writers) go between.
-                        await asyncio.sleep(0)
-            except BrokerError as exc:
-                _LOGGER.warning("device bus: broker connection lost (%s); retrying in %.1f s", exc, backoff.delay)
-            finally:
-                self._client = None
-                self._ready.clear()
-                await client.close()
-            await backoff.wait()
-
-    async def _dispatch(self, topic: str, payload: bytes) -> None:
+    async def dispatch(self, topic: str, payload: bytes) -> None:
+        """Handle one device message; never raises (a bad frame is logged and counted)."""
         try:
             if topic.startswith("dev2app/"):
                 await self._on_device_frame(topic, payload)
             elif topic == "cli2ser_req":
                 await self._on_service_request(payload)
-            elif topic.startswith("$SYS/brokers/"):
-                event = parse_emqx_event(topic, payload)
-                if event is not None:
-                    self._presence.put_nowait(event)
         except (CodecError, StorageError) as exc:
             self.stats.bad_frames += 1
             _LOGGER.info("ignored message on %s (%s): %s", topic, payload[:64].hex(), exc)
         except Exception:
             self.stats.bad_frames += 1
             _LOGGER.exception("message on %s (%s) failed", topic, payload[:64].hex())
+        if self._listeners:
+            # A burst of buffered messages, stored by SQLite's inline (never suspending) storage, would run in one
+            # turn of the loop; the listeners' consumers (WebSocket writers) go between.
+            await asyncio.sleep(0)
 
     async def _on_device_frame(self, topic: str, payload: bytes) -> None:
-        parts = topic.split("/")
-        if len(parts) not in (2, 3):
-            raise CodecError(f"unexpected topic {topic!r}")
-        did = parts[1]
+        did, client_id = _device_topic(topic)
         envelope = decode_envelope(payload)
         self._heard_from(did)
         values: dict[str, Value] | None = None
         try:
-            if (
-                envelope.cmd in (BusinessCmd.TRANSMIT_REPLY, BusinessCmd.CONTROL, BusinessCmd.CONTROL_REPLY)
-                and envelope.payload
-            ):
+            if _carries_status(envelope):
                 values = await self._store_report(did, envelope.payload)
         finally:  # a status that does not decode still reaches listeners as a frame (apps of p0_type custom)
-            if self._listeners:
-                client_id = parts[2] if len(parts) == 3 else None
+            if self._listeners and not self.feed.fans_out:
                 self._notify(DeviceFrame(did, client_id, envelope.cmd, envelope.sn, payload, envelope.payload, values))
         if envelope.cmd == BusinessCmd.CONTROL and envelope.sn is not None:
             # A device-initiated report that wants an acknowledgement (§1.6): 0x0094 with the same sn.
@@ -309,14 +319,33 @@ class DeviceBus:
                 f"app2dev/{did}/{CLOUD_CLIENT_ID}", encode_envelope(BusinessCmd.CONTROL_REPLY, sn=envelope.sn)
             )
 
+    async def observe(self, topic: str, payload: bytes) -> None:
+        """A device frame for the listeners only, from a feed that fans every frame out to every worker while one
+        of them handles it (``feed.fans_out``): so each worker's listeners hear every device. Never raises."""
+        if not self._listeners or not topic.startswith("dev2app/"):
+            return
+        try:
+            did, client_id = _device_topic(topic)
+            envelope = decode_envelope(payload)
+            values: dict[str, Value] | None = None
+            try:
+                if _carries_status(envelope):
+                    decoded = await self._decode_status(did, envelope.payload)
+                    values = None if decoded is None else decoded[1].attrs
+            finally:
+                self._notify(DeviceFrame(did, client_id, envelope.cmd, envelope.sn, payload, envelope.payload, values))
+        except (CodecError, StorageError) as exc:
+            _LOGGER.debug("not observed: %s (%s): %s", topic, payload[:64].hex(), exc)
+        await asyncio.sleep(0)  # the listeners' consumers go between frames (see dispatch)
+
     def _heard_from(self, did: str) -> None:
         if did not in self._online:
             # Traffic proves a connection even when the broker gives no events (an external broker).
             self._presence.put_nowait(Presence(client_id=did, online=True))
             self._online.add(did)
 
-    async def _store_report(self, did: str, p0: bytes) -> dict[str, Value] | None:
-        """Decode a status and keep it as the device's latest data; its values, or None if it carries none."""
+    async def _decode_status(self, did: str, p0: bytes) -> tuple[ProductCodec, P0Message] | None:
+        """The device's product codec and the status it decodes ``p0`` to; None if it carries no status."""
         product_key = self._product_of.get(did)
         if product_key is None:
             product_key = (await self.storage.get_device(did)).product_key
@@ -327,6 +356,14 @@ class DeviceBus:
         message = codec.decode(p0)
         if message.action not in REPORT_ACTIONS:
             return None  # a pass-through upload (0x06) or an ACK without status
+        return codec, message
+
+    async def _store_report(self, did: str, p0: bytes) -> dict[str, Value] | None:
+        """Decode a status and keep it as the device's latest data; its values, or None if it carries none."""
+        decoded = await self._decode_status(did, p0)
+        if decoded is None:
+            return None
+        codec, message = decoded
         await self.storage.put_latest(did, codec.attrs_to_json(message.attrs), int(self._clock()))
         self.stats.reports += 1
         return message.attrs
@@ -363,7 +400,4 @@ class DeviceBus:
         self.stats.controls_sent += 1
 
     async def _publish(self, topic: str, payload: bytes) -> None:
-        client = self._client
-        if client is None:
-            raise BrokerError(f"not connected to the broker {self.broker}")
-        await client.publish(topic, payload)
+        await self.feed.publish(topic, payload)

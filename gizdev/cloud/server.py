@@ -1,5 +1,9 @@
 """The local cloud as one object: storage, broker (managed Mosquitto or external), device bus and HTTP server.
 
+Brokers: the managed Mosquitto (default); an external MQTT broker (``broker_url``; with ``worker_group``, several
+workers share its device topics through ``$share`` subscriptions); or a RabbitMQ cluster (``amqp_urls``: the
+workers consume device traffic over AMQP, and the cloud answers RabbitMQ's HTTP auth, see ``hw/deploy-scaled.md``).
+
 ``async with CloudServer(CloudConfig(data_dir=...)) as cloud:`` starts everything in dependency order and stops it
 in reverse; ``cloud.http_url`` and ``cloud.mqtt_port`` say where it listens (port 0 = pick a free one for HTTP).
 """
@@ -12,6 +16,7 @@ import dataclasses
 import errno
 import logging
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -23,8 +28,12 @@ from aiohttp import web
 from yarl import URL
 
 from gizdev.cloud.broker import BrokerSettings, DeviceAccount, ManagedMosquitto
+from gizdev.cloud.broker.access import LOOPBACK, BrokerAccess, Network
+from gizdev.cloud.broker.settings import check_amqp_url, service_login
 from gizdev.cloud.codes import CodeSettings
 from gizdev.cloud.devicebus import DeviceBus
+from gizdev.cloud.feeds import Feed
+from gizdev.cloud.feeds.mqtt import MqttFeed
 from gizdev.cloud.http import CloudContext, HttpSettings, make_app
 from gizdev.cloud.http.realtime import new_hub
 from gizdev.cloud.http.reset import RedactingAccessLogger
@@ -70,6 +79,10 @@ class CloudConfig:
     kdf: KdfParams = KDF_DEFAULT
     mosquitto_binary: str | None = None
     metrics: tuple[str, int] | None = None  # (host, port) of a Prometheus /metrics endpoint; loopback only
+    amqp_urls: tuple[str, ...] = ()  # a RabbitMQ cluster's nodes (amqp://service-user:password@host:port/)
+    worker_group: str | None = None  # several workers on one external MQTT broker: $share/<group>/ subscriptions
+    broker_auth: bool = False  # answer the broker's HTTP auth (/broker/auth/*; always on with amqp_urls)
+    broker_auth_peers: tuple[Network, ...] = LOOPBACK  # the brokers' addresses: only they may ask
     # What the bindings list announces for TLS (§3.9 port_s, wss_port): a TLS proxy in front of the broker and of
     # the HTTP port (this cloud itself listens for TLS nowhere); 0 = none. ws_port is the HTTP port itself.
     public_mqtts_port: int = 0
@@ -94,6 +107,30 @@ class CloudConfig:
     def __post_init__(self) -> None:
         if self.public_url is not None:
             check_public_url(self.public_url)
+        for url in self.amqp_urls:
+            check_amqp_url(url)
+        if self.amqp_urls and self.broker_url:
+            raise ConfigError("RabbitMQ (AMQP URLs) or an MQTT broker URL, not both")
+        if self.amqp_urls and self.worker_group:
+            raise ConfigError("the worker group is for MQTT shared subscriptions; RabbitMQ workers share a queue")
+        if self.worker_group is not None and not self.broker_url:
+            raise ConfigError("a worker group needs an external broker (--broker): a managed one is one worker's")
+        if self.worker_group is not None and not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", self.worker_group):
+            raise ConfigError(f"worker group {self.worker_group!r}: 1-32 of A-Z a-z 0-9 _ -")
+        if self.amqp_urls and not (self.public_mqtt_host and self.public_mqtt_port):
+            raise ConfigError("with RabbitMQ, say where devices connect: --public-mqtt HOST:PORT (its MQTT listener)")
+        if self.broker_auth and self.managed_broker:
+            raise ConfigError("broker HTTP auth is for an external broker; the managed Mosquitto has its own files")
+
+    @property
+    def managed_broker(self) -> bool:
+        """Whether the cloud runs its own Mosquitto (no external MQTT broker, no RabbitMQ)."""
+        return not (self.broker_url or self.amqp_urls)
+
+    @property
+    def shared_broker(self) -> bool:
+        """Whether other workers may use the same broker (so presence is not this worker's alone)."""
+        return bool(self.amqp_urls or self.worker_group)
 
 
 def check_public_url(text: str) -> None:
@@ -140,8 +177,26 @@ class CloudServer:
         """The running HTTP application (its router lists every route served); None before start."""
         return None if self._runner is None else self._runner.app
 
+    def _feed(self) -> tuple[Feed, str, int, BrokerAccess | None]:
+        """Where device traffic comes from, the host/port provisioning hands to devices, the broker HTTP auth."""
+        config = self.config
+        if config.amqp_urls:
+            from gizdev.cloud.feeds.amqp import AmqpFeed  # noqa: PLC0415 - aio-pika only if used
+
+            assert config.public_mqtt_host and config.public_mqtt_port
+            username, password, vhost = service_login(config.amqp_urls[0])
+            rabbit = BrokerAccess(username, password, vhost=vhost, peers=config.broker_auth_peers)
+            return AmqpFeed(config.amqp_urls), config.public_mqtt_host, config.public_mqtt_port, rabbit
+        settings, host, port = self._broker_settings()
+        access = None
+        if config.broker_auth:
+            if not settings.username or not settings.password:
+                raise ConfigError("broker HTTP auth answers for the cloud's own login: the broker URL needs user:pass")
+            access = BrokerAccess(settings.username, settings.password, peers=config.broker_auth_peers)
+        return MqttFeed(settings, group=config.worker_group, client_id=config.broker_client_id), host, port, access
+
     def _broker_settings(self) -> tuple[BrokerSettings, str, int]:
-        """How the cloud logs in, and the host/port provisioning hands to devices."""
+        """How the cloud logs in over MQTT, and the host/port provisioning hands to devices."""
         config = self.config
         if config.broker_url:
             settings = BrokerSettings.from_url(config.broker_url)
@@ -160,15 +215,14 @@ class CloudServer:
             raise ConfigError(f"cannot use data dir {config.data_dir}: {exc}") from exc
         try:
             self.storage = await Storage.open(database_for(config), clock=self.clock)
-            settings, public_host, public_port = self._broker_settings()
+            feed, public_host, public_port, access = self._feed()
             products = ProductCache(self.storage)
-            self.bus = DeviceBus(self.storage, products, settings, clock=self.clock, client_id=config.broker_client_id)
+            self.bus = DeviceBus(self.storage, products, feed, shared=config.shared_broker, clock=self.clock)
             if self.broker is not None:
                 self.broker.on_log_line = self.bus.on_broker_log
                 await self.broker.set_devices(await self._accounts())
                 await self._start_broker(self.broker)
             await self.bus.start()
-            await self.bus.wait_ready()
             self._housekeeping = asyncio.get_running_loop().create_task(self._prune(self.storage), name="prune")
             ctx = CloudContext(
                 storage=self.storage,
@@ -184,6 +238,7 @@ class CloudServer:
                     wss_port=config.public_wss_port,
                     password_policy=config.password_policy,
                     kdf=config.kdf,
+                    broker_access=access,
                     codes=config.codes,
                     public_url=config.public_url,
                     refuse_plain_registration=config.refuse_plain_registration,
@@ -219,6 +274,8 @@ class CloudServer:
                 )
             # The realtime API is served on this port (ws_port of the bindings list); port 0 is known only now.
             ctx.settings = dataclasses.replace(ctx.settings, ws_port=self.http_port)
+            # Only now: a broker with HTTP auth asks this server whether the cloud's own login may come in.
+            await self.bus.wait_ready()
             # Last: its first tick may run what fell due while the cloud was down, through a bus that is up.
             self.scheduler = SchedulerRunner(self.storage, self.bus, config.scheduler, clock=self.clock)
             await self.scheduler.start()
@@ -280,7 +337,7 @@ class CloudServer:
         config.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         if not config.database:
             _private_file(config.data_dir / DATABASE_FILE)
-        if not config.broker_url:
+        if config.managed_broker:
             self.broker = ManagedMosquitto(
                 config.data_dir / BROKER_DIR,
                 host=config.mqtt_host,

@@ -36,6 +36,8 @@ class AbuseLimits:
     login_per_address: Limit = Limit(20, 15 * 60)
     anonymous_sign_ups_per_address: Limit = Limit(30, 3600)
     device_registrations_per_address: Limit = Limit(100, 3600)
+    # Wrong MQTT passwords per device, asked by a broker's HTTP auth (GAgent retries every few seconds).
+    mqtt_logins_per_device: Limit = Limit(10, 5 * 60)
 
 
 class Throttled(ApiError):

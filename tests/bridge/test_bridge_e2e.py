@@ -117,13 +117,13 @@ def test_0093_from_the_cloud_gets_0094_with_its_sn(cloud: CloudThread, tmp_path:
     bus = cloud.server.bus
     assert bus is not None
     heard: list[tuple[str, bytes]] = []
-    dispatch = bus._dispatch
+    dispatch = bus.dispatch
 
     async def spy(topic: str, payload: bytes) -> None:
         heard.append((topic, payload))
         await dispatch(topic, payload)
 
-    bus._dispatch = spy  # type: ignore[method-assign]
+    bus.dispatch = spy  # type: ignore[method-assign]
 
     async def scenario() -> None:
         async with bridge_rig(cloud, tmp_path / "state", mcu_kwargs={"values": BOARD}) as rig:

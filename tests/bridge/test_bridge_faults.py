@@ -149,13 +149,13 @@ def test_mcu_silent_then_back(cloud_place: CloudPlace, tmp_path: Path) -> None:
     bus = cloud.server.bus
     assert bus is not None
     heard: list[tuple[str, bytes]] = []
-    dispatch = bus._dispatch
+    dispatch = bus.dispatch
 
     async def spy(topic: str, payload: bytes) -> None:
         heard.append((topic, payload))
         await dispatch(topic, payload)
 
-    bus._dispatch = spy  # type: ignore[method-assign]
+    bus.dispatch = spy  # type: ignore[method-assign]
     try:
 
         async def scenario() -> None:

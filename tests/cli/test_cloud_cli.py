@@ -624,3 +624,29 @@ def test_serve_refuses_bad_oauth_and_limit_options(option: str, message: str) ->
     result = gizdev("cloud", "serve", option)
     assert result.returncode == 2, result
     assert message in result.stderr, result.stderr
+
+
+def test_serve_refuses_scale_out_options_that_do_not_fit(tmp_path: Path) -> None:
+    """Each mistake is one clear line, before anything is started (and a password never shows)."""
+    amqp = "amqp://gizdev-cloud:s3cret@127.0.0.1:5672/"
+    cases: list[tuple[list[str], str]] = [
+        (["--amqp-url", "amqp://gizdev-cloud@127.0.0.1/", "--public-mqtt", "127.0.0.1:1883"], "user:password"),
+        (["--amqp-url", "http://u:s3cret@127.0.0.1/", "--public-mqtt", "127.0.0.1:1883"], "amqp://"),
+        (["--amqp-url", amqp], "--public-mqtt"),
+        (["--amqp-url", amqp, "--public-mqtt", "127.0.0.1:1883", "--broker", "mqtt://a:s3cret@127.0.0.1"], "not both"),
+        (["--amqp-url", amqp, "--public-mqtt", "127.0.0.1:1883", "--worker-group", "g"], "share a queue"),
+        (["--worker-group", "g"], "external broker"),
+        (["--broker", "mqtt://a:s3cret@127.0.0.1:1", "--worker-group", "a b"], "worker group"),
+        (["--broker-auth"], "external broker"),
+    ]
+    results = gizdev_many(
+        *(["cloud", "serve", "--data-dir", str(tmp_path / f"d{i}"), *args] for i, (args, _) in enumerate(cases))
+    )
+    for result, (args, hint) in zip(results, cases, strict=True):
+        assert result.returncode == 1, (args, result)
+        assert result.stderr.startswith("gizdev cloud:") and "Traceback" not in result.stderr, result.stderr
+        assert hint in result.stderr and "s3cret" not in result.stderr, (args, result.stderr)
+    for index in range(len(cases)):
+        assert not (tmp_path / f"d{index}").exists()  # refused before the data dir was made
+    bad_peer = gizdev("cloud", "serve", "--broker-auth-peer", "300.1.1.1")
+    assert bad_peer.returncode == 2 and "--broker-auth-peer" in bad_peer.stderr

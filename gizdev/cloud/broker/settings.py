@@ -15,7 +15,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from gizdev.errors import ConfigError
 
-__all__ = ["DEFAULT_PORTS", "BrokerSettings"]
+__all__ = ["DEFAULT_PORTS", "BrokerSettings", "check_amqp_url", "service_login"]
 
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}  # IANA; also what Gizwits provisions (cloud protocol §1.4)
 
@@ -89,3 +89,30 @@ def _redact(url: str) -> str:
         return url
     user = userinfo.split(":", 1)[0]
     return f"{scheme}://{user}:***@{hostport}{slash}{tail}" if ":" in userinfo else url
+
+
+# -- RabbitMQ's AMQP side (gizdev.cloud.feeds.amqp) ---------------------------------------------------------------
+
+
+def check_amqp_url(url: str) -> str:
+    """``url`` if it is ``amqp[s]://user:password@host[:port][/vhost]``, else ConfigError (password not shown)."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError as exc:
+        raise ConfigError(f"AMQP URL: {exc}") from None
+    if parts.scheme not in ("amqp", "amqps") or not parts.hostname:
+        raise ConfigError("an AMQP URL is amqp://user:password@host:5672/ (or amqps://)")
+    if not parts.username or not parts.password:
+        raise ConfigError(
+            f"AMQP URL amqp://…@{parts.hostname}: needs user:password, the cloud's service login (the cloud also "
+            "answers for it in the broker's HTTP auth)"
+        )
+    return url
+
+
+def service_login(url: str) -> tuple[str, str, str]:
+    """(username, password, virtual host) of an AMQP URL (``amqp://u:p@host/`` and ``…/%2F`` are the vhost "/")."""
+    parts = urlsplit(check_amqp_url(url))
+    vhost = unquote(parts.path[1:]) if len(parts.path) > 1 else "/"
+    return unquote(parts.username or ""), unquote(parts.password or ""), vhost

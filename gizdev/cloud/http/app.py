@@ -14,6 +14,7 @@ from gizdev.cloud.errors import ApiError, Code, error_list, error_response
 from gizdev.cloud.http import (
     app_tokens,
     bindings,
+    broker_auth,
     codes,
     console,
     control,
@@ -85,6 +86,7 @@ DECLARED: tuple[Api, ...] = (
     codes.api,
     reset.api,
     scheduler.api,
+    broker_auth.api,
     documents,
     console.api,
 )

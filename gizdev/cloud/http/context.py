@@ -11,6 +11,7 @@ from typing import Protocol
 from aiohttp import web
 
 from gizdev.cloud.background import Background
+from gizdev.cloud.broker.access import BrokerAccess
 from gizdev.cloud.cache import TtlCache
 from gizdev.cloud.codes import CodeBook, CodeSettings
 from gizdev.cloud.devicebus import DeviceBus
@@ -67,6 +68,7 @@ class HttpSettings:
     # URLs and reset links. None: captcha URLs from the request's Host, reset links to the listener's address
     # (never the Host header: a forged one would send the victim's link to the forger's server).
     public_url: str | None = None
+    broker_access: BrokerAccess | None = None  # answer an external broker's HTTP auth (http/broker_auth.py)
 
 
 class BrokerAccounts(Protocol):

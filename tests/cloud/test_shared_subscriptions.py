@@ -1,0 +1,71 @@
+"""Several workers on one external Mosquitto: ``--worker-group`` subscribes the device topics as ``$share/<group>/``
+(Mosquitto 2 supports shared subscriptions for MQTT 3.1.1 clients), so each device message is handled once."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from collections.abc import Iterator
+
+import pytest
+
+from gizdev.cloud.broker import ManagedMosquitto
+from gizdev.cloud.feeds.mqtt import MqttFeed
+from tests.cloud.broker_fixtures import BrokerThread, RawMqtt31, free_port
+from tests.cloud.server_fixtures import CloudThread, make_cloud, world_searchable_dir
+from tests.cloud.test_cloud_e2e import CONNACK_OK, PASSCODE, PK, register, wait_for
+from tests.guards import run
+
+
+@pytest.fixture(name="open_mosquitto")
+def open_mosquitto_fixture(mosquitto_binary: str) -> Iterator[BrokerThread]:
+    """A Mosquitto that does not pin client ids to usernames: each worker logs in as the service user with its own."""
+    base = world_searchable_dir()
+    thread = BrokerThread(
+        ManagedMosquitto(base / "broker", port=free_port(), binary=mosquitto_binary, pin_client_ids=False)
+    )
+    thread.start()
+    try:
+        yield thread
+    finally:
+        thread.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_two_workers_in_a_group_store_each_report_once(db_url: str, open_mosquitto: BrokerThread) -> None:
+    url = open_mosquitto.settings.url(show_password=True)
+    base = world_searchable_dir()
+    workers: list[CloudThread] = []
+    try:
+        for name in ("w1", "w2"):
+            workers.append(make_cloud(db_url, base / name, broker_url=url, worker_group="gizdev"))
+        first = workers[0]
+        feeds = [w.server.bus.feed for w in workers if w.server.bus is not None]
+        assert all(isinstance(feed, MqttFeed) for feed in feeds)
+        assert len({feed.client_id for feed in feeds if isinstance(feed, MqttFeed)}) == 2  # one session each
+        first.add_product()
+        did = register(first)
+        open_mosquitto.add_device_sync(did, PASSCODE, PK)
+
+        def reports() -> list[int]:
+            return [w.server.bus.stats.reports for w in workers if w.server.bus is not None]
+
+        async def scenario() -> None:
+            device = await RawMqtt31.open("127.0.0.1", open_mosquitto.port)
+            try:
+                assert await device.connect(did, did, PASSCODE) == CONNACK_OK
+                for n in range(40):
+                    await device.publish(f"dev2app/{did}", bytes.fromhex("000000030600009104") + bytes([n, 1]))
+                await asyncio.to_thread(wait_for, lambda: sum(reports()) >= 40, 10.0, "40 reports stored")
+                await asyncio.sleep(0.5)  # a copy to the other worker would arrive now
+            finally:
+                await device.close()
+
+        run(scenario())
+        counts = reports()
+        assert sum(counts) == 40 and all(count > 0 for count in counts), counts
+    finally:
+        for worker in workers:
+            worker.close()
+        shutil.rmtree(base, ignore_errors=True)
