@@ -195,10 +195,11 @@ async def main(args: argparse.Namespace) -> None:
         await server.start()
         assert server.storage is not None and server.broker is not None
         storage = server.storage
-        appid = (await storage.add_app(new_app_id(), new_app_secret(), "bench")).appid
         schema = load_schema(GOKIT)
         assert schema.product_key is not None
         await storage.add_product(schema.product_key, "0" * 32, schema.name, schema)
+        # The app serves the product (apps reach only their products' devices).
+        appid = (await storage.add_app(new_app_id(), new_app_secret(), "bench", [schema.product_key])).appid
         print(f"registering {args.devices} devices ...", flush=True)
         for index in range(args.devices):
             reg = await storage.register_device(f"{index:012X}", schema.product_key, new_passcode())
