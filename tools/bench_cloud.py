@@ -39,25 +39,13 @@ from gizdev.cloud.broker import DeviceAccount
 from gizdev.cloud.devicebus import DeviceBus
 from gizdev.cloud.security import KdfParams, new_app_id, new_app_secret
 from gizdev.cloud.server import CloudConfig, CloudServer
+from gizdev.mqtt.packets import MQTT_31, SUBSCRIBE, connect_packet, encode_string, packet
 from gizdev.protocol.identifiers import new_passcode
 from gizdev.schema.loader import load_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 GOKIT = ROOT / "protocols" / "gokit.json"
 FAST_KDF = KdfParams(time_cost=1, memory_kib=8 * 1024, parallelism=1)  # one user is created; not measured
-
-
-def _mqtt_string(text: str) -> bytes:
-    return len(text).to_bytes(2, "big") + text.encode()
-
-
-def _remaining(length: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, length = length % 128, length // 128
-        out.append(byte | (0x80 if length else 0))
-        if not length:
-            return bytes(out)
 
 
 @dataclass
@@ -73,12 +61,11 @@ class Device:
     async def connect(self, port: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         self.writer = writer
-        body = _mqtt_string("MQIsdp") + bytes([3, 0xC2]) + (120).to_bytes(2, "big")
-        body += _mqtt_string(self.did) + _mqtt_string(self.did) + _mqtt_string(self.passcode)
-        writer.write(b"\x10" + _remaining(len(body)) + body)
+        writer.write(
+            connect_packet(self.did, username=self.did, password=self.passcode, keepalive_s=120, protocol=MQTT_31)
+        )
         topic = f"app2dev/{self.did}/#"
-        sub = (1).to_bytes(2, "big") + _mqtt_string(topic) + b"\x00"
-        writer.write(b"\x82" + _remaining(len(sub)) + sub)
+        writer.write(packet(SUBSCRIBE, (1).to_bytes(2, "big") + encode_string(topic) + b"\x00", flags=2))
         await writer.drain()
         connack = await reader.readexactly(4)
         if connack != b"\x20\x02\x00\x00":

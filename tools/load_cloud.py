@@ -49,6 +49,7 @@ from benchlib import free_port, machine
 
 from gizdev.codec.envelope import encode_envelope
 from gizdev.codec.p0 import Product, load_product
+from gizdev.mqtt.packets import MQTT_31, PUBLISH, SUBSCRIBE, connect_packet, encode_string, packet
 from gizdev.protocol.identifiers import new_passcode
 from gizdev.sim.mcu import initial_state
 
@@ -61,19 +62,6 @@ ARRIVAL_TIMEOUT_S = 5.0
 # devices), so what bounds the registration rate is how many wait at once: 32 at a time took 238 s for 10,000.
 REGISTER_CONCURRENCY = 200
 CONTROL_BODY = json.dumps({"attrs": {"LED_OnOff": True, "Motor_Speed": 3}}).encode()
-
-
-def _mqtt_string(text: str) -> bytes:
-    return len(text).to_bytes(2, "big") + text.encode()
-
-
-def _remaining(length: int) -> bytes:
-    out = bytearray()
-    while True:
-        byte, length = length % 128, length // 128
-        out.append(byte | (0x80 if length else 0))
-        if not length:
-            return bytes(out)
 
 
 @dataclass
@@ -91,11 +79,12 @@ class Device:
     async def connect(self, port: int) -> None:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         self.writer = writer
-        body = _mqtt_string("MQIsdp") + bytes([3, 0xC2]) + (120).to_bytes(2, "big")
-        body += _mqtt_string(self.did) + _mqtt_string(self.did) + _mqtt_string(self.passcode)
-        writer.write(b"\x10" + _remaining(len(body)) + body)
-        sub = (1).to_bytes(2, "big") + _mqtt_string(f"app2dev/{self.did}/#") + b"\x00"
-        writer.write(b"\x82" + _remaining(len(sub)) + sub)
+        writer.write(
+            connect_packet(self.did, username=self.did, password=self.passcode, keepalive_s=120, protocol=MQTT_31)
+        )
+        writer.write(
+            packet(SUBSCRIBE, (1).to_bytes(2, "big") + encode_string(f"app2dev/{self.did}/#") + b"\x00", flags=2)
+        )
         await writer.drain()
         connack = await asyncio.wait_for(reader.readexactly(4), 10)
         if connack != b"\x20\x02\x00\x00":
@@ -123,13 +112,12 @@ class Device:
 
     def start_reports(self, frame: bytes, interval_s: float, first_s: float, until: float) -> None:
         topic = f"dev2app/{self.did}"
-        body = _mqtt_string(topic) + frame
-        packet = b"\x30" + _remaining(len(body)) + body
+        report_packet = packet(PUBLISH, encode_string(topic) + frame)
 
         async def report() -> None:
             await asyncio.sleep(first_s)
             while time.monotonic() < until and self.writer is not None and not self.dropped:
-                self.writer.write(packet)
+                self.writer.write(report_packet)
                 await asyncio.sleep(interval_s)
 
         self.tasks.append(asyncio.get_running_loop().create_task(report()))
