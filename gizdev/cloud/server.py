@@ -35,6 +35,7 @@ from gizdev.cloud.devicebus import DeviceBus
 from gizdev.cloud.feeds import Feed
 from gizdev.cloud.feeds.mqtt import MqttFeed
 from gizdev.cloud.http import CloudContext, HttpSettings, make_app
+from gizdev.cloud.http.api import MAX_REQUEST_LINE
 from gizdev.cloud.http.realtime import new_hub
 from gizdev.cloud.http.reset import RedactingAccessLogger
 from gizdev.cloud.messages import OUTBOX_FILE, Channel, ChannelRouter, Outbox, OutboxSender, Sender
@@ -255,7 +256,10 @@ class CloudServer:
             self.bus.add_listener(self.realtime)
             http_metrics = self._start_metrics(config.metrics) if config.metrics else None
             self._runner = web.AppRunner(
-                make_app(ctx, http_metrics), handle_signals=False, access_log_class=RedactingAccessLogger
+                make_app(ctx, http_metrics),
+                handle_signals=False,
+                access_log_class=RedactingAccessLogger,
+                max_line_size=MAX_REQUEST_LINE,
             )
             await self._runner.setup()
             site = web.TCPSite(self._runner, config.http_host, config.http_port)

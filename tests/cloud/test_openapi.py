@@ -7,17 +7,29 @@ no 500, and every answer's status, content type and body as the document says.
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from pydantic import Field
 from schemathesis.checks import positive_data_acceptance
 
 from gizdev import __version__
-from gizdev.cloud.http.api import openapi_document
+from gizdev.cloud.http.api import (
+    MAX_PATH_PARAM,
+    MAX_REQUEST_LINE,
+    Api,
+    Auth,
+    Empty,
+    EmptyReply,
+    Query,
+    openapi_document,
+)
 from gizdev.cloud.http.app import declared_endpoints
 from tests.cloud.server_fixtures import CloudThread, make_cloud, world_searchable_dir
 
@@ -66,6 +78,64 @@ def test_every_served_route_is_declared(fuzzed: tuple[CloudThread, dict[str, str
         route for route in served - declared if not route[1].startswith(_NOT_HTTP) and route[1] not in _STATIC
     }
     assert not undeclared, f"served but missing from /openapi.json: {sorted(undeclared)}"
+
+
+_WIDEST = "\U0010fffd"  # four UTF-8 bytes: twelve once percent-encoded
+
+
+def _longest_value(schema: dict[str, Any]) -> str:
+    if "anyOf" in schema:
+        return max((_longest_value(option) for option in schema["anyOf"] if option.get("type") != "null"), key=len)
+    if schema.get("type") == "string":
+        return _WIDEST * int(schema["maxLength"])
+    if schema.get("type") == "integer":
+        return str(schema["maximum"])
+    return "false"
+
+
+def test_the_longest_documented_url_of_every_endpoint_reaches_its_handler(
+    fuzzed: tuple[CloudThread, dict[str, str]],
+) -> None:
+    """Every path and query parameter at its documented longest: an answer in JSON, never aiohttp's plain 400."""
+    cloud, fuzzer = fuzzed
+    appid = fuzzer["X-Gizwits-Application-Id"]
+    own = cloud.api("POST", "/app/users", {"phone_id": "longest-url"}, appid=appid)  # DELETE /app/logout ends it
+    assert own.status == 201, own
+    headers = {"X-Gizwits-Application-Id": appid, "X-Gizwits-User-token": own.body["token"]}
+    for endpoint in declared_endpoints():
+        path = re.sub(r"\{\w+(:[^}]*)?\}", quote(_WIDEST * MAX_PATH_PARAM, safe=""), endpoint.path)
+        if endpoint.query is not None:
+            properties = endpoint.query.model_json_schema()["properties"]
+            path += "?" + urlencode({name: _longest_value(prop) for name, prop in properties.items()})
+        reply = cloud.request(endpoint.method, path, headers=headers)
+        seen = f"{endpoint.method} {endpoint.path}: {reply.status} {reply.raw[:200]!r}"
+        responses = DOCUMENT["paths"][endpoint.openapi_path][endpoint.method.lower()]["responses"]
+        assert str(reply.status) in responses, seen
+        if "application/json" in responses[str(reply.status)].get("content", {}):
+            assert isinstance(reply.body, dict), seen
+        elif "text/html" in responses[str(reply.status)].get("content", {}):
+            assert isinstance(reply.body, str) and reply.body.startswith("<!DOCTYPE html>"), seen
+
+
+class _Unbounded(Query):
+    name: str
+
+
+class _Long(Query):
+    first: str = Field(max_length=MAX_REQUEST_LINE // 24)
+    second: str = Field(max_length=MAX_REQUEST_LINE // 24)
+
+
+def test_a_declaration_whose_longest_url_would_not_be_read_is_refused() -> None:
+    api = Api(tag="test")
+    with pytest.raises(ValueError, match="name is unbounded"):
+        api.endpoint("GET", "/x", summary="", auth=Auth.NONE, query=_Unbounded, responses={200: EmptyReply})
+    with pytest.raises(ValueError, match="longest URL"):
+        api.endpoint("GET", "/x", summary="", auth=Auth.NONE, query=_Long, responses={200: EmptyReply})
+    with pytest.raises(ValueError, match="longest URL"):
+        api.endpoint("GET", "/x/{a}/{b}/{c}/{d}/{e}/{f}", summary="", auth=Auth.NONE, responses={200: EmptyReply})
+    api.endpoint("GET", "/x/{a}", summary="", auth=Auth.NONE, body=Empty, responses={200: EmptyReply})
+    assert len(api.endpoints) == 1
 
 
 # Not HTTP operations: the realtime WebSocket API (cloud protocol §4, tested in test_realtime*.py).

@@ -29,6 +29,8 @@ from gizdev.cloud.storage import App, User
 __all__ = [
     "APP_AUTH_HEADER",
     "APP_TOKEN_HEADER",
+    "MAX_PATH_PARAM",
+    "MAX_REQUEST_LINE",
     "Api",
     "Auth",
     "Body",
@@ -49,9 +51,13 @@ __all__ = [
 APP_TOKEN_HEADER = "X-Gizwits-Application-Token"
 APP_AUTH_HEADER = "X-Gizwits-Application-Auth"
 # What the document promises for a path parameter (a DID is 22 characters): longer ones are refused by the handler
-# like any other DID that names nothing, and a URL stays within aiohttp's request-line limit (8190 bytes), past
-# which its parser answers in plain text before any handler runs.
+# like any other DID that names nothing.
 MAX_PATH_PARAM = 256
+# The longest request line the server reads (aiohttp's default is 8190). Past it aiohttp's parser answers in plain
+# text before any handler runs, so every declaration is checked to keep its longest documented URL within it.
+MAX_REQUEST_LINE = 16384
+# A character of a URL at its longest: four UTF-8 bytes, each percent-encoded.
+_ENCODED_CHAR_BYTES = 12
 
 
 def _no_control_nul(value: str) -> str:
@@ -233,6 +239,7 @@ class Api:
             errors=tuple(errors),
             tag=self.tag,
         )
+        _check_request_line(declared)
         self.endpoints.append(declared)
 
         def register(handler: Callable[[Call[BodyT, QueryT]], Awaitable[HandlerResult]]) -> Handler:
@@ -247,6 +254,37 @@ class Api:
             return handler  # the undecorated function stays callable
 
         return register
+
+
+def _longest_value(name: str, schema: Mapping[str, Any]) -> int:
+    """The most characters a query value of ``schema`` may have; a declaration without a bound is a mistake."""
+    if "anyOf" in schema:
+        return max(_longest_value(name, option) for option in schema["anyOf"])
+    kind = schema.get("type")
+    if kind == "null":
+        return 0
+    if kind == "boolean":
+        return len("false")
+    if kind == "integer" and "maximum" in schema and "minimum" in schema:
+        return max(len(str(schema["maximum"])), len(str(schema["minimum"])))
+    if kind == "string" and "maxLength" in schema:
+        return int(schema["maxLength"])
+    raise ValueError(f"query parameter {name} is unbounded: give it a maximum length or range")
+
+
+def _check_request_line(endpoint: Endpoint) -> None:
+    """Refuses a declaration whose longest documented URL would not reach its handler (see MAX_REQUEST_LINE)."""
+    path_params = re.findall(r"\{(\w+)[:}]", endpoint.path)
+    fixed = re.sub(r"\{[^}]*\}", "", endpoint.path)
+    longest = len(f"{endpoint.method}  HTTP/1.1") + len(fixed) + len(path_params) * MAX_PATH_PARAM * _ENCODED_CHAR_BYTES
+    if endpoint.query is not None:
+        for name, prop in endpoint.query.model_json_schema().get("properties", {}).items():
+            longest += len(f"&{name}=") + _longest_value(name, prop) * _ENCODED_CHAR_BYTES
+    if longest > MAX_REQUEST_LINE:
+        raise ValueError(
+            f"{endpoint.method} {endpoint.path}: its longest URL is {longest} bytes, over the {MAX_REQUEST_LINE} "
+            "the server reads; bound its parameters more tightly"
+        )
 
 
 async def _parse(declared: Endpoint, request: web.Request) -> Call[Any, Any]:

@@ -8,7 +8,7 @@ from aiohttp import web
 from pydantic import Field
 
 from gizdev.cloud.errors import ApiError, Code
-from gizdev.cloud.http.api import Api, Auth, Call, Empty, Query, Reply
+from gizdev.cloud.http.api import MAX_PATH_PARAM, Api, Auth, Call, Empty, Query, Reply
 from gizdev.cloud.http.auth import check_served, optional_user
 from gizdev.cloud.http.control import lookup_device
 from gizdev.cloud.storage import InvalidInput, NotFound
@@ -54,7 +54,8 @@ async def latest(call: Call[Empty, Empty]) -> web.Response:
 
 
 class ProductQuery(Query):
-    product_key: str = Field(min_length=1)  # any other text is a key that names no product: 9002
+    # any other text is a key that names no product: 9002
+    product_key: str = Field(min_length=1, max_length=MAX_PATH_PARAM)
 
 
 @api.endpoint(
