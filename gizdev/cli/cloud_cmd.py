@@ -175,6 +175,14 @@ def register(commands: Any) -> None:
         "as missed (default 300)",
     )
     serve.add_argument(
+        "--scheduler-ack-timeout",
+        type=positive_int,
+        default=5,
+        metavar="SECONDS",
+        help="how long a device has to confirm a scheduled command (its 0x0094) before the command counts as not "
+        "delivered (default 5; at most 20)",
+    )
+    serve.add_argument(
         "--strict-passwords", action="store_true", help="require 10+ characters of 3 kinds (default: 6+ characters)"
     )
     serve.add_argument(
@@ -475,7 +483,11 @@ def _run_serve(args: argparse.Namespace) -> int:
         public_url=args.public_url,
         smtp=_smtp_settings(args),
         sms_webhook=_webhook_settings(args),
-        scheduler=SchedulerSettings(retry_interval_s=args.scheduler_retry_interval, grace_s=args.scheduler_grace),
+        scheduler=SchedulerSettings(
+            retry_interval_s=args.scheduler_retry_interval,
+            grace_s=args.scheduler_grace,
+            ack_timeout_s=args.scheduler_ack_timeout,
+        ),
         console_app_list=args.console_app_list,
     )
     return asyncio.run(_serve(config))

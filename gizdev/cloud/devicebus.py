@@ -6,7 +6,9 @@ queue); the bus
 * consumes ``dev2app/<did>[/<clientid>]``: 0x0091 reports and read replies (and device-initiated 0x0093, which
   it acknowledges with 0x0094) are decoded with the product's codec and stored as the device's latest data;
 * answers ``cli2ser_req`` 0x020F ("how many apps are online?") with 0x0210 on ``ser2cli_res/<did>``;
-* publishes control frames (0x0090) on ``app2dev/<did>/<clientid>``;
+* publishes control frames (0x0090) on ``app2dev/<did>/<clientid>``, and confirmed ones (:meth:`DeviceBus.deliver`:
+  0x0093 with a fresh sn, done when the device's 0x0094 with that sn comes back — GAgent and our bridge send it
+  once the MCU has taken the command);
 * keeps ``is_online`` true to the broker's connection events (:mod:`gizdev.cloud.presence`), and to traffic
   when the broker gives no events (a device that publishes is connected);
 * hands every device frame (with its status decoded once, as stored) and every presence change to its listeners
@@ -24,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -137,6 +140,10 @@ class DeviceBus:
         self._online: set[str] = set()  # what we last stored as online
         self._recent_connects: dict[str, float] = {}  # did -> monotonic time of connect, awaiting a 0x020F
         self._listeners: list[DeviceListener] = []
+        self._awaiting_acks: dict[tuple[str, int], asyncio.Future[None]] = {}  # (did, sn) -> deliver() waiting
+        self._sn = secrets.randbelow(1 << 31)  # where this bus's 0x0093 numbers start: unlike another worker's
+        # The <clientid> of this bus's 0x0093: the device answers on dev2app/<did>/<it>, which must reach this worker.
+        self.reply_client_id = feed.reply_client_id or CLOUD_CLIENT_ID
 
     # -- life cycle -----------------------------------------------------------------------------------------------
 
@@ -306,6 +313,7 @@ class DeviceBus:
         did, client_id = _device_topic(topic)
         envelope = decode_envelope(payload)
         self._heard_from(did)
+        self._match_ack(did, client_id, envelope)
         values: dict[str, Value] | None = None
         try:
             if _carries_status(envelope):
@@ -322,11 +330,14 @@ class DeviceBus:
     async def observe(self, topic: str, payload: bytes) -> None:
         """A device frame for the listeners only, from a feed that fans every frame out to every worker while one
         of them handles it (``feed.fans_out``): so each worker's listeners hear every device. Never raises."""
-        if not self._listeners or not topic.startswith("dev2app/"):
+        if not topic.startswith("dev2app/") or not (self._listeners or self._awaiting_acks):
             return
         try:
             did, client_id = _device_topic(topic)
             envelope = decode_envelope(payload)
+            self._match_ack(did, client_id, envelope)  # the worker that sent the 0x0093 may not be the handler
+            if not self._listeners:
+                return
             values: dict[str, Value] | None = None
             try:
                 if _carries_status(envelope):
@@ -392,6 +403,31 @@ class DeviceBus:
     async def send_control(self, did: str, p0: bytes, client_id: str = CLOUD_CLIENT_ID) -> None:
         """Publish P0 as a 0x0090 frame on ``app2dev/<did>/<client_id>``; BrokerError if the broker is away."""
         await self.send_frame(did, encode_envelope(BusinessCmd.TRANSMIT, p0), client_id)
+
+    async def deliver(self, did: str, p0: bytes, *, timeout_s: float) -> bool:
+        """Send P0 as a 0x0093 and wait for the device's 0x0094 with its sn: True once it came, False if it did not
+        within ``timeout_s`` (a device that is online but whose MCU does not answer); BrokerError if the broker is
+        away."""
+        self._sn = self._sn % 0xFFFFFFFF + 1  # 1 … 2**32-1: 0 is the sn of device-initiated frames on the LAN
+        key = (did, self._sn)
+        waiter = asyncio.get_running_loop().create_future()
+        self._awaiting_acks[key] = waiter
+        try:
+            await self.send_frame(did, encode_envelope(BusinessCmd.CONTROL, p0, sn=self._sn), self.reply_client_id)
+            async with asyncio.timeout(timeout_s):
+                await waiter
+            return True
+        except TimeoutError:
+            return False
+        finally:
+            self._awaiting_acks.pop(key, None)
+
+    def _match_ack(self, did: str, client_id: str | None, envelope: Envelope) -> None:
+        if envelope.cmd != BusinessCmd.CONTROL_REPLY or client_id != self.reply_client_id or envelope.sn is None:
+            return
+        waiter = self._awaiting_acks.get((did, envelope.sn))
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     async def send_frame(self, did: str, frame: bytes, client_id: str = CLOUD_CLIENT_ID) -> None:
         """Publish a whole business frame (0x0090, 0x0093 with its sn, 0x0094) on ``app2dev/<did>/<client_id>``;

@@ -28,6 +28,7 @@ class RecordingFeed:
 
     def __init__(self, *, fans_out: bool = False) -> None:
         self.fans_out = fans_out
+        self.reply_client_id: str | None = None
         self.sink: FeedSink | None = None
         self.published: list[tuple[str, bytes]] = []
         self.up = False

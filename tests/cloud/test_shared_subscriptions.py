@@ -12,6 +12,7 @@ import pytest
 from gizdev.cloud.broker import ManagedMosquitto
 from gizdev.cloud.feeds.mqtt import MqttFeed
 from tests.cloud.broker_fixtures import BrokerThread, RawMqtt31, free_port
+from tests.cloud.scheduler.helpers import AnsweringDevice
 from tests.cloud.server_fixtures import CloudThread, make_cloud, world_searchable_dir
 from tests.cloud.test_cloud_e2e import CONNACK_OK, PASSCODE, PK, register, wait_for
 from tests.guards import run
@@ -65,6 +66,46 @@ def test_two_workers_in_a_group_store_each_report_once(db_url: str, open_mosquit
         run(scenario())
         counts = reports()
         assert sum(counts) == 40 and all(count > 0 for count in counts), counts
+    finally:
+        for worker in workers:
+            worker.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_each_worker_of_a_group_hears_the_answers_to_its_commands(db_url: str, open_mosquitto: BrokerThread) -> None:
+    """A 0x0094 on dev2app/<did>/<clientid> would go to any one worker of the group; each worker sends its 0x0093
+    under a <clientid> of its own and subscribes it unshared, so every confirmed command is confirmed to its
+    sender (the scheduler's delivery)."""
+    url = open_mosquitto.settings.url(show_password=True)
+    base = world_searchable_dir()
+    workers: list[CloudThread] = []
+    try:
+        for name in ("w1", "w2"):
+            workers.append(make_cloud(db_url, base / name, broker_url=url, worker_group="gizdev"))
+        buses = [w.server.bus for w in workers]
+        assert all(bus is not None for bus in buses)
+        assert len({bus.reply_client_id for bus in buses if bus is not None}) == 2
+        workers[0].add_product()
+        did = register(workers[0])
+        open_mosquitto.add_device_sync(did, PASSCODE, PK)
+
+        async def scenario() -> None:
+            client = await RawMqtt31.open("127.0.0.1", open_mosquitto.port)
+            assert await client.connect(did, did, PASSCODE) == CONNACK_OK
+            await client.subscribe(1, f"app2dev/{did}/#")
+            device = AnsweringDevice(client, did).start()
+            try:
+                for worker in workers:
+                    for n in range(10):
+                        bus = worker.server.bus
+                        assert bus is not None
+                        assert await worker.run(bus.deliver(did, bytes([0x01, 0x01, n, 0]), timeout_s=2.0))
+                        assert await device.next_command() == bytes([0x01, 0x01, n, 0])
+            finally:
+                await device.close()
+
+        run(scenario(), 90)
     finally:
         for worker in workers:
             worker.close()

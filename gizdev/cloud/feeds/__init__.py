@@ -41,6 +41,10 @@ class Feed(Protocol):
     # Whether every worker also gets a copy of every device frame (FeedSink.observe) besides the share it handles:
     # then the listeners (the realtime WebSocket API) of each worker hear every device, not only its share.
     fans_out: bool
+    # The <clientid> under which this worker's own 0x0093 (DeviceBus.deliver) must be sent so that the device's
+    # 0x0094 on dev2app/<did>/<clientid> reaches this worker; None: any (every worker hears every frame, or there
+    # is one worker).
+    reply_client_id: str | None
 
     async def run(self, sink: FeedSink) -> None:
         """Connect, subscribe and deliver to ``sink`` until cancelled; reconnect when the broker goes away."""

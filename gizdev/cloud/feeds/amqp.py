@@ -61,6 +61,7 @@ def _host_port(url: str) -> str:
 
 class AmqpFeed:
     fans_out = True
+    reply_client_id: str | None = None  # every worker's observe queue hears every 0x0094
 
     def __init__(self, urls: Sequence[str], *, queue: str = DEVICE_QUEUE) -> None:
         if not urls:

@@ -38,6 +38,9 @@ class MqttFeed:
         if group is not None and client_id == CLIENT_ID:
             client_id = f"{CLIENT_ID}-{secrets.token_hex(4)}"
         self.client_id = client_id
+        # In a group, a 0x0094 on dev2app/<did>/<clientid> goes to any worker: the one that sent the 0x0093 also
+        # subscribes its own <clientid> (≤ 23 characters: GAgent's buffer), unshared.
+        self.reply_client_id: str | None = f"gizdev{secrets.token_hex(8)}" if group is not None else None
         self._client: MqttClient | None = None
 
     def __str__(self) -> str:
@@ -45,8 +48,10 @@ class MqttFeed:
 
     @property
     def topics(self) -> tuple[str, ...]:
-        shared = tuple(f"$share/{self.group}/{topic}" for topic in DEVICE_TOPICS) if self.group else DEVICE_TOPICS
-        return (*shared, EMQX_EVENT_TOPIC)
+        if self.group is None:
+            return (*DEVICE_TOPICS, EMQX_EVENT_TOPIC)
+        shared = tuple(f"$share/{self.group}/{topic}" for topic in DEVICE_TOPICS)
+        return (*shared, f"dev2app/+/{self.reply_client_id}", EMQX_EVENT_TOPIC)
 
     async def run(self, sink: FeedSink) -> None:
         backoff = Backoff(RECONNECT_INITIAL_S, RECONNECT_MAX_S)

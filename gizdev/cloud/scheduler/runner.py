@@ -4,9 +4,16 @@ One runner per cloud worker (``CloudServer`` starts it once the device bus is up
 what (:mod:`gizdev.cloud.storage.schedules`: claims with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, the single
 writer on SQLite), so any number of workers on one database run each due time once.
 
-An attempt delivers a command when the device is online (as this worker's device bus holds it) and the command
-was published (``DeviceBus.send_control``); a run succeeds when every command was delivered, else it is retried
-``retry_count`` times, ``retry_interval_s`` apart, with all commands or only the failed ones (``retry_task``).
+An attempt delivers a command when the device is online (as this worker's device bus holds it) and answered it:
+the command goes out as a 0x0093 and the device's 0x0094 with the same sn comes back within ``ack_timeout_s``
+(``DeviceBus.deliver``; GAgent answers once the MCU took it, and so does our bridge). A run succeeds when every
+command was delivered, else it is retried ``retry_count`` times, ``retry_interval_s`` apart, with all commands or
+only the failed ones (``retry_task``).
+
+Runs are claimed ``batch`` at a time, their commands sent together, and the batch recorded before the next claim:
+a worker killed mid-batch leaves at most ``batch`` runs whose delivery nobody knows (concluded ``interrupted``
+once their lease is over, see :mod:`gizdev.cloud.storage.schedules`); every other run it had not claimed yet is
+run by another worker.
 
 Time: the runner reads its clock (injectable: tests move it) and works in whole Unix seconds. A run due while no
 worker was up is made on the first tick after start if it is at most ``grace_s`` late, else it is logged
@@ -31,12 +38,15 @@ from typing import Any
 
 from gizdev.cloud.devicebus import DeviceBus
 from gizdev.cloud.scheduler.recurrence import Recurrence
-from gizdev.cloud.storage import ClaimedRun, Storage, StorageError
-from gizdev.errors import BrokerError
+from gizdev.cloud.storage import ClaimedRun, ScheduledCommand, Storage, StorageError
+from gizdev.errors import BrokerError, ConfigError
 
 __all__ = ["SchedulerRunner", "SchedulerSettings", "TickReport", "next_due"]
 
 _LOGGER = logging.getLogger(__name__)
+
+
+MAX_ACK_TIMEOUT_S = 20.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,10 +55,19 @@ class SchedulerSettings:
     grace_s: int = 300  # how late a run may start (a cloud that was down) before it is logged "missed"
     tick_s: float | None = 1.0  # how often the runner looks for due work; None: only when tick() is called
     lease_s: int = 60  # how long a claim holds before another worker concludes it as interrupted
-    batch: int = 100  # runs claimed per transaction
+    batch: int = 10  # runs claimed, sent and recorded together (at most this many are lost with a killed worker)
+    ack_timeout_s: float = 5.0  # how long a device has to answer a command (0x0094) before it counts as failed
     # The first tick waits this long after start: a managed broker restarted with the cloud, so its devices are
     # reconnecting, and a run that fell due while the cloud was down would otherwise find them all offline.
     start_delay_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        # A batch's commands wait for their answers while its claims hold: a lease shorter than that would let
+        # another worker conclude runs whose commands this one is still sending.
+        if not 0 < self.ack_timeout_s <= MAX_ACK_TIMEOUT_S:
+            raise ConfigError(f"scheduler ack timeout {self.ack_timeout_s:g} s: between 0 and {MAX_ACK_TIMEOUT_S} s")
+        if self.lease_s < 2 * self.ack_timeout_s:
+            raise ConfigError(f"scheduler lease {self.lease_s} s: at least twice the ack timeout")
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +150,8 @@ class SchedulerRunner:
                     retry_interval_s=settings.retry_interval_s,
                     limit=settings.batch,
                 )
-                results = [(claim, await self._attempt(claim)) for claim in claims]
+                details = await asyncio.gather(*(self._attempt(claim) for claim in claims))
+                results = list(zip(claims, details, strict=True))
                 await self.storage.finish_schedule_attempts(
                     results, self._now(), worker=self.worker, retry_interval_s=settings.retry_interval_s
                 )
@@ -144,20 +164,23 @@ class SchedulerRunner:
         return TickReport(schedules, attempts, delivered)
 
     async def _attempt(self, claim: ClaimedRun) -> dict[str, bool]:
-        """Send the claimed run's commands: {did: delivered}."""
+        """Send the claimed run's commands, all at once: {did: delivered}."""
         detail = dict.fromkeys(claim.refused, False)
-        for command in claim.commands:
-            if not self.bus.is_online(command.did):
-                detail[command.did] = False
-                continue
-            try:
-                await self.bus.send_control(command.did, command.p0)
-            except BrokerError as exc:
-                _LOGGER.info("scheduler: run %d: %s not sent: %s", claim.run_id, command.did, exc)
-                detail[command.did] = False
-            else:
-                detail[command.did] = True
+        delivered = await asyncio.gather(*(self._deliver(claim.run_id, command) for command in claim.commands))
+        for command, ok in zip(claim.commands, delivered, strict=True):
+            detail[command.did] = ok
         return detail
+
+    async def _deliver(self, run_id: int, command: ScheduledCommand) -> bool:
+        if not self.bus.is_online(command.did):
+            return False
+        try:
+            if await self.bus.deliver(command.did, command.p0, timeout_s=self.settings.ack_timeout_s):
+                return True
+            _LOGGER.info("scheduler: run %d: %s did not answer its command", run_id, command.did)
+        except BrokerError as exc:
+            _LOGGER.info("scheduler: run %d: %s not sent: %s", run_id, command.did, exc)
+        return False
 
     def _now(self) -> int:
         return int(self._clock())

@@ -19,7 +19,9 @@ back to ``pending`` for a retry; a due time found more than the grace period lat
 A worker that dies holding a claim leaves its runs ``running``; once the lease is over, the next claim concludes
 that attempt as ``interrupted`` with its commands counted as not delivered (whether they left is unknown). It is
 *not* resent on that account alone: resending might deliver a command twice, which is worse than the
-documented failure. It is retried only if the schedule asks for retries, like any failed attempt.
+documented failure. It is retried only if the schedule asks for retries, like any failed attempt. The runner
+claims a few runs at a time and sends them at once (``SchedulerSettings.batch``), so a killed worker takes at most
+that many unknown deliveries with it; the runs it had not claimed are claimed by the others as usual.
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 PostgreSQL and one real Mosquitto: 1,000 schedules due in the same minute run exactly once each, and killing one
 worker (SIGKILL) mid-run loses no schedule and runs none twice.
 
-The devices are GAgent-like raw MQTT 3.1 clients that count the frames they get. Each schedule writes a P0 of
+The devices are GAgent-like raw MQTT 3.1 clients that count the commands they get and answer each 0x0093 with its
+0x0094, as GAgent does. Each schedule writes a P0 of
 its own (device i % 10, temp i // 10), so a frame names its schedule. The workers share a clock that stands just
 before the minute until everything is set up, then runs at the real rate (worker_main.GoClock).
 """
@@ -29,19 +30,19 @@ import pytest
 import sqlalchemy as sa
 
 from gizdev.cloud.scheduler.recurrence import Recurrence
+from gizdev.cloud.scheduler.runner import SchedulerSettings
 from gizdev.cloud.storage import ScheduledCommand, ScheduleSpec, Storage
 from gizdev.cloud.storage.tables import schedule_attempts, schedule_runs
 from gizdev.schema.loader import parse_schema
 from tests.cloud.broker_fixtures import RawMqtt31, free_port
-from tests.cloud.scheduler.helpers import p0_write
+from tests.cloud.scheduler.helpers import frame_0094, p0_write, parse_0093
 from tests.cloud.server_fixtures import TEMP_HUMI_SCHEMA, world_searchable_dir
-from tests.cloud.test_open_api_seed import frame_0090
 from tests.conftest import REPO_ROOT
 from tests.guards import run
 
 DEVICES = 10
 SCHEDULES = 1000
-BATCH = 20  # runs a worker claims at once: at most this many are caught in the killed worker's hands
+BATCH = SchedulerSettings().batch  # runs a worker claims at once: at most this many die with the killed worker
 LEASE_S = 3
 GO_S = 2.0  # real seconds from the go to the minute (worker_main.HOLD_S)
 
@@ -158,7 +159,7 @@ async def seed(storage: Storage, minute: dt.datetime) -> tuple[list[str], dict[t
             enabled=True,
             next_due_at=int(minute.timestamp()),
         )
-        expected[(did, frame_0090(p0))] = (await storage.create_schedule(user.uid, spec)).id
+        expected[(did, p0)] = (await storage.create_schedule(user.uid, spec)).id
 
     for start in range(0, SCHEDULES, 8):  # a few at once: the connection pool's size, about
         await asyncio.gather(*(make(index) for index in range(start, min(start + 8, SCHEDULES))))
@@ -174,7 +175,9 @@ async def device(broker: Broker, did: str, heard: list[tuple[str, bytes]]) -> tu
         with contextlib.suppress(asyncio.IncompleteReadError, TimeoutError):
             while True:
                 topic, payload = await client.read_publish(timeout_s=60)
-                heard.append((topic, payload))
+                client_id, sn, p0 = parse_0093(topic, did, payload)
+                heard.append((topic, p0))
+                await client.publish(f"dev2app/{did}/{client_id}", frame_0094(sn))
 
     return client, asyncio.get_running_loop().create_task(listen())
 

@@ -47,7 +47,9 @@ async def serve(args: argparse.Namespace) -> None:
         database=args.database,
         kdf=FAST_KDF,
         broker_client_id=f"gizdev-{args.name}",
-        scheduler=SchedulerSettings(tick_s=0.1, lease_s=args.lease, batch=args.batch, start_delay_s=0),
+        scheduler=SchedulerSettings(
+            tick_s=0.1, lease_s=args.lease, batch=args.batch, start_delay_s=0, ack_timeout_s=args.lease / 3
+        ),
     )
     server = CloudServer(config, clock=clock)
     stop = asyncio.Event()
@@ -66,7 +68,7 @@ def main() -> None:
     for name in ("--database", "--broker", "--data-dir", "--name", "--go-file", "--virtual-at"):
         parser.add_argument(name, required=True)
     parser.add_argument("--lease", type=int, default=3)
-    parser.add_argument("--batch", type=int, default=20)
+    parser.add_argument("--batch", type=int, default=SchedulerSettings().batch)
     asyncio.run(serve(parser.parse_args()))  # noqa: TID251  (a process's main, not a test)
     sys.exit(0)
 
