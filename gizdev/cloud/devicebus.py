@@ -18,7 +18,10 @@ The broker is the reference for presence, so the bus writes every event in order
 device sends can make the bus stop: bad frames are logged (hex) and counted.
 
 With several workers on one broker (``shared``), a worker that starts does not mark every device offline (the
-others hold their presence): it takes the online devices from the storage and follows the broker's events.
+others hold their presence): it takes the online devices from the storage and follows the broker's events. On an
+external Mosquitto (no events; each frame reaches one worker) a device is known online from traffic by the worker
+that handled its frames only, so sending to a device asks the storage when this worker has not heard it
+(:meth:`DeviceBus.reachable`).
 """
 
 from __future__ import annotations
@@ -193,6 +196,24 @@ class DeviceBus:
     def is_online(self, did: str) -> bool:
         """Whether ``did`` is connected to the broker, as of the last presence event stored."""
         return did in self._online
+
+    async def reachable(self, did: str) -> bool:
+        """Whether a frame for ``did`` may go out now: :meth:`is_online`, or, on a shared broker, the storage's word.
+
+        With several workers on one broker each device frame reaches one of them, and an external Mosquitto sends
+        no connection events, so presence learnt from traffic (``_heard_from``) is in the memory of the worker that
+        handled the frame only — and in the storage, which every worker writes. A device this worker never heard
+        may be online through another one: the row is read fresh (a cached device would be up to a minute old).
+        It is not added to ``_online``: an offline event applied meanwhile would then be undone.
+        """
+        if did in self._online:
+            return True
+        if not self.shared:
+            return False  # this bus alone hears the broker: its view is the whole truth
+        try:
+            return (await self.storage.get_device(did)).is_online
+        except (NotFound, InvalidInput):
+            return False
 
     @property
     def connected(self) -> bool:

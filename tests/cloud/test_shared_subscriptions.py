@@ -14,7 +14,15 @@ from gizdev.cloud.feeds.mqtt import MqttFeed
 from tests.cloud.broker_fixtures import BrokerThread, RawMqtt31, free_port
 from tests.cloud.scheduler.helpers import AnsweringDevice
 from tests.cloud.server_fixtures import CloudThread, make_cloud, world_searchable_dir
-from tests.cloud.test_cloud_e2e import CONNACK_OK, PASSCODE, PK, register, wait_for
+from tests.cloud.test_cloud_e2e import (
+    CONNACK_OK,
+    PASSCODE,
+    PK,
+    device_online,
+    register,
+    user_with_binding,
+    wait_for,
+)
 from tests.guards import run
 
 
@@ -106,6 +114,54 @@ def test_each_worker_of_a_group_hears_the_answers_to_its_commands(db_url: str, o
                 await device.close()
 
         run(scenario(), 90)
+    finally:
+        for worker in workers:
+            worker.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_control_through_either_worker_reaches_a_device_the_other_heard(
+    db_url: str, open_mosquitto: BrokerThread
+) -> None:
+    """Presence from traffic reaches only the worker that handled the frame; the database has it for the others."""
+    url = open_mosquitto.settings.url(show_password=True)
+    base = world_searchable_dir()
+    workers: list[CloudThread] = []
+    try:
+        for name in ("w1", "w2"):
+            workers.append(make_cloud(db_url, base / name, broker_url=url, worker_group="gizdev"))
+        first = workers[0]
+        appid = first.add_app()
+        first.add_product()
+        did = register(first)
+        token = user_with_binding(first, appid, did)
+        open_mosquitto.add_device_sync(did, PASSCODE, PK)
+
+        def heard() -> list[bool]:
+            return [w.server.bus.is_online(did) for w in workers if w.server.bus is not None]
+
+        async def scenario() -> None:
+            device = await RawMqtt31.open("127.0.0.1", open_mosquitto.port)
+            try:
+                assert await device.connect(did, did, PASSCODE) == CONNACK_OK
+                assert await device.subscribe(1, f"app2dev/{did}/#") == bytes.fromhex("9003000100")
+                await device.publish(f"dev2app/{did}", bytes.fromhex("0000000306000091041537"))
+                await asyncio.to_thread(wait_for, lambda: device_online(first, did), 5.0, "online in the database")
+                # One report went to one worker: the other has not heard the device itself.
+                assert sorted(heard()) == [False, True]
+                for worker in workers:
+                    reply = await asyncio.to_thread(
+                        worker.api, "POST", f"/app/control/{did}", {"attrs": {"temp": 10}}, appid=appid, token=token
+                    )
+                    assert reply.status == 200 and reply.body == {}, reply
+                    topic, payload = await device.read_publish()
+                    assert topic.startswith(f"app2dev/{did}/usr")  # the user's client id (control.app_client_id)
+                    assert payload == bytes.fromhex("00000003070000900101" + "0a00")
+            finally:
+                await device.close()
+
+        run(scenario())
     finally:
         for worker in workers:
             worker.close()

@@ -124,7 +124,9 @@ def raw_bytes(raw: object, coding: object) -> bytes:
 async def deliver(ctx: CloudContext, device: Device, uid: str, frames: Sequence[bytes], client_id: str) -> None:
     """Publish whole business frames to the device, which must be online (9042); 9021 if the broker is away.
     The user counts as an app online for the device (0x0210)."""
-    if not ctx.bus.is_online(device.did):  # the bus applies the broker's events: fresher than any row
+    # The bus applies the broker's events (fresher than any row); with workers sharing a broker, it also asks the
+    # database for a device another worker heard.
+    if not await ctx.bus.reachable(device.did):
         raise ApiError(Code.DEVICE_OFFLINE)
     try:
         for frame in frames:
