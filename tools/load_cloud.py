@@ -8,7 +8,8 @@ interfaces only:
 1. registers ``--devices`` devices over HTTP exactly as GAgent does (``POST /dev/devices``, form body), creates
    one app user and binds every device to it (``POST /app/bindings`` in batches);
 2. connects every device over MQTT 3.1 (``MQIsdp``/3, username DID, password passcode, subscribe
-   ``app2dev/<did>/#``), ``--connect-rate`` per second, and waits until the cloud counts them all online;
+   ``app2dev/<did>/#``), ``--connect-rate`` per second, and waits until the cloud counts them all online (the
+   worker's ``gizdev_devices_online``);
 3. for ``--duration`` seconds: every device publishes a 0x0091 status report every ``--report-interval`` seconds
    (phases spread evenly), and ``--control-rate`` controls per second go through ``POST /app/control/{did}`` to
    random devices; a control's latency is from just before its HTTP request is written to the moment the
@@ -18,10 +19,27 @@ interfaces only:
    dropped), and the worker processes' CPU (% of one core, averaged over the run) and RSS.
 
 ``--json`` prints one JSON object instead: ``devices_connected``, ``reports_per_s``, ``control_p50_ms``,
-``control_p99_ms``, ``errors``, ``cpu_percent``, ``rss_mib`` (and a few descriptive keys).
+``control_p99_ms``, ``errors``, ``cpu_percent``, ``rss_mib`` (sums over the workers), ``workers_cpu_percent`` and
+``reports_by_worker`` (one entry per worker), and a few descriptive keys.
 
-``--workers W`` > 1 runs W cloud workers on one PostgreSQL database (``--database postgresql://…``, required)
-that share the first worker's broker; the controls are spread over the workers' HTTP ports. Devices count once.
+``--workers W`` > 1 (needs ``--database postgresql://…``) runs the scaled set-up of ``hw/deploy-scaled.md`` with
+Mosquitto as the broker:
+
+* one Mosquitto of the tool's own (``gizdev.cloud.broker.ManagedMosquitto`` with ``pin_client_ids=False``, on
+  this tool's event loop), not managed by any worker;
+* W workers, all alike: ``gizdev cloud serve --broker mqtt://<service login>@127.0.0.1:PORT --worker-group load
+  --database …`` with a data dir and HTTP and metrics ports each; every worker logs in as the service user with
+  a client id of its own, and each device message reaches one worker (``$share/load/…``);
+* registrations go round-robin to the workers; then the tool gives its Mosquitto every device's login in one
+  reload (``set_devices``; an external broker's accounts are not the cloud's to manage);
+* an external Mosquitto sends the cloud no connection events, so the cloud knows a device is online from its
+  traffic: each device sends one status report as soon as it is subscribed, and the tool waits until the database
+  holds every device online (``gizdev cloud device list``: each worker's ``gizdev_devices_online`` counts only
+  the devices it heard) and every one of those reports is stored; they are not counted in ``reports_per_s``;
+* the controls go round-robin to the workers' HTTP ports, so about (W-1)/W of them reach a device through a
+  worker that never handled its frames (Mosquitto deals the shared messages out in turn, and the reports come in a
+  fixed order: a device's reports tend to reach the same worker), which then finds it online in the database.
+  ``broker_cpu_percent`` is the Mosquitto's CPU (not in ``cpu_percent``).
 
     .venv/bin/python tools/load_cloud.py --devices 10000 --report-interval 60 --control-rate 50 --duration 120
 """
@@ -47,6 +65,7 @@ from typing import Any
 import aiohttp
 from benchlib import free_port, machine
 
+from gizdev.cloud.broker import DeviceAccount, ManagedMosquitto
 from gizdev.codec.envelope import encode_envelope
 from gizdev.codec.p0 import Product, load_product
 from gizdev.mqtt.packets import MQTT_31, PUBLISH, SUBSCRIBE, connect_packet, encode_string, packet
@@ -61,6 +80,8 @@ ARRIVAL_TIMEOUT_S = 5.0
 # Devices register independently; the managed broker reloads its accounts once per burst (~0.7 s at 10,000
 # devices), so what bounds the registration rate is how many wait at once: 32 at a time took 238 s for 10,000.
 REGISTER_CONCURRENCY = 200
+WORKER_GROUP = "load"
+ONLINE_TIMEOUT_S = 60.0
 CONTROL_BODY = json.dumps({"attrs": {"LED_OnOff": True, "Motor_Speed": 3}}).encode()
 
 
@@ -76,7 +97,9 @@ class Device:
     connected: bool = False
     dropped: bool = False
 
-    async def connect(self, port: int) -> None:
+    async def connect(self, port: int, hello: bytes | None = None) -> None:
+        """Log in and subscribe; then publish ``hello`` (a report) if given: the only way a cloud on an external
+        Mosquitto learns that the device is online."""
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         self.writer = writer
         writer.write(
@@ -90,6 +113,9 @@ class Device:
         if connack != b"\x20\x02\x00\x00":
             raise ConnectionError(f"device {self.did} refused: CONNACK {connack.hex()}")
         await asyncio.wait_for(reader.readexactly(5), 10)  # SUBACK
+        if hello is not None:
+            writer.write(packet(PUBLISH, encode_string(f"dev2app/{self.did}") + hello))
+            await writer.drain()
         self.connected = True
         self.tasks.append(asyncio.get_running_loop().create_task(self._read(reader)))
 
@@ -136,11 +162,14 @@ class Worker:
     process: subprocess.Popen[bytes]
     http_port: int
     metrics_port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
 
     def cpu_seconds(self) -> float:
-        fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+        return cpu_seconds(self.process.pid)
 
     def rss_mib(self) -> float:
         for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
@@ -149,18 +178,25 @@ class Worker:
         return 0.0
 
 
-def gizdev(*args: str, data_dir: Path, database: str | None) -> dict[str, Any]:
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / ticks  # utime + stime
+
+
+def gizdev(*args: str, data_dir: Path, database: str | None) -> Any:
     command = [sys.executable, "-m", "gizdev.cli.main", "cloud", *args, "--data-dir", str(data_dir)]
     if database:
         command += ["--database", database]
     done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=120)
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(args[:2])} failed: {done.stderr.strip() or done.stdout.strip()}")
-    parsed: dict[str, Any] = json.loads(done.stdout)
-    return parsed
+    return json.loads(done.stdout)
 
 
 def start_worker(data_dir: Path, database: str | None, mqtt_port: int, broker: str | None, log: Path) -> Worker:
+    """One ``gizdev cloud serve``: with its managed Mosquitto on ``mqtt_port``, or on the shared ``broker`` URL as
+    one of the worker group."""
     http_port, metrics_port = free_port(), free_port()
     command = [
         sys.executable,
@@ -175,19 +211,20 @@ def start_worker(data_dir: Path, database: str | None, mqtt_port: int, broker: s
         "--metrics",
         f"127.0.0.1:{metrics_port}",
     ]
-    command += ["--broker", broker] if broker else ["--mqtt", f"127.0.0.1:{mqtt_port}"]
+    command += ["--broker", broker, "--worker-group", WORKER_GROUP] if broker else ["--mqtt", f"127.0.0.1:{mqtt_port}"]
     if database:
         command += ["--database", database]
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    return Worker(process, http_port, metrics_port)
+    return Worker(process, http_port, metrics_port, log)
 
 
-async def wait_http(session: aiohttp.ClientSession, worker: Worker, log: Path, timeout_s: float = 60) -> None:
+async def wait_http(session: aiohttp.ClientSession, worker: Worker, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if worker.process.poll() is not None:
-            raise SystemExit(f"the cloud worker exited ({worker.process.returncode}):\n{log.read_text()[-2000:]}")
+            tail = worker.log.read_text()[-2000:]
+            raise SystemExit(f"the cloud worker exited ({worker.process.returncode}):\n{tail}")
         try:
             async with session.get(f"http://127.0.0.1:{worker.http_port}/errors") as reply:
                 if reply.status == 200:
@@ -210,9 +247,10 @@ async def scrape(session: aiohttp.ClientSession, worker: Worker) -> dict[str, fl
 
 
 async def register(
-    session: aiohttp.ClientSession, base: str, product_key: str, count: int, errors: list[str]
+    session: aiohttp.ClientSession, bases: list[str], product_key: str, count: int, errors: list[str]
 ) -> list[Device]:
-    """Register ``count`` devices as GAgent does (form body, ``did=`` answer), REGISTER_CONCURRENCY at a time."""
+    """Register ``count`` devices as GAgent does (form body, ``did=`` answer), REGISTER_CONCURRENCY at a time,
+    the n-th through ``bases[n % len(bases)]``."""
     devices: list[Device] = []
     pending = iter(range(count))
 
@@ -221,6 +259,7 @@ async def register(
             passcode = new_passcode()
             form = f"passcode={passcode}&mac={index:012X}&product_key={product_key}"
             headers = {"Content-Type": "application/x-www-form-urlencoded"}
+            base = bases[index % len(bases)]
             async with session.post(f"{base}/dev/devices", data=form, headers=headers) as reply:
                 text = await reply.text()
                 if reply.status != 201 or not text.startswith("did="):
@@ -253,7 +292,9 @@ async def user_and_bindings(
     return {**headers, "Content-Type": "application/json"}
 
 
-async def connect_all(devices: list[Device], port: int, rate: float, errors: list[str]) -> None:
+async def connect_all(
+    devices: list[Device], port: int, rate: float, errors: list[str], hello: bytes | None = None
+) -> None:
     interval = 1.0 / rate
     started = time.monotonic()
     tasks = []
@@ -261,7 +302,7 @@ async def connect_all(devices: list[Device], port: int, rate: float, errors: lis
         delay = started + index * interval - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.get_running_loop().create_task(device.connect(port)))
+        tasks.append(asyncio.get_running_loop().create_task(device.connect(port, hello)))
     for outcome in await asyncio.gather(*tasks, return_exceptions=True):
         if isinstance(outcome, BaseException):
             errors.append(f"connect: {type(outcome).__name__}: {outcome}")
@@ -331,11 +372,38 @@ def pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+async def wait_online(
+    session: aiohttp.ClientSession, args: argparse.Namespace, workers: list[Worker], data_dir: Path, wanted: int
+) -> float:
+    """Wait (up to ONLINE_TIMEOUT_S) until the cloud holds ``wanted`` devices online; how many it holds.
+
+    One worker with its managed Mosquitto: the worker's gauge, fed by the broker's connection events. A worker group
+    on the tool's Mosquitto: each worker's gauge counts only the devices whose frames it handled (a device's hello
+    report went to one of them), so the database is asked, which every worker writes; and each hello report must be
+    stored, so that none is counted in the measured window.
+    """
+    deadline = time.monotonic() + ONLINE_TIMEOUT_S
+    online = 0.0
+    while time.monotonic() < deadline:
+        if len(workers) == 1:
+            online = (await scrape(session, workers[0])).get("gizdev_devices_online", 0.0)
+            if online >= wanted:
+                break
+        else:
+            stored = sum([(await scrape(session, w)).get("gizdev_reports_stored_total", 0.0) for w in workers])
+            listed = await asyncio.to_thread(gizdev, "device", "list", data_dir=data_dir, database=args.database)
+            online = float(sum(1 for device in listed if device["is_online"]))
+            if online >= wanted and stored >= wanted:
+                break
+        await asyncio.sleep(0.5)
+    return online
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, max(soft, 2 * args.devices + 1024)), hard))
     base = Path(tempfile.mkdtemp(prefix="gizdev-load-cloud-"))
-    base.chmod(0o711)
+    base.chmod(0o711)  # searchable: a root run's mosquitto drops to its own user and must reach its files below
     data_dir = base / "data"
     errors: list[str] = []
     workers: list[Worker] = []
@@ -343,41 +411,41 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     mqtt_port = free_port()
     product = load_product(GOKIT)
     frame = encode_envelope(0x0091, product_report(product))
+    scaled = args.workers > 1
+    # A worker group needs a broker none of its workers manages: this one, on our own event loop.
+    broker = ManagedMosquitto(base / "broker", port=mqtt_port, pin_client_ids=False) if scaled else None
     try:
-        log = base / "worker-1.log"
-        workers.append(start_worker(data_dir, args.database, mqtt_port, None, log))
+        broker_url = None
+        if broker is not None:
+            await broker.start()
+            broker_url = broker.settings.url(show_password=True)
+        for number in range(1, args.workers + 1):
+            worker_dir = data_dir if number == 1 else base / f"data-{number}"
+            workers.append(
+                start_worker(worker_dir, args.database, mqtt_port, broker_url, base / f"worker-{number}.log")
+            )
         timeout = aiohttp.ClientTimeout(total=30)
         connector = aiohttp.TCPConnector(limit=256)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
-            await wait_http(session, workers[0], log)
+            for worker in workers:
+                await wait_http(session, worker)
             added = gizdev("product", "add", str(GOKIT), data_dir=data_dir, database=args.database)
             product_key = str(added["product_key"])
             # An app reaches the devices of the products it is linked to only.
             app = gizdev("app", "add", "load", "--product", product_key, data_dir=data_dir, database=args.database)
-            for number in range(2, args.workers + 1):
-                # Later workers share the first one's broker and the database; the first manages the broker.
-                extra = base / f"data-{number}"
-                log_n = base / f"worker-{number}.log"
-                broker = f"mqtt://127.0.0.1:{mqtt_port}"
-                workers.append(start_worker(extra, args.database, mqtt_port, broker, log_n))
-                await wait_http(session, workers[-1], log_n)
-            url = f"http://127.0.0.1:{workers[0].http_port}"
             say(args, f"registering {args.devices} devices over HTTP ...")
             t0 = time.monotonic()
-            devices = await register(session, url, product_key, args.devices, errors)
-            headers = await user_and_bindings(session, url, str(app["appid"]), devices)
+            devices = await register(session, [w.url for w in workers], product_key, args.devices, errors)
+            if broker is not None:
+                # One password and ACL file write and one reload for every device (~1.6 s for 10,000).
+                await broker.set_devices(DeviceAccount(d.did, d.passcode, product_key) for d in devices)
+            headers = await user_and_bindings(session, workers[0].url, str(app["appid"]), devices)
             say(args, f"  {len(devices)} registered and bound in {time.monotonic() - t0:.1f} s")
             say(args, f"connecting them over MQTT 3.1 at {args.connect_rate:.0f}/s ...")
             t0 = time.monotonic()
-            await connect_all(devices, mqtt_port, args.connect_rate, errors)
+            await connect_all(devices, mqtt_port, args.connect_rate, errors, frame if scaled else None)
             connected = [d for d in devices if d.connected]
-            deadline = time.monotonic() + 60
-            online = 0.0
-            while time.monotonic() < deadline:
-                online = (await scrape(session, workers[0])).get("gizdev_devices_online", 0.0)
-                if online >= len(connected):
-                    break
-                await asyncio.sleep(0.5)
+            online = await wait_online(session, args, workers, data_dir, len(connected))
             say(
                 args,
                 f"  {len(connected)} connected, {online:.0f} online in the cloud after {time.monotonic() - t0:.1f} s",
@@ -390,7 +458,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             for index, device in enumerate(connected):
                 device.start_reports(frame, args.report_interval, args.report_interval * index / len(connected), until)
             cpu_before = [w.cpu_seconds() for w in workers]
-            stored_before = sum([(await scrape(session, w)).get("gizdev_reports_stored_total", 0.0) for w in workers])
+            broker_before = cpu_seconds(broker.pid) if broker is not None and broker.pid else 0.0
+            stored_before = [(await scrape(session, w)).get("gizdev_reports_stored_total", 0.0) for w in workers]
             latencies = await control_load(
                 session,
                 workers=workers,
@@ -402,29 +471,37 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             )
             elapsed = time.monotonic() - start
             cpu_after = [w.cpu_seconds() for w in workers]
-            stored_after = sum([(await scrape(session, w)).get("gizdev_reports_stored_total", 0.0) for w in workers])
+            broker_after = cpu_seconds(broker.pid) if broker is not None and broker.pid else 0.0
+            stored_after = [(await scrape(session, w)).get("gizdev_reports_stored_total", 0.0) for w in workers]
             rss = [w.rss_mib() for w in workers]
         dropped = sum(1 for d in connected if d.dropped)
         if dropped:
             errors.append(f"{dropped} devices lost their connection during the run")
         still = len(connected) - dropped
-        return {
+        by_worker = [after - before for after, before in zip(stored_after, stored_before, strict=True)]
+        cpu = [(after - before) / elapsed * 100 for after, before in zip(cpu_after, cpu_before, strict=True)]
+        result = {
             "devices": args.devices,
             "devices_connected": still,
-            "reports_per_s": round((stored_after - stored_before) / elapsed, 1),
+            "reports_per_s": round(sum(by_worker) / elapsed, 1),
             "reports_expected_per_s": round(still / args.report_interval, 1),
             "controls": len(latencies),
             "control_p50_ms": round(pct(latencies, 0.5) * 1e3, 2),
             "control_p99_ms": round(pct(latencies, 0.99) * 1e3, 2),
             "errors": len(errors),
             "error_samples": sorted(set(errors))[:5],
-            "cpu_percent": round(sum(a - b for a, b in zip(cpu_after, cpu_before, strict=True)) / elapsed * 100, 1),
+            "cpu_percent": round(sum(cpu), 1),
             "rss_mib": round(sum(rss), 1),
+            "workers_cpu_percent": [round(value, 1) for value in cpu],
+            "reports_by_worker": [int(count) for count in by_worker],
             "workers": len(workers),
             "database": "postgresql" if args.database else "sqlite",
             "duration_s": round(elapsed, 1),
             "machine": machine(),
         }
+        if broker is not None:
+            result["broker_cpu_percent"] = round((broker_after - broker_before) / elapsed * 100, 1)
+        return result
     finally:
         for device in devices:
             device.close()
@@ -436,6 +513,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 worker.process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 os.killpg(worker.process.pid, signal.SIGKILL)
+        if broker is not None:
+            await broker.stop()  # after the workers: they would only log its going away
         shutil.rmtree(base, ignore_errors=True)
 
 
@@ -467,7 +546,12 @@ def cli() -> None:
     parser.add_argument("--report-interval", type=positive(float, 3600), default=60.0, help="seconds between reports")
     parser.add_argument("--control-rate", type=float, default=10.0, help="controls per second (0: none)")
     parser.add_argument("--duration", type=positive(float, MAX_DURATION_S), default=60.0, help="seconds of load")
-    parser.add_argument("--workers", type=positive(int, 8), default=1, help="cloud worker processes")
+    parser.add_argument(
+        "--workers",
+        type=positive(int, 8),
+        default=1,
+        help="cloud worker processes; more than 1: a worker group on one Mosquitto the tool runs (see above)",
+    )
     parser.add_argument("--database", help="postgresql://… (required for --workers > 1; default SQLite)")
     parser.add_argument("--connect-rate", type=positive(float, 10_000), default=500.0, help="connections per second")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
@@ -490,6 +574,9 @@ def cli() -> None:
     print(f"controls: {result['controls']}, p50 {result['control_p50_ms']} ms, p99 {result['control_p99_ms']} ms")
     print(f"errors: {result['errors']}" + "".join(f"\n  {sample}" for sample in result["error_samples"]))
     print(f"worker CPU: {result['cpu_percent']}% of one core, RSS {result['rss_mib']} MiB")
+    if result["workers"] > 1:
+        print(f"  per worker: CPU {result['workers_cpu_percent']} %, reports stored {result['reports_by_worker']}")
+        print(f"the tool's Mosquitto: {result['broker_cpu_percent']}% of one core")
 
 
 if __name__ == "__main__":

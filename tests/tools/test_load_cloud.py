@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 TOOL = Path(__file__).resolve().parents[2] / "tools" / "load_cloud.py"
 SMALL_RUN = ("--devices", "20", "--report-interval", "1", "--control-rate", "10", "--duration", "4", "--json")
 KEYS = {"devices_connected", "reports_per_s", "control_p50_ms", "control_p99_ms", "errors", "cpu_percent", "rss_mib"}
+PER_WORKER_KEYS = {"workers_cpu_percent", "reports_by_worker"}
 
 
 def test_a_short_run_connects_every_device_and_measures_controls() -> None:
@@ -22,7 +25,8 @@ def test_a_short_run_connects_every_device_and_measures_controls() -> None:
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    assert result.keys() >= KEYS
+    assert result.keys() >= KEYS | PER_WORKER_KEYS
+    assert result["workers"] == 1 and len(result["reports_by_worker"]) == 1
     assert result["devices_connected"] == 20
     assert result["errors"] == 0, result["error_samples"]
     # 20 devices, one report a second each: the cloud's own counter saw about that many stored per second.
@@ -30,6 +34,36 @@ def test_a_short_run_connects_every_device_and_measures_controls() -> None:
     assert result["controls"] >= 25  # 10/s for 4 s, each matched to its frame at the device
     assert 0 < result["control_p50_ms"] <= result["control_p99_ms"] < 5000
     assert result["cpu_percent"] > 0 and result["rss_mib"] > 10
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_two_workers_share_one_mosquitto_and_store_each_report_once(db_url: str) -> None:
+    # 40 devices, one report a second, through a worker group on the tool's own Mosquitto: each report reaches one
+    # worker, so the sum over workers is about 40/s; a set-up where both workers heard every report doubles it.
+    args = ("--devices", "40", "--report-interval", "1", "--control-rate", "5", "--duration", "8")
+    done = subprocess.run(
+        [sys.executable, str(TOOL), *args, "--workers", "2", "--database", db_url, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result.keys() >= KEYS | PER_WORKER_KEYS | {"broker_cpu_percent"}
+    assert result["workers"] == 2 and result["database"] == "postgresql"
+    assert result["devices_connected"] == 40
+    assert result["errors"] == 0, result["error_samples"]
+    assert 0.6 * 40 <= result["reports_per_s"] <= 1.4 * 40, result
+    by_worker = result["reports_by_worker"]
+    assert len(by_worker) == 2 and all(count > 0 for count in by_worker), by_worker
+    assert abs(sum(by_worker) / result["duration_s"] - result["reports_per_s"]) < 1  # the same reports, split
+    # 5/s for 8 s, round-robin over the workers: about half reach a device through the worker that did not hear it.
+    assert result["controls"] >= 30
+    assert 0 < result["control_p50_ms"] <= result["control_p99_ms"] < 5000
+    assert len(result["workers_cpu_percent"]) == 2 and all(cpu > 0 for cpu in result["workers_cpu_percent"])
+    assert result["cpu_percent"] == pytest.approx(sum(result["workers_cpu_percent"]), abs=0.2)
+    assert result["broker_cpu_percent"] > 0
 
 
 def test_bad_arguments_are_refused_with_a_reason() -> None:
