@@ -194,7 +194,9 @@ def gizdev(*args: str, data_dir: Path, database: str | None) -> Any:
     return json.loads(done.stdout)
 
 
-def start_worker(data_dir: Path, database: str | None, mqtt_port: int, broker: str | None, log: Path) -> Worker:
+def start_worker(
+    data_dir: Path, database: str | None, mqtt_port: int, broker: str | None, log: Path, *, devices: int
+) -> Worker:
     """One ``gizdev cloud serve``: with its managed Mosquitto on ``mqtt_port``, or on the shared ``broker`` URL as
     one of the worker group."""
     http_port, metrics_port = free_port(), free_port()
@@ -210,6 +212,10 @@ def start_worker(data_dir: Path, database: str | None, mqtt_port: int, broker: s
         f"127.0.0.1:{http_port}",
         "--metrics",
         f"127.0.0.1:{metrics_port}",
+        # Every device registers from 127.0.0.1: the default limit (100 an hour per address, counted in the
+        # database, so for all workers together) would refuse all but the first hundred with 9041.
+        "--limit",
+        f"device-registrations={max(100, devices)}/3600",
     ]
     command += ["--broker", broker, "--worker-group", WORKER_GROUP] if broker else ["--mqtt", f"127.0.0.1:{mqtt_port}"]
     if database:
@@ -421,9 +427,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             broker_url = broker.settings.url(show_password=True)
         for number in range(1, args.workers + 1):
             worker_dir = data_dir if number == 1 else base / f"data-{number}"
-            workers.append(
-                start_worker(worker_dir, args.database, mqtt_port, broker_url, base / f"worker-{number}.log")
-            )
+            log = base / f"worker-{number}.log"
+            workers.append(start_worker(worker_dir, args.database, mqtt_port, broker_url, log, devices=args.devices))
         timeout = aiohttp.ClientTimeout(total=30)
         connector = aiohttp.TCPConnector(limit=256)
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:

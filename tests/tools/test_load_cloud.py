@@ -36,6 +36,16 @@ def test_a_short_run_connects_every_device_and_measures_controls() -> None:
     assert result["cpu_percent"] > 0 and result["rss_mib"] > 10
 
 
+def test_more_devices_than_the_default_registration_limit_all_register() -> None:
+    # Every device registers from 127.0.0.1; the cloud's default allows 100 an hour per address (9041 after).
+    args = ("--devices", "120", "--report-interval", "60", "--control-rate", "0", "--duration", "1", "--json")
+    done = subprocess.run([sys.executable, str(TOOL), *args], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["devices_connected"] == 120
+    assert result["errors"] == 0, result["error_samples"]
+
+
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_two_workers_share_one_mosquitto_and_store_each_report_once(db_url: str) -> None:
     # 40 devices, one report a second, through a worker group on the tool's own Mosquitto: each report reaches one
