@@ -11,8 +11,9 @@ import pytest
 
 from gizdev.cloud.broker import ManagedMosquitto
 from gizdev.cloud.feeds.mqtt import MqttFeed
+from gizdev.cloud.scheduler.runner import SchedulerSettings
 from tests.cloud.broker_fixtures import BrokerThread, RawMqtt31, free_port
-from tests.cloud.scheduler.helpers import AnsweringDevice
+from tests.cloud.scheduler.helpers import AnsweringDevice, Clock, utc
 from tests.cloud.server_fixtures import CloudThread, make_cloud, world_searchable_dir
 from tests.cloud.test_cloud_e2e import (
     CONNACK_OK,
@@ -162,6 +163,66 @@ def test_a_control_through_either_worker_reaches_a_device_the_other_heard(
                 await device.close()
 
         run(scenario())
+    finally:
+        for worker in workers:
+            worker.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_schedule_run_by_the_worker_that_never_heard_the_device_reaches_it(
+    db_url: str, open_mosquitto: BrokerThread
+) -> None:
+    """The runner of either worker asks whether a device is reachable as /app/control does: a worker of the group
+    that never heard the device still delivers its scheduled command (and hears the 0x0094 for it)."""
+    url = open_mosquitto.settings.url(show_password=True)
+    base = world_searchable_dir()
+    clock = Clock(utc("2026-03-02T07:59:00"))
+    workers: list[CloudThread] = []
+    try:
+        for name in ("w1", "w2"):
+            workers.append(
+                make_cloud(
+                    db_url,
+                    base / name,
+                    clock=clock,
+                    broker_url=url,
+                    worker_group="gizdev",
+                    scheduler=SchedulerSettings(tick_s=None),
+                )
+            )
+        first = workers[0]
+        appid = first.add_app()
+        first.add_product()
+        did = register(first)
+        token = user_with_binding(first, appid, did)
+        open_mosquitto.add_device_sync(did, PASSCODE, PK)
+        task = {"did": did, "product_key": PK, "attrs": {"temp": 10}}
+        body = {"date": "2026-03-02", "time": "08:00", "repeat": "none", "task": [task], "retry_count": 0}
+        created = first.api("POST", "/app/scheduler", body | {"retry_task": "all"}, appid=appid, token=token)
+        assert created.status == 201, created
+
+        async def scenario() -> None:
+            client = await RawMqtt31.open("127.0.0.1", open_mosquitto.port)
+            assert await client.connect(did, did, PASSCODE) == CONNACK_OK
+            await client.subscribe(1, f"app2dev/{did}/#")
+            await client.publish(f"dev2app/{did}", bytes.fromhex("0000000306000091041537"))
+            await asyncio.to_thread(wait_for, lambda: device_online(first, did), 5.0, "online in the database")
+            device = AnsweringDevice(client, did).start()
+            try:
+                deaf = next(w for w in workers if w.server.bus is not None and not w.server.bus.is_online(did))
+                clock.set(utc("2026-03-02T08:00:00"))
+                scheduler = deaf.server.scheduler
+                assert scheduler is not None
+                report = await deaf.run(scheduler.tick())
+                assert (report.attempts, report.delivered) == (1, 1)
+                assert await device.next_command() == bytes.fromhex("01010a00")
+            finally:
+                await device.close()
+
+        run(scenario())
+        logs = first.api("GET", f"/app/scheduler/{created.body['id']}/logs", appid=appid, token=token)
+        assert logs.body == {"datetime": "2026-03-02T08:00:00", "status": "succeed", "detail": {did: True}}
     finally:
         for worker in workers:
             worker.close()

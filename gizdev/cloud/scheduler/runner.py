@@ -4,7 +4,7 @@ One runner per cloud worker (``CloudServer`` starts it once the device bus is up
 what (:mod:`gizdev.cloud.storage.schedules`: claims with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, the single
 writer on SQLite), so any number of workers on one database run each due time once.
 
-An attempt delivers a command when the device is online (as this worker's device bus holds it) and answered it:
+An attempt delivers a command when the device is online (``DeviceBus.reachable``) and answered it:
 the command goes out as a 0x0093 and the device's 0x0094 with the same sn comes back within ``ack_timeout_s``
 (``DeviceBus.deliver``; GAgent answers once the MCU took it, and so does our bridge). A run succeeds when every
 command was delivered, else it is retried ``retry_count`` times, ``retry_interval_s`` apart, with all commands or
@@ -172,13 +172,13 @@ class SchedulerRunner:
         return detail
 
     async def _deliver(self, run_id: int, command: ScheduledCommand) -> bool:
-        if not self.bus.is_online(command.did):
-            return False
         try:
+            if not await self.bus.reachable(command.did):
+                return False
             if await self.bus.deliver(command.did, command.p0, timeout_s=self.settings.ack_timeout_s):
                 return True
             _LOGGER.info("scheduler: run %d: %s did not answer its command", run_id, command.did)
-        except BrokerError as exc:
+        except (BrokerError, StorageError) as exc:
             _LOGGER.info("scheduler: run %d: %s not sent: %s", run_id, command.did, exc)
         return False
 
