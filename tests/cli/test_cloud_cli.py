@@ -4,6 +4,7 @@ commands working while the server runs, SIGTERM ending it cleanly with its manag
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import http.client
 import json
 import os
@@ -368,9 +369,17 @@ class ServeRun:
         return int((self.data_dir / "broker" / "mosquitto.pid").read_text().split()[0])
 
     def close(self) -> None:
+        """Stop the server as a user would (SIGTERM: it stops its broker); killed only if it does not stop."""
         if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        pid_file = self.data_dir / "broker" / "mosquitto.pid"
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)  # a broker its killed server left behind
         if self.proc.stdout is not None:
             self.proc.stdout.close()
 
