@@ -167,6 +167,24 @@ async def _reopen_keeps_data(storage: Storage, _clock: Clock) -> None:
     assert await current_version(storage.engine) == NEWEST
 
 
+def test_workers_migrating_an_empty_database_at_the_same_moment_all_succeed(db_url: str) -> None:
+    """Several ``serve`` workers started together on one new database (PostgreSQL: creating schema_version itself
+    raced, one worker failed on pg_type's unique index)."""
+
+    async def scenario() -> None:
+        engines = [make_engine(db_url) for _ in range(4)]
+        try:
+            assert await asyncio.gather(*(migrate(engine) for engine in engines)) == [NEWEST] * 4
+            async with engines[0].connect() as conn:
+                versions = (await conn.execute(sa.select(schema_version.c.version))).scalars().all()
+            assert sorted(versions) == list(range(1, NEWEST + 1))  # each step applied once
+        finally:
+            for engine in engines:
+                await engine.dispose()
+
+    guards.run(scenario())
+
+
 def test_newer_database_is_refused_untouched(db_url: str) -> None:
     async def make_newer(storage: Storage, _clock: Clock) -> None:
         await seed(storage)

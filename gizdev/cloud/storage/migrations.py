@@ -378,6 +378,9 @@ async def _version(conn: AsyncConnection) -> int:
     return int(value) if value is not None else 0
 
 
+_MIGRATION_LOCK_KEY = 0x6769_7A64_6576  # "gizdev": the advisory lock that orders the creation of schema_version
+
+
 async def _lock(conn: AsyncConnection) -> None:
     # SQLite: BEGIN IMMEDIATE (via WRITE_OPTION) already holds the database's write lock.
     if conn.dialect.name == "postgresql":
@@ -408,6 +411,10 @@ async def migrate(
         async with engine.connect() as conn:
             await conn.execution_options(**{WRITE_OPTION: True})
             async with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    # CREATE TABLE IF NOT EXISTS is not safe against a second worker doing the same at the same
+                    # moment (it fails on pg_type's unique index): one at a time, until this transaction ends.
+                    await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_MIGRATION_LOCK_KEY)))
                 await conn.execute(sa.schema.CreateTable(schema_version, if_not_exists=True))
                 found = await _version(conn)
             if found > newest:
