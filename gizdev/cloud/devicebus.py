@@ -38,7 +38,7 @@ from gizdev.cloud.deviceevents import DeviceEvent, DeviceFrame, DeviceListener, 
 from gizdev.cloud.feeds import Feed
 from gizdev.cloud.presence import BrokerRestarted, Presence, parse_mosquitto_line
 from gizdev.cloud.products import ProductCache
-from gizdev.cloud.storage import InvalidInput, NotFound, Storage, StorageError
+from gizdev.cloud.storage import InvalidInput, NotFound, PresenceUpdate, Storage, StorageError
 from gizdev.codec.envelope import (
     BusinessCmd,
     Envelope,
@@ -60,6 +60,7 @@ _LOGGER = logging.getLogger(__name__)
 CLOUD_CLIENT_ID = "gizdevcloud"  # the <clientid> of app2dev topics for the cloud's own requests (≤ 23 chars)
 REPORT_ACTIONS = frozenset({Action.READ_REPLY, Action.REPORT, Action.VAR_READ_REPLY, Action.VAR_REPORT})
 APP_ONLINE_WINDOW_S = 120.0  # an app that used a device in the last two minutes counts as online for it
+PRESENCE_BATCH = 500  # connection events stored per transaction
 QUERY_MATCH_WINDOW_S = 30.0  # a 0x020F is attributed to devices that connected this recently (see _on_query)
 
 
@@ -261,14 +262,56 @@ class DeviceBus:
             self._presence.put_nowait(event)
 
     async def _apply_presence(self) -> None:
+        held: Presence | BrokerRestarted | _Resync | None = None
         while True:
-            event = await self._presence.get()
+            event = held if held is not None else await self._presence.get()
+            held = None
+            batch: list[Presence] = []
+            if isinstance(event, Presence):
+                # A burst of connects (devices coming back after a restart) is stored as one transaction per
+                # PRESENCE_BATCH events, in order; a restart or resync ends the batch and goes next.
+                batch.append(event)
+                while len(batch) < PRESENCE_BATCH and not self._presence.empty():
+                    following = self._presence.get_nowait()
+                    if not isinstance(following, Presence):
+                        held = following
+                        break
+                    batch.append(following)
             try:
-                await self._store_presence(event)
+                if batch:
+                    await self._store_connections(batch)
+                else:
+                    await self._store_presence(event)
             except StorageError as exc:
-                _LOGGER.warning("presence event %s not stored: %s", event, exc)
+                _LOGGER.warning("presence event(s) %s not stored: %s", batch or event, exc)
             except Exception:
-                _LOGGER.exception("presence event %s failed", event)
+                _LOGGER.exception("presence event(s) %s failed", batch or event)
+
+    async def _store_connections(self, events: list[Presence]) -> None:
+        now = int(self._clock())
+        # Not a device login (the service user, a tool): its username is not its client id.
+        logins = [event for event in events if event.username is None or event.username == event.client_id]
+        updates = [PresenceUpdate(e.client_id, e.online, client_id=e.client_id, peer=e.peer) for e in logins]
+        results = await self.storage.set_online_many(updates, now) if updates else []
+        for event, changed in zip(logins, results, strict=True):
+            if changed is None:
+                continue  # the service user, a tool, anything that is not one of our devices
+            did = event.client_id
+            self.stats.presence_events += 1
+            if event.online:
+                self._online.add(did)
+                self._recent_connects[did] = time.monotonic()
+            else:
+                self._online.discard(did)
+                self._recent_connects.pop(did, None)
+            if changed:
+                _LOGGER.info(
+                    "device %s %s%s",
+                    did,
+                    "online" if event.online else "offline",
+                    f" from {event.peer}" if event.peer else "",
+                )
+                self._notify(PresenceChange(did, event.online))
 
     async def _store_presence(self, event: Presence | BrokerRestarted | _Resync) -> None:
         now = int(self._clock())
@@ -287,28 +330,7 @@ class DeviceBus:
                 self._notify(PresenceChange(did, online=False))
             _LOGGER.info("broker restarted: %d device(s) now offline", count)
             return
-        did = event.client_id
-        if event.username is not None and event.username != did:
-            return  # not a device login (the service user, a tool)
-        try:
-            changed = await self.storage.set_online(did, event.online, now, client_id=did, peer=event.peer)
-        except (NotFound, InvalidInput):
-            return  # the service user, a tool, anything that is not one of our devices
-        self.stats.presence_events += 1
-        if event.online:
-            self._online.add(did)
-            self._recent_connects[did] = time.monotonic()
-        else:
-            self._online.discard(did)
-            self._recent_connects.pop(did, None)
-        if changed:
-            _LOGGER.info(
-                "device %s %s%s",
-                did,
-                "online" if event.online else "offline",
-                f" from {event.peer}" if event.peer else "",
-            )
-            self._notify(PresenceChange(did, event.online))
+        await self._store_connections([event])
 
     # -- device messages ------------------------------------------------------------------------------------------
 

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from gizdev.cloud.devicebus import DeviceBus
-from gizdev.cloud.deviceevents import DeviceEvent, DeviceFrame
+from gizdev.cloud.deviceevents import DeviceEvent, DeviceFrame, PresenceChange
 from gizdev.cloud.feeds import FeedSink
+from gizdev.cloud.presence import BrokerRestarted, Presence
 from gizdev.cloud.products import ProductCache
 from gizdev.cloud.storage import Storage
 from gizdev.codec.envelope import encode_envelope
@@ -170,6 +171,39 @@ def test_a_fanning_feed_tells_listeners_each_frame_once_from_its_copy(db_url: st
             [frame] = listener.frames
             assert (frame.did, frame.client_id, frame.cmd, frame.frame) == (did, "usr1", 0x0091, report)
             assert frame.values == {"temp": 21, "humi": 55}
+        finally:
+            await bus.stop()
+
+    with_bus(db_url, scenario)
+
+
+def test_a_burst_of_connection_events_is_applied_in_order_across_a_broker_restart(db_url: str) -> None:
+    """Hundreds of events queued at once are stored in batches; a restart between them still takes everything before
+    it offline and nothing after it, and each change reaches the listeners once."""
+
+    async def scenario(storage: Storage, dids: list[str]) -> None:
+        more = [(await storage.register_device(f"AABBCCDD{i:04X}", PK, "PASS")).device.did for i in range(600)]
+        feed = RecordingFeed()
+        bus = DeviceBus(storage, ProductCache(storage), feed)
+        listener = RecordingListener()
+        bus.add_listener(listener)
+        await bus.start()
+        try:
+            await bus.wait_ready(5.0)
+            for did in more:
+                bus.presence(Presence(client_id=did, online=True, username=did))
+            bus.presence(Presence(client_id="gizdev-cloud", online=True, username="service"))  # not a device
+            bus.presence(BrokerRestarted())
+            for did in (*dids, more[0]):
+                bus.presence(Presence(client_id=did, online=True, username=did))
+            await until(lambda: bus.stats.presence_events == len(more) + 3, "every device event applied")
+            await until(lambda: bus.online_count == 3, "the three after the restart online")
+            stored = {device.did for device in await storage.list_devices(limit=1000) if device.is_online}
+            assert stored == {*dids, more[0]}
+            changes = [(e.did, e.online) for e in listener.events if isinstance(e, PresenceChange)]
+            assert changes[: len(more)] == [(did, True) for did in more]
+            assert sorted(changes[len(more) : 2 * len(more)]) == sorted((did, False) for did in more)
+            assert changes[2 * len(more) :] == [(did, True) for did in (*dids, more[0])]
         finally:
             await bus.stop()
 

@@ -5,6 +5,7 @@ the device queue, presence and control when a node stops and the devices move to
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import http.client
 import json
 import shutil
@@ -12,18 +13,23 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gizdev.cloud.deviceevents import DeviceEvent, DeviceFrame
+from gizdev.cloud.scheduler.runner import SchedulerSettings
 from gizdev.cloud.server import CloudConfig
 from tests.cloud.broker_fixtures import RawMqtt31
 from tests.cloud.rabbit_fixtures import RabbitCluster, rabbit_cluster_fixture  # noqa: F401
+from tests.cloud.scheduler.helpers import AnsweringDevice, Clock, utc
 from tests.cloud.server_fixtures import FAST_KDF, TEMP_HUMI_SCHEMA, CloudThread
 from tests.cloud.test_cloud_e2e import CONNACK_OK, PASSCODE, PK, register, user_with_binding, wait_for
+from tests.cloud.test_open_api_seed import bind
 from tests.guards import run
 
 REPORT = "0000000306000091041537"  # 0x0091, P0 04 = report, temp 21, humi 55
@@ -31,7 +37,14 @@ CONTROL_TEMP_10 = "00000003070000900101" + "0a00"  # 0x0090, action 01, flags 01
 
 
 def make_worker(
-    cluster: RabbitCluster, database: str, data_dir: Path, *, http_port: int = 0, first_node: int = 1
+    cluster: RabbitCluster,
+    database: str,
+    data_dir: Path,
+    *,
+    http_port: int = 0,
+    first_node: int = 1,
+    clock: Callable[[], float] = time.time,
+    scheduler: SchedulerSettings | None = None,
 ) -> CloudThread:
     """A cloud worker consuming the cluster over AMQP, first trying ``first_node`` (then the others in turn)."""
     urls = cluster.amqp_urls
@@ -44,8 +57,9 @@ def make_worker(
         amqp_urls=order,
         public_mqtt_host="127.0.0.1",
         public_mqtt_port=cluster.node(1).mqtt_port,
+        scheduler=scheduler or SchedulerSettings(),
     )
-    thread = CloudThread(config)
+    thread = CloudThread(config, clock)
     thread.start()
     return thread
 
@@ -328,6 +342,124 @@ def test_a_node_stops_devices_move_presence_and_control_recover(
             await asyncio.to_thread(rabbit_cluster.restart_node, 2)  # the other tests of the module want three
 
     run(scenario())
+
+
+SCHEDULES = 60
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_schedules_run_once_on_two_workers_while_a_node_stops(
+    rabbit_cluster: RabbitCluster, db_url: str, data_dir: Path
+) -> None:
+    """60 schedules due in one minute, two workers ticking at once, node 2 (worker 1's AMQP node and two of the three
+    devices') stopped as the minute comes: each due time is one run, each attempt is made by one worker, no command
+    arrives more often than attempts sent it, and the retries reach the devices once they are back on node 1."""
+    clock = Clock(utc("2026-03-02T07:59:00"))
+    manual = SchedulerSettings(tick_s=None, ack_timeout_s=2.0, lease_s=10)
+    first = make_worker(
+        rabbit_cluster,
+        db_url,
+        data_dir / "w1",
+        http_port=rabbit_cluster.auth_port,
+        first_node=2,
+        clock=clock,
+        scheduler=manual,
+    )
+    second = make_worker(rabbit_cluster, db_url, data_dir / "w2", first_node=3, clock=clock, scheduler=manual)
+    try:
+        appid = first.add_app()
+        first.add_product()
+        passcodes = [f"SCHED{i:05d}" for i in range(3)]
+        dids = [register(first, mac=f"0000000002{i:02X}", passcode=code) for i, code in enumerate(passcodes)]
+        token = user_with_binding(first, appid, dids[0], passcodes[0])
+        for did, code in zip(dids[1:], passcodes[1:], strict=True):
+            bind(first, appid, token, did, code)
+        schedule_of: dict[tuple[str, bytes], str] = {}
+        for n in range(SCHEDULES):
+            did = dids[n % 3]
+            body = {
+                "date": "2026-03-02",
+                "time": "08:00",
+                "repeat": "none",
+                "task": [{"did": did, "product_key": PK, "attrs": {"temp": n}}],
+                "retry_count": 3,
+                "retry_task": "failed",
+            }
+            created = first.api("POST", "/app/scheduler", body, appid=appid, token=token)
+            assert created.status == 201, created
+            schedule_of[(did, bytes([0x01, 0x01, n, 0]))] = created.body["id"]
+
+        def ticks() -> list[Any]:
+            """Both workers' runners, to tick at once."""
+            pending = []
+            for worker in (first, second):
+                runner = worker.server.scheduler
+                assert runner is not None
+                pending.append(worker.run(runner.tick()))
+            return pending
+
+        async def scenario() -> list[AnsweringDevice]:
+            ports = [rabbit_cluster.node(node).mqtt_port for node in (2, 2, 1)]
+            devices = [
+                AnsweringDevice(await device_on(port, did, code), did).start()
+                for port, did, code in zip(ports, dids, passcodes, strict=True)
+            ]
+            for did in dids:
+                await asyncio.to_thread(
+                    wait_for, lambda did=did: bus_online(first, did) and bus_online(second, did), 10.0, "online"
+                )
+            clock.set(utc("2026-03-02T08:00:00"))
+            # The minute comes while node 2 stops: both workers tick at once.
+            await asyncio.gather(asyncio.to_thread(rabbit_cluster.stop_node, 2), *ticks())
+            # GAgent reconnects: the two devices of node 2 come back on node 1.
+            for index in (0, 1):
+                devices.append(AnsweringDevice(await device_on(ports[2], dids[index], passcodes[index]), dids[index]))
+                devices[-1].start()
+            for did in dids:
+                await asyncio.to_thread(
+                    wait_for, lambda did=did: bus_online(first, did) and bus_online(second, did), 30.0, "back online"
+                )
+            first_bus = first.server.bus
+            assert first_bus is not None
+            await asyncio.to_thread(wait_for, lambda: first_bus.connected, 30.0, "worker 1 on another node")
+            for seconds in (30, 60, 90):  # the retries, 30 s apart
+                clock.set(utc("2026-03-02T08:00:00") + dt.timedelta(seconds=seconds))
+                await asyncio.gather(*ticks())
+            await asyncio.sleep(0.3)
+            for device in devices:
+                await device.close()
+            return devices
+
+        try:
+            devices = run(scenario(), 120)
+        finally:
+            rabbit_cluster.restart_node(2)  # the other tests of the module want three
+
+        arrived: Counter[tuple[str, bytes]] = Counter()
+        for device in devices:
+            while not device.commands.empty():
+                arrived[(device.did, device.commands.get_nowait())] += 1
+        assert set(arrived) <= set(schedule_of), "a command no schedule sent"
+        runs_by_schedule: Counter[str] = Counter()
+        for (did, _p0), schedule_id in schedule_of.items():
+            attempts = first.call(first.storage.list_schedule_attempts(schedule_id))
+            numbers = [attempt.attempt for attempt in attempts]
+            assert numbers == list(range(1, len(numbers) + 1)), f"{schedule_id}: attempts {numbers}"
+            assert all(len(a.detail) == 1 for a in attempts), attempts  # only this schedule's device
+            sent = sum(1 for a in attempts if did in a.detail)
+            assert arrived[(did, _p0)] <= sent, f"{schedule_id} arrived more often than sent"
+            runs = first.call(first.storage.list_schedule_runs(schedule_id, limit=10))
+            runs_by_schedule[schedule_id] = len(runs)
+            assert [run_.status for run_ in runs] == ["succeed"], (schedule_id, runs, attempts)
+            assert arrived[(did, _p0)] >= 1
+        assert set(runs_by_schedule.values()) == {1}
+        workers_seen = {
+            a.worker for sid in schedule_of.values() for a in first.call(first.storage.list_schedule_attempts(sid))
+        }
+        assert len(workers_seen) == 2, workers_seen  # both workers ran schedules
+    finally:
+        second.close()
+        first.close()
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:

@@ -23,6 +23,7 @@ from gizdev.cloud.storage import (
     MigrationError,
     NotFound,
     PasscodeMismatch,
+    PresenceUpdate,
     SchemaTooNew,
     Storage,
     StorageError,
@@ -517,6 +518,32 @@ def test_devices_online_touch_and_listing(db_url: str) -> None:
         for call in calls:
             with pytest.raises(NotFound):
                 await call()
+
+    run(db_url, body)
+
+
+def test_a_burst_of_connection_events_is_stored_in_one_call(db_url: str) -> None:
+    async def body(storage: Storage, clock: Clock) -> None:
+        await seed(storage)
+        dids = []
+        for n in range(3):
+            clock.now += 1
+            dids.append((await storage.register_device(mac(n), PK, "PASS")).did)
+        a, b, c = dids
+        assert await storage.set_online(c, True, T0 + 500)  # a newer change than the burst's
+        updates = [
+            PresenceUpdate(b, True, client_id=b, peer="127.0.0.1:1"),
+            PresenceUpdate("x" * 22, True),  # no such device
+            PresenceUpdate(a, True, client_id=a),
+            PresenceUpdate("bad did!", True),  # malformed: not a device either, and nothing else fails
+            PresenceUpdate(a, False),  # the same device again: applied after its connect, in order
+            PresenceUpdate(c, False),  # older than its last change
+            PresenceUpdate(b, True, client_id=b, peer="x" * 10_000),  # a hostile peer: refused alone
+        ]
+        assert await storage.set_online_many(updates, T0 + 100) == [True, None, True, None, True, False, None]
+        states = {d.did: (d.is_online, d.broker_peer) for d in await storage.list_devices()}
+        assert states == {a: (False, None), b: (True, "127.0.0.1:1"), c: (True, None)}
+        assert await storage.set_online_many([], T0 + 100) == []
 
     run(db_url, body)
 

@@ -13,6 +13,7 @@ __all__ = [
     "ClaimedRun",
     "Device",
     "LatestData",
+    "PresenceUpdate",
     "Product",
     "Registration",
     "Schedule",
@@ -42,6 +43,16 @@ class Product:
     name: str
     schema: ProductSchema | None  # None: the product has no data points yet (Open API 9029)
     created_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class PresenceUpdate:
+    """A broker connect (``online``) or disconnect of one device, for :meth:`Storage.set_online_many`."""
+
+    did: str
+    online: bool
+    client_id: str | None = None  # kept from the last connect
+    peer: str | None = None  # host:port
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,7 +68,17 @@ from gizdev.cloud.storage.errors import (
     StorageUnavailable,
 )
 from gizdev.cloud.storage.migrations import current_version, migrate
-from gizdev.cloud.storage.models import App, Binding, Device, LatestData, Product, Registration, Token, User
+from gizdev.cloud.storage.models import (
+    App,
+    Binding,
+    Device,
+    LatestData,
+    PresenceUpdate,
+    Product,
+    Registration,
+    Token,
+    User,
+)
 from gizdev.cloud.storage.schedules import ScheduleMethods
 from gizdev.cloud.storage.tables import (
     app_products,
@@ -696,26 +706,39 @@ class Storage(ScheduleMethods):
         than the last recorded change is ignored. ``client_id`` and ``peer`` (``host:port``) are kept from the last
         connect, also while offline, for diagnostics.
         """
-        did = v.text("did", did, max_len=DID_LEN, pattern=v.DID)
-        online = v.flag("online", online)
+        update = _checked_presence(PresenceUpdate(did, online, client_id, peer))
         when = v.timestamp("when", when)
-        if client_id is not None:
-            client_id = v.text("client_id", client_id, max_len=MAX_CLIENT_ID_LEN, pattern=v.PRINTABLE)
-        if peer is not None:
-            peer = v.text("peer", peer, max_len=MAX_PEER_LEN, pattern=v.PRINTABLE)
         async with self._transaction(write=True) as conn:
-            device = await self._device_in(conn, did, for_update=True)
-            if device.online_changed_at is not None and when < device.online_changed_at:
-                return False
-            values: dict[str, Any] = {
-                "is_online": online,
-                "online_changed_at": when,
-                "last_seen": when if device.last_seen is None else max(device.last_seen, when),
-            }
-            if online:
-                values.update(broker_client_id=client_id, broker_peer=peer)
-            await conn.execute(sa.update(devices).where(devices.c.did == did).values(**values))
-            return True
+            return await self._set_online_in(conn, update, when)
+
+    async def set_online_many(self, updates: Sequence[PresenceUpdate], when: int) -> list[bool | None]:
+        """:meth:`set_online` for each update in order, in one transaction (a burst of connects is one commit, not
+        one per device); per update True (recorded), False (older than the last change) or None (not a device:
+        an unknown or malformed DID, a tool's login)."""
+        when = v.timestamp("when", when)
+        results: list[bool | None] = [None] * len(updates)
+        # Rows locked in DID order (stable: one device's events keep theirs): two workers storing the same burst
+        # (RabbitMQ's events reach every worker) then never wait for each other in a cycle.
+        order = sorted(range(len(updates)), key=lambda index: updates[index].did)
+        async with self._transaction(write=True) as conn:
+            for index in order:
+                with contextlib.suppress(InvalidInput, NotFound):
+                    results[index] = await self._set_online_in(conn, _checked_presence(updates[index]), when)
+        return results
+
+    async def _set_online_in(self, conn: _Conn, update: PresenceUpdate, when: int) -> bool:
+        device = await self._device_in(conn, update.did, for_update=True)
+        if device.online_changed_at is not None and when < device.online_changed_at:
+            return False
+        values: dict[str, Any] = {
+            "is_online": update.online,
+            "online_changed_at": when,
+            "last_seen": when if device.last_seen is None else max(device.last_seen, when),
+        }
+        if update.online:
+            values.update(broker_client_id=update.client_id, broker_peer=update.peer)
+        await conn.execute(sa.update(devices).where(devices.c.did == update.did).values(**values))
+        return True
 
     async def mark_all_offline(self, when: int) -> int:
         """Every online device goes offline at ``when`` (the broker restarted, or the cloud did); returns how many."""
@@ -1403,3 +1426,14 @@ class Storage(ScheduleMethods):
             return None
         m = row._mapping
         return LatestData(did=m["did"], attrs=json.loads(m["attrs_json"]), updated_at=int(m["updated_at"]))
+
+
+def _checked_presence(update: PresenceUpdate) -> PresenceUpdate:
+    return PresenceUpdate(
+        did=v.text("did", update.did, max_len=DID_LEN, pattern=v.DID),
+        online=v.flag("online", update.online),
+        client_id=None
+        if update.client_id is None
+        else v.text("client_id", update.client_id, max_len=MAX_CLIENT_ID_LEN, pattern=v.PRINTABLE),
+        peer=None if update.peer is None else v.text("peer", update.peer, max_len=MAX_PEER_LEN, pattern=v.PRINTABLE),
+    )
