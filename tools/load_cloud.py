@@ -83,6 +83,9 @@ REGISTER_CONCURRENCY = 200
 WORKER_GROUP = "load"
 ONLINE_TIMEOUT_S = 60.0  # plus ONLINE_S_PER_DEVICE for each device: a burst of connects takes its time to store
 ONLINE_S_PER_DEVICE = 0.02
+HELLO_AGAIN_S = 10.0
+KEEPALIVE_S = 120
+PINGREQ = bytes([0xC0, 0x00])
 CONTROL_BODY = json.dumps({"attrs": {"LED_OnOff": True, "Motor_Speed": 3}}).encode()
 
 
@@ -104,7 +107,9 @@ class Device:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         self.writer = writer
         writer.write(
-            connect_packet(self.did, username=self.did, password=self.passcode, keepalive_s=120, protocol=MQTT_31)
+            connect_packet(
+                self.did, username=self.did, password=self.passcode, keepalive_s=KEEPALIVE_S, protocol=MQTT_31
+            )
         )
         writer.write(
             packet(SUBSCRIBE, (1).to_bytes(2, "big") + encode_string(f"app2dev/{self.did}/#") + b"\x00", flags=2)
@@ -115,10 +120,17 @@ class Device:
             raise ConnectionError(f"device {self.did} refused: CONNACK {connack.hex()}")
         await asyncio.wait_for(reader.readexactly(5), 10)  # SUBACK
         if hello is not None:
-            writer.write(packet(PUBLISH, encode_string(f"dev2app/{self.did}") + hello))
+            self.say(hello)
             await writer.drain()
         self.connected = True
         self.tasks.append(asyncio.get_running_loop().create_task(self._read(reader)))
+        self.tasks.append(asyncio.get_running_loop().create_task(self._ping(writer)))
+
+    async def _ping(self, writer: asyncio.StreamWriter) -> None:
+        """PINGREQ at half the keepalive, as GAgent does: the broker drops a client silent for 1.5 keepalives."""
+        while not self.dropped:
+            await asyncio.sleep(KEEPALIVE_S / 2)
+            writer.write(PINGREQ)
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
         try:
@@ -136,6 +148,11 @@ class Device:
                     self.arrivals.put_nowait(time.perf_counter())
         except (asyncio.IncompleteReadError, ConnectionError):
             self.dropped = True
+
+    def say(self, frame: bytes) -> None:
+        """Publish one report now."""
+        if self.writer is not None:
+            self.writer.write(packet(PUBLISH, encode_string(f"dev2app/{self.did}") + frame))
 
     def start_reports(self, frame: bytes, interval_s: float, first_s: float, until: float) -> None:
         topic = f"dev2app/{self.did}"
@@ -380,7 +397,13 @@ def pct(samples: list[float], q: float) -> float:
 
 
 async def wait_online(
-    session: aiohttp.ClientSession, args: argparse.Namespace, workers: list[Worker], data_dir: Path, wanted: int
+    session: aiohttp.ClientSession,
+    args: argparse.Namespace,
+    workers: list[Worker],
+    data_dir: Path,
+    *,
+    connected: list[Device],
+    hello: bytes,
 ) -> float:
     """Wait (up to ONLINE_TIMEOUT_S + ONLINE_S_PER_DEVICE per device) until the cloud holds ``wanted`` devices
     online; how many it holds.
@@ -388,8 +411,12 @@ async def wait_online(
     One worker with its managed Mosquitto: the worker's gauge, fed by the broker's connection events. A worker group
     on the tool's Mosquitto: each worker's gauge counts only the devices whose frames it handled (a device's hello
     report went to one of them), so the database is asked, which every worker writes; and each hello report must be
-    stored, so that none is counted in the measured window.
+    stored, so that none is counted in the measured window. A device the cloud has not seen says hello again every
+    HELLO_AGAIN_S, as a GAgent reports again: a worker whose inbound queue overflowed in the burst of connects
+    dropped the oldest messages (gizdev.mqtt's bounded queue), and nothing else would tell it of those devices.
     """
+    wanted = len(connected)
+    next_hello = time.monotonic() + HELLO_AGAIN_S
     deadline = time.monotonic() + ONLINE_TIMEOUT_S + ONLINE_S_PER_DEVICE * wanted
     online = 0.0
     while time.monotonic() < deadline:
@@ -400,9 +427,15 @@ async def wait_online(
         else:
             stored = sum([(await scrape(session, w)).get("gizdev_reports_stored_total", 0.0) for w in workers])
             listed = await asyncio.to_thread(gizdev, "device", "list", data_dir=data_dir, database=args.database)
-            online = float(sum(1 for device in listed if device["is_online"]))
+            seen = {device["did"] for device in listed if device["is_online"]}
+            online = float(len(seen))
             if online >= wanted and stored >= wanted:
                 break
+            if time.monotonic() >= next_hello:
+                for device in connected:
+                    if device.did not in seen:
+                        device.say(hello)
+                next_hello = time.monotonic() + HELLO_AGAIN_S
             await asyncio.sleep(2.0)  # listing every device is a process and a query: not too often
         await asyncio.sleep(0.5)
     return online
@@ -453,7 +486,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             t0 = time.monotonic()
             await connect_all(devices, mqtt_port, args.connect_rate, errors, frame if scaled else None)
             connected = [d for d in devices if d.connected]
-            online = await wait_online(session, args, workers, data_dir, len(connected))
+            online = await wait_online(session, args, workers, data_dir, connected=connected, hello=frame)
             online_s = time.monotonic() - t0
             say(
                 args,
