@@ -46,11 +46,17 @@ def new_user(cloud: CloudThread, appid: str, username: str, *bound: tuple[str, s
 
 
 async def connected_device(cloud: CloudThread, did: str, passcode: str, pk: str = PK) -> RawMqtt31:
-    """A GAgent-like device on the cloud's broker, subscribed as GAgent subscribes."""
+    """A GAgent-like device on the cloud's broker, subscribed as GAgent subscribes, and online for the cloud's bus
+    (its connection event is applied off the broker's log: a client logging in at once could see it offline)."""
     device = await RawMqtt31.open("127.0.0.1", cloud.mqtt_port)
     assert await device.connect(did, did, passcode) == CONNACK_OK
     for message_id, topic in enumerate((f"ser2cli_noti/{pk}", f"ser2cli_res/{did}", f"app2dev/{did}/#"), start=1):
         await device.subscribe(message_id, topic)
+    bus = cloud.server.bus
+    assert bus is not None
+    async with asyncio.timeout(10.0):
+        while not bus.is_online(did):
+            await asyncio.sleep(0.02)
     return device
 
 
