@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -42,14 +44,25 @@ def open_mosquitto_fixture(mosquitto_binary: str) -> Iterator[BrokerThread]:
         shutil.rmtree(base, ignore_errors=True)
 
 
-@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
-def test_two_workers_in_a_group_store_each_report_once(db_url: str, open_mosquitto: BrokerThread) -> None:
-    url = open_mosquitto.settings.url(show_password=True)
+@contextlib.contextmanager
+def group_of_two(db_url: str, broker: BrokerThread, **overrides: Any) -> Iterator[list[CloudThread]]:
+    """Two workers in the group ``gizdev`` on ``broker``, logged in as its service user; closed afterwards."""
+    url = broker.settings.url(show_password=True)
     base = world_searchable_dir()
     workers: list[CloudThread] = []
     try:
         for name in ("w1", "w2"):
-            workers.append(make_cloud(db_url, base / name, broker_url=url, worker_group="gizdev"))
+            workers.append(make_cloud(db_url, base / name, broker_url=url, worker_group="gizdev", **overrides))
+        yield workers
+    finally:
+        for worker in workers:
+            worker.close()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_two_workers_in_a_group_store_each_report_once(db_url: str, open_mosquitto: BrokerThread) -> None:
+    with group_of_two(db_url, open_mosquitto) as workers:
         first = workers[0]
         feeds = [w.server.bus.feed for w in workers if w.server.bus is not None]
         assert all(isinstance(feed, MqttFeed) for feed in feeds)
@@ -75,10 +88,6 @@ def test_two_workers_in_a_group_store_each_report_once(db_url: str, open_mosquit
         run(scenario())
         counts = reports()
         assert sum(counts) == 40 and all(count > 0 for count in counts), counts
-    finally:
-        for worker in workers:
-            worker.close()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
@@ -86,12 +95,7 @@ def test_each_worker_of_a_group_hears_the_answers_to_its_commands(db_url: str, o
     """A 0x0094 on dev2app/<did>/<clientid> would go to any one worker of the group; each worker sends its 0x0093
     under a <clientid> of its own and subscribes it unshared, so every confirmed command is confirmed to its
     sender (the scheduler's delivery)."""
-    url = open_mosquitto.settings.url(show_password=True)
-    base = world_searchable_dir()
-    workers: list[CloudThread] = []
-    try:
-        for name in ("w1", "w2"):
-            workers.append(make_cloud(db_url, base / name, broker_url=url, worker_group="gizdev"))
+    with group_of_two(db_url, open_mosquitto) as workers:
         buses = [w.server.bus for w in workers]
         assert all(bus is not None for bus in buses)
         assert len({bus.reply_client_id for bus in buses if bus is not None}) == 2
@@ -115,10 +119,6 @@ def test_each_worker_of_a_group_hears_the_answers_to_its_commands(db_url: str, o
                 await device.close()
 
         run(scenario(), 90)
-    finally:
-        for worker in workers:
-            worker.close()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
@@ -126,12 +126,7 @@ def test_a_control_through_either_worker_reaches_a_device_the_other_heard(
     db_url: str, open_mosquitto: BrokerThread
 ) -> None:
     """Presence from traffic reaches only the worker that handled the frame; the database has it for the others."""
-    url = open_mosquitto.settings.url(show_password=True)
-    base = world_searchable_dir()
-    workers: list[CloudThread] = []
-    try:
-        for name in ("w1", "w2"):
-            workers.append(make_cloud(db_url, base / name, broker_url=url, worker_group="gizdev"))
+    with group_of_two(db_url, open_mosquitto) as workers:
         first = workers[0]
         appid = first.add_app()
         first.add_product()
@@ -163,10 +158,6 @@ def test_a_control_through_either_worker_reaches_a_device_the_other_heard(
                 await device.close()
 
         run(scenario())
-    finally:
-        for worker in workers:
-            worker.close()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
@@ -175,22 +166,8 @@ def test_a_schedule_run_by_the_worker_that_never_heard_the_device_reaches_it(
 ) -> None:
     """The runner of either worker asks whether a device is reachable as /app/control does: a worker of the group
     that never heard the device still delivers its scheduled command (and hears the 0x0094 for it)."""
-    url = open_mosquitto.settings.url(show_password=True)
-    base = world_searchable_dir()
     clock = Clock(utc("2026-03-02T07:59:00"))
-    workers: list[CloudThread] = []
-    try:
-        for name in ("w1", "w2"):
-            workers.append(
-                make_cloud(
-                    db_url,
-                    base / name,
-                    clock=clock,
-                    broker_url=url,
-                    worker_group="gizdev",
-                    scheduler=SchedulerSettings(tick_s=None),
-                )
-            )
+    with group_of_two(db_url, open_mosquitto, clock=clock, scheduler=SchedulerSettings(tick_s=None)) as workers:
         first = workers[0]
         appid = first.add_app()
         first.add_product()
@@ -223,7 +200,3 @@ def test_a_schedule_run_by_the_worker_that_never_heard_the_device_reaches_it(
         run(scenario())
         logs = first.api("GET", f"/app/scheduler/{created.body['id']}/logs", appid=appid, token=token)
         assert logs.body == {"datetime": "2026-03-02T08:00:00", "status": "succeed", "detail": {did: True}}
-    finally:
-        for worker in workers:
-            worker.close()
-        shutil.rmtree(base, ignore_errors=True)
