@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,16 +16,16 @@ KEYS = {"devices_connected", "reports_per_s", "control_p50_ms", "control_p99_ms"
 PER_WORKER_KEYS = {"workers_cpu_percent", "reports_by_worker"}
 
 
-def test_a_short_run_connects_every_device_and_measures_controls() -> None:
-    done = subprocess.run(
-        [sys.executable, str(TOOL), *SMALL_RUN],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+def run_tool(*args: str) -> dict[str, Any]:
+    """tools/load_cloud.py with ``args`` (``--json`` among them): its result, after it exited 0."""
+    done = subprocess.run([sys.executable, str(TOOL), *args], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    result: dict[str, Any] = json.loads(done.stdout)
+    return result
+
+
+def test_a_short_run_connects_every_device_and_measures_controls() -> None:
+    result = run_tool(*SMALL_RUN)
     assert result.keys() >= KEYS | PER_WORKER_KEYS
     assert result["workers"] == 1 and len(result["reports_by_worker"]) == 1
     assert result["devices_connected"] == 20
@@ -39,9 +40,7 @@ def test_a_short_run_connects_every_device_and_measures_controls() -> None:
 def test_more_devices_than_the_default_registration_limit_all_register() -> None:
     # Every device registers from 127.0.0.1; the cloud's default allows 100 an hour per address (9041 after).
     args = ("--devices", "120", "--report-interval", "60", "--control-rate", "0", "--duration", "1", "--json")
-    done = subprocess.run([sys.executable, str(TOOL), *args], capture_output=True, text=True, timeout=120, check=False)
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    result = run_tool(*args)
     assert result["devices_connected"] == 120
     assert result["errors"] == 0, result["error_samples"]
 
@@ -51,15 +50,7 @@ def test_two_workers_share_one_mosquitto_and_store_each_report_once(db_url: str)
     # 40 devices, one report a second, through a worker group on the tool's own Mosquitto: each report reaches one
     # worker, so the sum over workers is about 40/s; a set-up where both workers heard every report doubles it.
     args = ("--devices", "40", "--report-interval", "1", "--control-rate", "5", "--duration", "8")
-    done = subprocess.run(
-        [sys.executable, str(TOOL), *args, "--workers", "2", "--database", db_url, "--json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout)
+    result = run_tool(*args, "--workers", "2", "--database", db_url, "--json")
     assert result.keys() >= KEYS | PER_WORKER_KEYS | {"broker_cpu_percent"}
     assert result["workers"] == 2 and result["database"] == "postgresql"
     assert result["devices_connected"] == 40
