@@ -32,6 +32,7 @@ from tests.cloud.server_fixtures import TEMP_HUMI_SCHEMA, world_searchable_dir
 from tests.conftest import REPO_ROOT, product_path
 from tests.guards import run
 from tests.guards import run as guarded_run
+from tests.processes import stop
 
 GIZDEV = [sys.executable, "-m", "gizdev.cli.main"]
 GOKIT = product_path("gokit")
@@ -370,13 +371,7 @@ class ServeRun:
 
     def close(self) -> None:
         """Stop the server as a user would (SIGTERM: it stops its broker); killed only if it does not stop."""
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop(self.proc, grace_s=20)
         pid_file = self.data_dir / "broker" / "mosquitto.pid"
         with contextlib.suppress(OSError, ValueError, IndexError):
             os.kill(int(pid_file.read_text().split()[0]), signal.SIGKILL)  # a broker its killed server left behind

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.cloud.broker_fixtures import free_port, wait_until
+from tests.processes import stop
 
 __all__ = ["PlainBroker", "plain_broker_fixture"]
 
@@ -54,10 +55,4 @@ def plain_broker_fixture(mosquitto_binary: str) -> Iterator[PlainBroker]:
         try:
             yield broker
         finally:
-            if broker.process.poll() is None:
-                broker.process.terminate()
-                try:
-                    broker.process.wait(10)
-                except subprocess.TimeoutExpired:
-                    broker.process.kill()
-                    broker.process.wait(10)
+            stop(broker.process)

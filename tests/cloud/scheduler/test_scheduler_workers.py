@@ -39,6 +39,7 @@ from tests.cloud.scheduler.helpers import frame_0094, p0_write, parse_0093
 from tests.cloud.server_fixtures import TEMP_HUMI_SCHEMA, world_searchable_dir
 from tests.conftest import REPO_ROOT
 from tests.guards import run
+from tests.processes import stop
 
 DEVICES = 10
 SCHEDULES = 1000
@@ -81,8 +82,7 @@ def plain_broker_fixture(mosquitto_binary: str) -> Iterator[Broker]:
             time.sleep(0.05)
         yield Broker(port, process)
     finally:
-        process.terminate()
-        process.wait(10)
+        stop(process)
         shutil.rmtree(base, ignore_errors=True)
 
 
