@@ -278,7 +278,7 @@ class DeviceBus:
                         break
                     batch.append(following)
             try:
-                if batch:
+                if isinstance(event, Presence):
                     await self._store_connections(batch)
                 else:
                     await self._store_presence(event)
@@ -313,7 +313,8 @@ class DeviceBus:
                 )
                 self._notify(PresenceChange(did, event.online))
 
-    async def _store_presence(self, event: Presence | BrokerRestarted | _Resync) -> None:
+    async def _store_presence(self, event: BrokerRestarted | _Resync) -> None:
+        """What is not a connection event (those go in batches: :meth:`_store_connections`)."""
         now = int(self._clock())
         if isinstance(event, _Resync):
             stored = await self._stored_online()
@@ -323,14 +324,11 @@ class DeviceBus:
             for change in changes:
                 self._notify(change)
             return
-        if isinstance(event, BrokerRestarted):
-            count = await self.storage.mark_all_offline(now)
-            gone, self._online = self._online, set()
-            for did in gone:
-                self._notify(PresenceChange(did, online=False))
-            _LOGGER.info("broker restarted: %d device(s) now offline", count)
-            return
-        await self._store_connections([event])
+        count = await self.storage.mark_all_offline(now)  # the broker restarted
+        gone, self._online = self._online, set()
+        for did in gone:
+            self._notify(PresenceChange(did, online=False))
+        _LOGGER.info("broker restarted: %d device(s) now offline", count)
 
     # -- device messages ------------------------------------------------------------------------------------------
 
