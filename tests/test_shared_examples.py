@@ -32,9 +32,19 @@ def test_a_plain_clone_skips_them_with_one_line_and_ci_fails_them(tmp_path: Path
     assert not (clone.parent / "shared").exists()
     env = {key: value for key, value in os.environ.items() if key != "CI"}
     command = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *TARGETS]
+    # Each run gets a temporary directory of its own: with the default one, the two runs and the outer session each
+    # prune /tmp/pytest-of-USER at the same time, and a directory removed under another's scandir made pytest itself
+    # fail at exit on an unclosed iterator (CI, once).
     plain, ci = (
-        subprocess.Popen(command, cwd=clone, env=extra, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for extra in (env, {**env, "CI": "1"})
+        subprocess.Popen(
+            [*command, f"--basetemp={tmp_path / name}"],
+            cwd=clone,
+            env=extra,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for name, extra in (("plain", env), ("ci", {**env, "CI": "1"}))
     )
     plain_out, ci_out = plain.communicate(timeout=110)[0], ci.communicate(timeout=110)[0]
 
