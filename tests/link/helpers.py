@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from gizdev.codec.commands import IllegalMessageCode
-from gizdev.codec.frame import Frame
+from gizdev.codec.frame import Frame, encode_frame
 from gizdev.codec.p0 import Product, load_product
 from gizdev.link import ModuleSession, SerialLink
 from gizdev.sim.mcu import VirtualMcu
@@ -258,6 +258,32 @@ def record_requests(link: SerialLink) -> collections.Counter[int]:
 
     link.handler = counting
     return counts
+
+
+def record_forgeries(sender: asyncio.Transport, receiver: SerialLink) -> list[Frame]:
+    """The requests ``receiver``'s handler got that ``sender`` never wrote: frames the line forged.
+
+    An 8-bit checksum lets some damage through: two changed bytes that cancel, or a damaged length that makes one
+    frame of the next frame's bytes whose sum happens to match (1 in 256). A lossy test counts such frames apart.
+    """
+    written = bytearray()
+    write = sender.write
+    forged: list[Frame] = []
+
+    def recording_write(data: bytes | bytearray | memoryview) -> None:
+        written.extend(data)
+        write(data)
+
+    handler = receiver.handler
+
+    def checking(frame: Frame) -> bytes | IllegalMessageCode | None:
+        if encode_frame(frame.cmd, frame.sn, frame.payload, frame.flags) not in bytes(written):
+            forged.append(frame)
+        return handler(frame)
+
+    sender.write = recording_write  # type: ignore[method-assign]
+    receiver.handler = checking
+    return forged
 
 
 def record_chunks(link: SerialLink) -> list[int]:
