@@ -15,6 +15,7 @@ from gizdev.cloud.broker import ManagedMosquitto
 from gizdev.cloud.feeds.mqtt import MqttFeed
 from gizdev.cloud.scheduler.runner import SchedulerSettings
 from tests.cloud.broker_fixtures import BrokerThread, RawMqtt31, free_port
+from tests.cloud.realtime_helpers import new_user, ws_client
 from tests.cloud.scheduler.helpers import AnsweringDevice, Clock, utc
 from tests.cloud.server_fixtures import CloudThread, make_cloud, world_searchable_dir
 from tests.cloud.test_cloud_e2e import (
@@ -88,6 +89,48 @@ def test_two_workers_in_a_group_store_each_report_once(db_url: str, open_mosquit
         run(scenario())
         counts = reports()
         assert sum(counts) == 40 and all(count > 0 for count in counts), counts
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_the_realtime_clients_of_every_worker_hear_every_report(db_url: str, open_mosquitto: BrokerThread) -> None:
+    """Each report is handled by one worker, but a WebSocket client on any worker gets it (behind a load balancer
+    an app's WebSocket lands on either): each worker observes every frame on a connection of its own."""
+    with group_of_two(db_url, open_mosquitto) as workers:
+        assert all(w.server.bus is not None and w.server.bus.feed.fans_out for w in workers)
+        first = workers[0]
+        appid = first.add_app()
+        first.add_product()
+        did = register(first)
+        uid, token = new_user(first, appid, "carol", (did, PASSCODE))
+        open_mosquitto.add_device_sync(did, PASSCODE, PK)
+
+        def reports() -> list[int]:
+            return [w.server.bus.stats.reports for w in workers if w.server.bus is not None]
+
+        async def scenario() -> None:
+            async with ws_client(workers[0]) as ws1, ws_client(workers[1]) as ws2:
+                for ws in (ws1, ws2):
+                    await ws.login(appid, uid, token)
+                device = await RawMqtt31.open("127.0.0.1", open_mosquitto.port)
+                try:
+                    assert await device.connect(did, did, PASSCODE) == CONNACK_OK
+                    for n in range(20):
+                        await device.publish(f"dev2app/{did}", bytes.fromhex("000000030600009104") + bytes([n, 1]))
+                    for ws in (ws1, ws2):
+                        heard = []
+                        for _ in range(20):
+                            noti = await ws.expect("s2c_noti", skip=("s2c_online_status",))
+                            assert noti["data"]["did"] == did
+                            heard.append(noti["data"]["attrs"]["temp"])
+                        # Every report, in the order sent, none twice (a worker's own share is not heard again).
+                        assert heard == list(range(20))
+                        await ws.nothing(0.5)
+                finally:
+                    await device.close()
+
+        run(scenario())
+        counts = reports()
+        assert sum(counts) == 20 and all(count > 0 for count in counts), counts
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
