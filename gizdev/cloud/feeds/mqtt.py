@@ -46,7 +46,8 @@ class MqttFeed:
         self.client_id = client_id
         self.observer_client_id = f"{client_id}-observe"
         # In a group, a 0x0094 on dev2app/<did>/<clientid> goes to any worker: the one that sent the 0x0093 also
-        # subscribes its own <clientid> (≤ 23 characters: GAgent's buffer), unshared.
+        # subscribes its own <clientid> (≤ 23 characters: GAgent's buffer), unshared. The observer connection hears
+        # it too; this subscription keeps confirmations coming while that connection is down or not yet up.
         self.reply_client_id: str | None = f"gizdev{secrets.token_hex(8)}" if group is not None else None
         self._client: MqttClient | None = None
 
