@@ -19,8 +19,9 @@ device sends can make the bus stop: bad frames are logged (hex) and counted.
 
 With several workers on one broker (``shared``), a worker that starts does not mark every device offline (the
 others hold their presence): it takes the online devices from the storage and follows the broker's events. On an
-external Mosquitto (no events; each frame reaches one worker) a device is known online from traffic by the worker
-that handled its frames only, so sending to a device asks the storage when this worker has not heard it
+external Mosquitto (no events) a device is known online from its traffic: each frame is handled by one worker of the
+group and observed by all (``feed.fans_out``), so every worker hears it; a worker that has not heard the device since
+it started (or while its observing connection was down) asks the storage before sending to it
 (:meth:`DeviceBus.reachable`).
 """
 
@@ -201,10 +202,10 @@ class DeviceBus:
     async def reachable(self, did: str) -> bool:
         """Whether a frame for ``did`` may go out now: :meth:`is_online`, or, on a shared broker, the storage's word.
 
-        With several workers on one broker each device frame reaches one of them, and an external Mosquitto sends
-        no connection events, so presence learnt from traffic (``_heard_from``) is in the memory of the worker that
-        handled the frame only — and in the storage, which every worker writes. A device this worker never heard
-        may be online through another one: the row is read fresh (a cached device would be up to a minute old).
+        An external Mosquitto sends no connection events, so presence learnt from traffic (``_heard_from``) is in the
+        memory of the workers that heard the device's frames — and in the storage, which every worker writes. A
+        device this worker has not heard (it started after the device's last frame, or a feed that does not fan
+        out) may be online through another one: the row is read fresh (a cached device would be up to a minute old).
         It is not added to ``_online``: an offline event applied meanwhile would then be undone.
         """
         if did in self._online:
@@ -298,6 +299,7 @@ class DeviceBus:
                 continue  # the service user, a tool, anything that is not one of our devices
             did = event.client_id
             self.stats.presence_events += 1
+            was_online = did in self._online
             if event.online:
                 self._online.add(did)
                 self._recent_connects[did] = time.monotonic()
@@ -311,7 +313,8 @@ class DeviceBus:
                     "online" if event.online else "offline",
                     f" from {event.peer}" if event.peer else "",
                 )
-                self._notify(PresenceChange(did, event.online))
+                if event.online != was_online:  # listeners hear changes of this worker's view, each once
+                    self._notify(PresenceChange(did, event.online))
 
     async def _store_presence(self, event: BrokerRestarted | _Resync) -> None:
         """What is not a connection event (those go in batches: :meth:`_store_connections`)."""
@@ -371,10 +374,13 @@ class DeviceBus:
     async def observe(self, topic: str, payload: bytes) -> None:
         """A device frame for the listeners only, from a feed that fans every frame out to every worker while one
         of them handles it (``feed.fans_out``): so each worker's listeners hear every device. Never raises."""
-        if not topic.startswith("dev2app/") or not (self._listeners or self._awaiting_acks):
+        if not topic.startswith("dev2app/"):
             return
         try:
             did, client_id = _device_topic(topic)
+            self._heard_from(did)  # handled by another worker or not, the frame proves the device connected
+            if not (self._listeners or self._awaiting_acks):
+                return
             envelope = decode_envelope(payload)
             self._match_ack(did, client_id, envelope)  # the worker that sent the 0x0093 may not be the handler
             if not self._listeners:
@@ -392,9 +398,11 @@ class DeviceBus:
 
     def _heard_from(self, did: str) -> None:
         if did not in self._online:
-            # Traffic proves a connection even when the broker gives no events (an external broker).
+            # Traffic proves a connection even when the broker gives no events (an external broker). Listeners hear
+            # it now, before the frame itself: storing it comes later, through the presence queue.
             self._presence.put_nowait(Presence(client_id=did, online=True))
             self._online.add(did)
+            self._notify(PresenceChange(did, online=True))
 
     async def _decode_status(self, did: str, p0: bytes) -> tuple[ProductCodec, P0Message] | None:
         """The device's product codec and the status it decodes ``p0`` to; None if it carries no status."""

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import shutil
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -46,19 +47,34 @@ def open_mosquitto_fixture(mosquitto_binary: str) -> Iterator[BrokerThread]:
 
 
 @contextlib.contextmanager
-def group_of_two(db_url: str, broker: BrokerThread, **overrides: Any) -> Iterator[list[CloudThread]]:
-    """Two workers in the group ``gizdev`` on ``broker``, logged in as its service user; closed afterwards."""
+def workers_of_group(
+    db_url: str, broker: BrokerThread, names: tuple[str, ...], **overrides: Any
+) -> Iterator[list[CloudThread]]:
+    """Workers in the group ``gizdev`` on ``broker``, logged in as its service user; closed afterwards."""
     url = broker.settings.url(show_password=True)
     base = world_searchable_dir()
     workers: list[CloudThread] = []
     try:
-        for name in ("w1", "w2"):
+        for name in names:
             workers.append(make_cloud(db_url, base / name, broker_url=url, worker_group="gizdev", **overrides))
         yield workers
     finally:
         for worker in workers:
             worker.close()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def group_of_two(
+    db_url: str, broker: BrokerThread, **overrides: Any
+) -> contextlib.AbstractContextManager[list[CloudThread]]:
+    return workers_of_group(db_url, broker, ("w1", "w2"), **overrides)
+
+
+@contextlib.contextmanager
+def late_worker(db_url: str, broker: BrokerThread, **overrides: Any) -> Iterator[CloudThread]:
+    """One more worker of the group, started now: it has heard none of the frames sent before."""
+    with workers_of_group(db_url, broker, ("late",), **overrides) as (worker,):
+        yield worker
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
@@ -117,9 +133,18 @@ def test_the_realtime_clients_of_every_worker_hear_every_report(db_url: str, ope
                     for n in range(20):
                         await device.publish(f"dev2app/{did}", bytes.fromhex("000000030600009104") + bytes([n, 1]))
                     for ws in (ws1, ws2):
+                        # The device's first frame tells every worker it is online, whichever handled it: each
+                        # client hears so once, before any report (after "offline", if its subscription at login
+                        # came before that frame).
+                        statuses = []
+                        while (message := await ws.receive())["cmd"] == "s2c_online_status":
+                            assert message["data"]["did"] == did
+                            statuses.append(message["data"]["online"])
+                        assert statuses in ([False, True], [True]), statuses
                         heard = []
-                        for _ in range(20):
-                            noti = await ws.expect("s2c_noti", skip=("s2c_online_status",))
+                        for n in range(20):
+                            noti = message if n == 0 else await ws.receive()
+                            assert noti["cmd"] == "s2c_noti", noti
                             assert noti["data"]["did"] == did
                             heard.append(noti["data"]["attrs"]["temp"])
                         # Every report, in the order sent, none twice (a worker's own share is not heard again).
@@ -165,10 +190,9 @@ def test_each_worker_of_a_group_hears_the_answers_to_its_commands(db_url: str, o
 
 
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
-def test_a_control_through_either_worker_reaches_a_device_the_other_heard(
-    db_url: str, open_mosquitto: BrokerThread
-) -> None:
-    """Presence from traffic reaches only the worker that handled the frame; the database has it for the others."""
+def test_every_worker_of_a_group_hears_a_device_and_controls_it(db_url: str, open_mosquitto: BrokerThread) -> None:
+    """One worker handles each frame, all observe it: each holds the device online from its traffic; a worker that
+    starts afterwards has it from the database."""
     with group_of_two(db_url, open_mosquitto) as workers:
         first = workers[0]
         appid = first.add_app()
@@ -182,33 +206,74 @@ def test_a_control_through_either_worker_reaches_a_device_the_other_heard(
 
         async def scenario() -> None:
             device = await RawMqtt31.open("127.0.0.1", open_mosquitto.port)
+            stack = contextlib.ExitStack()
             try:
                 assert await device.connect(did, did, PASSCODE) == CONNACK_OK
                 assert await device.subscribe(1, f"app2dev/{did}/#") == bytes.fromhex("9003000100")
                 await device.publish(f"dev2app/{did}", bytes.fromhex("0000000306000091041537"))
                 await asyncio.to_thread(wait_for, lambda: device_online(first, did), 5.0, "online in the database")
-                # One report went to one worker: the other has not heard the device itself.
-                assert sorted(heard()) == [False, True]
+                await asyncio.to_thread(wait_for, lambda: heard() == [True, True], 5.0, "the report heard by both")
+                late = await asyncio.to_thread(stack.enter_context, late_worker(db_url, open_mosquitto))
+                assert late.server.bus is not None and late.server.bus.is_online(did)
+                for worker in [*workers, late]:
+                    await control_reaches(worker, device, did, appid, token)
+            finally:
+                await device.close()
+                await asyncio.to_thread(stack.close)
+
+        run(scenario())
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_a_worker_that_missed_a_devices_frames_asks_the_database(db_url: str, open_mosquitto: BrokerThread) -> None:
+    """No worker heard the device here (it sent nothing): what the database says decides, read fresh, as when a
+    worker's observing connection was down while another worker stored the device online."""
+    with group_of_two(db_url, open_mosquitto) as workers:
+        first = workers[0]
+        appid = first.add_app()
+        first.add_product()
+        did = register(first)
+        token = user_with_binding(first, appid, did)
+        open_mosquitto.add_device_sync(did, PASSCODE, PK)
+
+        async def scenario() -> None:
+            device = await RawMqtt31.open("127.0.0.1", open_mosquitto.port)
+            try:
+                assert await device.connect(did, did, PASSCODE) == CONNACK_OK
+                assert await device.subscribe(1, f"app2dev/{did}/#") == bytes.fromhex("9003000100")
                 for worker in workers:
-                    reply = await asyncio.to_thread(
+                    refused = await asyncio.to_thread(
                         worker.api, "POST", f"/app/control/{did}", {"attrs": {"temp": 10}}, appid=appid, token=token
                     )
-                    assert reply.status == 200 and reply.body == {}, reply
-                    topic, payload = await device.read_publish()
-                    assert topic.startswith(f"app2dev/{did}/usr")  # the user's client id (control.app_client_id)
-                    assert payload == bytes.fromhex("00000003070000900101" + "0a00")
+                    assert (refused.status, refused.body["error_code"]) == (400, 9042), refused  # offline, as stored
+                assert await first.run(first.storage.set_online(did, True, int(time.time())))
+                for worker in workers:
+                    assert worker.server.bus is not None and not worker.server.bus.is_online(did)
+                    await control_reaches(worker, device, did, appid, token)
             finally:
                 await device.close()
 
         run(scenario())
 
 
+async def control_reaches(worker: CloudThread, device: RawMqtt31, did: str, appid: str, token: str) -> None:
+    """POST /app/control through ``worker``: 200, and the frame reaches ``device``."""
+    reply = await asyncio.to_thread(
+        worker.api, "POST", f"/app/control/{did}", {"attrs": {"temp": 10}}, appid=appid, token=token
+    )
+    assert reply.status == 200 and reply.body == {}, reply
+    topic, payload = await device.read_publish()
+    assert topic.startswith(f"app2dev/{did}/usr")  # the user's client id (control.app_client_id)
+    assert payload == bytes.fromhex("00000003070000900101" + "0a00")
+
+
 @pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
 def test_a_schedule_run_by_the_worker_that_never_heard_the_device_reaches_it(
     db_url: str, open_mosquitto: BrokerThread
 ) -> None:
-    """The runner of either worker asks whether a device is reachable as /app/control does: a worker of the group
-    that never heard the device still delivers its scheduled command (and hears the 0x0094 for it)."""
+    """The runner of any worker asks whether a device is reachable as /app/control does: a worker of the group
+    that never heard the device (online in the database only) still delivers its scheduled command (and hears the
+    0x0094 for it)."""
     clock = Clock(utc("2026-03-02T07:59:00"))
     with group_of_two(db_url, open_mosquitto, clock=clock, scheduler=SchedulerSettings(tick_s=None)) as workers:
         first = workers[0]
@@ -226,11 +291,12 @@ def test_a_schedule_run_by_the_worker_that_never_heard_the_device_reaches_it(
             client = await RawMqtt31.open("127.0.0.1", open_mosquitto.port)
             assert await client.connect(did, did, PASSCODE) == CONNACK_OK
             await client.subscribe(1, f"app2dev/{did}/#")
-            await client.publish(f"dev2app/{did}", bytes.fromhex("0000000306000091041537"))
-            await asyncio.to_thread(wait_for, lambda: device_online(first, did), 5.0, "online in the database")
+            # As another worker stores a device it heard while this one's observing connection was down.
+            assert await first.run(first.storage.set_online(did, True, int(clock())))
             device = AnsweringDevice(client, did).start()
             try:
-                deaf = next(w for w in workers if w.server.bus is not None and not w.server.bus.is_online(did))
+                deaf = workers[1]
+                assert deaf.server.bus is not None and not deaf.server.bus.is_online(did)
                 clock.set(utc("2026-03-02T08:00:00"))
                 scheduler = deaf.server.scheduler
                 assert scheduler is not None
