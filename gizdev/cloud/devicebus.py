@@ -142,7 +142,10 @@ class DeviceBus:
         self._presence: asyncio.Queue[Presence | BrokerRestarted | _Resync] = asyncio.Queue()
         self._presence_worker: asyncio.Task[None] | None = None
         self._product_of: dict[str, str] = {}  # did -> product_key (never changes for a did)
-        self._online: set[str] = set()  # what we last stored as online
+        self._online: set[str] = set()  # what this worker holds online
+        # Devices held online from frames this worker only observed (another worker handled them and stores their
+        # presence): a frame of one of them that this worker handles stores it after all.
+        self._observed_only: set[str] = set()
         self._recent_connects: dict[str, float] = {}  # did -> monotonic time of connect, awaiting a 0x020F
         self._listeners: list[DeviceListener] = []
         self._awaiting_acks: dict[tuple[str, int], asyncio.Future[None]] = {}  # (did, sn) -> deliver() waiting
@@ -305,6 +308,7 @@ class DeviceBus:
                 self._recent_connects[did] = time.monotonic()
             else:
                 self._online.discard(did)
+                self._observed_only.discard(did)
                 self._recent_connects.pop(did, None)
             if changed:
                 _LOGGER.info(
@@ -329,6 +333,7 @@ class DeviceBus:
             return
         count = await self.storage.mark_all_offline(now)  # the broker restarted
         gone, self._online = self._online, set()
+        self._observed_only.clear()
         for did in gone:
             self._notify(PresenceChange(did, online=False))
         _LOGGER.info("broker restarted: %d device(s) now offline", count)
@@ -378,7 +383,9 @@ class DeviceBus:
             return
         try:
             did, client_id = _device_topic(topic)
-            self._heard_from(did)  # handled by another worker or not, the frame proves the device connected
+            self._heard_from(
+                did, handled=False
+            )  # another worker handles it: the frame proves a connection all the same
             if not (self._listeners or self._awaiting_acks):
                 return
             envelope = decode_envelope(payload)
@@ -396,13 +403,22 @@ class DeviceBus:
             _LOGGER.debug("not observed: %s (%s): %s", topic, payload[:64].hex(), exc)
         await asyncio.sleep(0)  # the listeners' consumers go between frames (see dispatch)
 
-    def _heard_from(self, did: str) -> None:
-        if did not in self._online:
-            # Traffic proves a connection even when the broker gives no events (an external broker). Listeners hear
-            # it now, before the frame itself: storing it comes later, through the presence queue.
+    def _heard_from(self, did: str, *, handled: bool = True) -> None:
+        """Traffic proves a connection even when the broker gives no events (an external broker). Listeners hear it
+        now, before the frame itself; the worker that ``handled`` the frame stores it (through the presence queue):
+        in a group the others only observe it, and one write per device, not one per worker, keeps a burst of
+        connects from making the workers wait on each other's row locks."""
+        if did in self._online:
+            if handled and did in self._observed_only:
+                self._observed_only.discard(did)
+                self._presence.put_nowait(Presence(client_id=did, online=True))
+            return
+        self._online.add(did)
+        if handled:
             self._presence.put_nowait(Presence(client_id=did, online=True))
-            self._online.add(did)
-            self._notify(PresenceChange(did, online=True))
+        else:
+            self._observed_only.add(did)
+        self._notify(PresenceChange(did, online=True))
 
     async def _decode_status(self, did: str, p0: bytes) -> tuple[ProductCodec, P0Message] | None:
         """The device's product codec and the status it decodes ``p0`` to; None if it carries no status."""

@@ -177,6 +177,41 @@ def test_a_fanning_feed_tells_listeners_each_frame_once_from_its_copy(db_url: st
     with_bus(db_url, scenario)
 
 
+def test_a_frame_observed_tells_the_listeners_online_and_only_a_handled_one_is_stored(db_url: str) -> None:
+    """In a group each frame is handled (stored) by one worker and observed by all: an observed frame holds the
+    device online here and tells the listeners at once, before the frame, but writes nothing (the handler does);
+    a frame this worker then handles stores the presence, even if its own copy was observed first."""
+
+    async def scenario(storage: Storage, dids: list[str]) -> None:
+        report = bytes.fromhex("0000000306000091041537")
+        bus = DeviceBus(storage, ProductCache(storage), RecordingFeed(fans_out=True), shared=True)
+        listener = RecordingListener()
+        bus.add_listener(listener)
+        await bus.start()
+        try:
+            await bus.wait_ready(5.0)
+            for did in dids:
+                await bus.observe(f"dev2app/{did}", report)
+                await bus.observe(f"dev2app/{did}", report)
+            expected: list[DeviceEvent] = []
+            for did in dids:
+                online = PresenceChange(did, online=True)
+                frame = DeviceFrame(did, None, 0x0091, None, report, report[8:], {"temp": 21, "humi": 55})
+                expected += [online, frame, frame]
+            assert listener.events == expected  # online once, first; each copy of the report
+            assert all(bus.is_online(did) for did in dids)
+            await asyncio.sleep(0.2)  # a presence write would be done by now
+            assert [(await storage.get_device(did)).is_online for did in dids] == [False, False]
+            await bus.dispatch(f"dev2app/{dids[0]}", report)  # this worker handles one of them after all
+            await until(lambda: bus.stats.presence_events == 1, "the handled frame's presence stored")
+            assert [(await storage.get_device(did)).is_online for did in dids] == [True, False]
+            assert listener.events == expected  # no second "online"; a handled frame reaches listeners as a copy
+        finally:
+            await bus.stop()
+
+    with_bus(db_url, scenario)
+
+
 def test_a_burst_of_connection_events_is_applied_in_order_across_a_broker_restart(db_url: str) -> None:
     """Hundreds of events queued at once are stored in batches; a restart between them still takes everything before
     it offline and nothing after it, and each change reaches the listeners once."""
